@@ -1,0 +1,121 @@
+# ---------------------------------------------------------------------------
+# tools: the test control plane (etcd, kube-apiserver) and the real clients
+# (kubectl, helm), built from the Go modules pinned in tools/go.mod into
+# tools/bin/. See tools/README.md.
+#
+#   make tools                          build what is missing or older than the pin
+#   GO_BUILD_FLAGS=-p=1 make tools      extra `go build` flags (here: one package at a time)
+#   GO_BUILD_FLAGS=-v make tools        list every package as it compiles
+#   make tools-check                    go.mod's staging replaces match the pinned kubernetes
+#   make tools-clean                    remove tools/bin/
+#
+# A binary is rebuilt only when tools/go.mod or tools/go.sum is newer than it;
+# Go's build cache makes a rebuild after a pin move recompile only what changed.
+# ---------------------------------------------------------------------------
+
+TOOLS_DIR := tools
+TOOLS_BIN := $(TOOLS_DIR)/bin
+TOOLS_PIN := $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+TOOLS_BINARIES := $(addprefix $(TOOLS_BIN)/,etcd kube-apiserver kubectl helm)
+
+GO ?= go
+GO_BUILD_FLAGS ?=
+
+# Evaluated only when a tools recipe runs (recursive `=`), so other targets
+# of this Makefile never call go.
+tools_mod = $(shell cd $(TOOLS_DIR) && $(GO) list -m -f '$(2)' $(1))
+TOOLS_K8S_VERSION = $(call tools_mod,k8s.io/kubernetes,{{.Version}})
+TOOLS_K8S_DATE = $(call tools_mod,k8s.io/kubernetes,{{.Time.UTC.Format "2006-01-02T15:04:05Z"}})
+TOOLS_HELM_VERSION = $(call tools_mod,helm.sh/helm/v3,{{.Version}})
+TOOLS_CLIENT_GO_VERSION = $(call tools_mod,k8s.io/client-go,{{with .Replace}}{{.Version}}{{else}}{{.Version}}{{end}})
+
+# What k8s's hack/lib/version.sh sets, for both version packages, so that
+# `kube-apiserver --version` and `kubectl version --client` print the release.
+# gitCommit is not known from the module proxy: set empty rather than the
+# source's "$Format:%H$" placeholder.
+tools_k8s_major = $(word 1,$(subst ., ,$(patsubst v%,%,$(TOOLS_K8S_VERSION))))
+tools_k8s_minor = $(word 2,$(subst ., ,$(patsubst v%,%,$(TOOLS_K8S_VERSION))))
+tools_k8s_ldflags = $(foreach pkg,k8s.io/client-go/pkg/version k8s.io/component-base/version, \
+	-X $(pkg).gitVersion=$(TOOLS_K8S_VERSION) \
+	-X $(pkg).gitMajor=$(tools_k8s_major) \
+	-X $(pkg).gitMinor=$(tools_k8s_minor) \
+	-X $(pkg).gitCommit= \
+	-X $(pkg).gitTreeState=clean \
+	-X $(pkg).buildDate=$(TOOLS_K8S_DATE))
+
+# What helm's own Makefile sets: its version, and the Kubernetes version its
+# chart capabilities and lint rules default to (client-go v0.X.Y => 1.X).
+tools_helm_k8s_minor = $(word 2,$(subst ., ,$(patsubst v%,%,$(TOOLS_CLIENT_GO_VERSION))))
+tools_helm_ldflags = \
+	-X helm.sh/helm/v3/internal/version.version=$(TOOLS_HELM_VERSION) \
+	-X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+	$(foreach pkg,helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil, \
+		-X $(pkg).k8sVersionMajor=1 -X $(pkg).k8sVersionMinor=$(tools_helm_k8s_minor))
+
+# $(1): output binary, $(2): main package, $(3): extra -X ldflags.
+# Built into a temporary name first, so an interrupted build never leaves a
+# binary that looks up to date.
+define tools_go_build
+	@echo ">> building $(notdir $(1)) from $(2) (GO_BUILD_FLAGS='$(GO_BUILD_FLAGS)')"
+	@mkdir -p $(dir $(1))
+	@start=$$(date +%s); \
+	cd $(TOOLS_DIR) && CGO_ENABLED=0 $(GO) build -trimpath $(GO_BUILD_FLAGS) \
+		-ldflags '-s -w $(strip $(3))' -o $(abspath $(1)).tmp $(2) && \
+	mv $(abspath $(1)).tmp $(abspath $(1)) && \
+	echo ">> built $(1) in $$(( $$(date +%s) - start ))s"
+endef
+
+.PHONY: tools tools-check tools-clean
+
+tools: $(TOOLS_BINARIES)
+	@echo ">> tools up to date in $(TOOLS_BIN)/: $(notdir $(TOOLS_BINARIES))"
+
+# etcd's release binary is the main package at the root of its server module.
+# Its version is a constant of go.etcd.io/etcd/api/v3; the commit is not known
+# here, and GitNotFound is what etcd's own build.sh sets then.
+$(TOOLS_BIN)/etcd: $(TOOLS_PIN)
+	$(call tools_go_build,$@,go.etcd.io/etcd/server/v3,-X go.etcd.io/etcd/api/v3/version.GitSHA=GitNotFound)
+
+$(TOOLS_BIN)/kube-apiserver: $(TOOLS_PIN)
+	$(call tools_go_build,$@,k8s.io/kubernetes/cmd/kube-apiserver,$(tools_k8s_ldflags))
+
+$(TOOLS_BIN)/kubectl: $(TOOLS_PIN)
+	$(call tools_go_build,$@,k8s.io/kubernetes/cmd/kubectl,$(tools_k8s_ldflags))
+
+$(TOOLS_BIN)/helm: $(TOOLS_PIN)
+	$(call tools_go_build,$@,helm.sh/helm/v3/cmd/helm,$(tools_helm_ldflags))
+
+tools-check:
+	$(TOOLS_DIR)/gen-replaces.sh --check
+	cd $(TOOLS_DIR) && $(GO) mod verify
+
+tools-clean:
+	rm -rf $(TOOLS_BIN)
+
+# ---------------------------------------------------------------------------
+# The Rust crate
+#
+#   make test       the whole suite: builds the tools if needed, then fmt, clippy, tests
+#   make crds       regenerate crds/ from the Rust types (a test fails when they drift)
+#   make bench      the shared-work benchmark (see README)
+# ---------------------------------------------------------------------------
+
+CARGO ?= cargo
+
+.PHONY: test lint crds bench build
+
+build:
+	$(CARGO) build --release
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: tools lint
+	$(CARGO) test --workspace
+
+crds:
+	$(CARGO) run -q -- crd > crds/httpsdelivery.yaml
+
+bench:
+	$(CARGO) run --release -p testkit --bin shared-work-bench

@@ -1,0 +1,342 @@
+//! Condition types and reasons of the contract, and the API-convention rules for updating them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::{Deserialize, Serialize};
+
+/// The conditions the operator owns, in procedure order (Ready last).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConditionType {
+    CertificateValid,
+    EdgeCnameConfigured,
+    EdgeCnamePropagated,
+    OriginHttpsReady,
+    DnsConfigured,
+    EdgeServing,
+    Ready,
+}
+
+impl ConditionType {
+    /// Every step condition in procedure order, without Ready.
+    pub const STEPS: [ConditionType; 6] = [
+        ConditionType::CertificateValid,
+        ConditionType::EdgeCnameConfigured,
+        ConditionType::EdgeCnamePropagated,
+        ConditionType::OriginHttpsReady,
+        ConditionType::DnsConfigured,
+        ConditionType::EdgeServing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::CertificateValid => "CertificateValid",
+            ConditionType::EdgeCnameConfigured => "EdgeCnameConfigured",
+            ConditionType::EdgeCnamePropagated => "EdgeCnamePropagated",
+            ConditionType::OriginHttpsReady => "OriginHttpsReady",
+            ConditionType::DnsConfigured => "DnsConfigured",
+            ConditionType::EdgeServing => "EdgeServing",
+            ConditionType::Ready => "Ready",
+        }
+    }
+
+    /// The procedure step a person should look at, as the documentation numbers it.
+    pub fn step(self) -> &'static str {
+        match self {
+            ConditionType::CertificateValid => "step 1 (TLS certificate)",
+            ConditionType::EdgeCnameConfigured => "step 2 (edge CNAME configuration)",
+            ConditionType::EdgeCnamePropagated => "step 3 (propagation)",
+            ConditionType::OriginHttpsReady => "step 4 (customer origin)",
+            ConditionType::DnsConfigured => "steps 5 and 6 (DNS CNAME record, dig)",
+            ConditionType::EdgeServing => "end to end (CDN edge serving)",
+            ConditionType::Ready => "all steps",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every reason the operator writes. The names are the contract (DESIGN.md and the README's
+/// troubleshooting table); a new reason is added here and documented there.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    // Shared
+    /// A step that cannot be decided because another one failed first.
+    Blocked,
+    Verified,
+    // Step 1
+    SecretNotFound,
+    SecretInvalid,
+    CertificateUnparsable,
+    CertificateUnavailable,
+    HostnameNotCovered,
+    NotYetValid,
+    Expired,
+    ExpiringSoon,
+    KeyMismatch,
+    ChainUntrusted,
+    WeakKey,
+    // Step 2
+    PlatformMismatch,
+    HostnameMismatch,
+    OriginMismatch,
+    // Step 3
+    Propagating,
+    Propagated,
+    ChangeTimeUnknown,
+    // Step 4
+    OriginNotHttpsOnly,
+    HttpsEdgeProtocolDisabled,
+    OriginUnreachable,
+    OriginTlsFailed,
+    OriginCertificateInvalid,
+    ProbeTimeout,
+    TargetForbidden,
+    // Steps 5 and 6
+    NoCnameRecord,
+    CnameTargetMismatch,
+    NxDomain,
+    ZoneApex,
+    CnameLoop,
+    DnsTimeout,
+    DnsServerFailure,
+    // End to end
+    EdgeUnreachable,
+    EdgeTlsFailed,
+    EdgeCertificateMismatch,
+    // Ready
+    HostnameConflict,
+    InvalidSpec,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        macro_rules! names {
+            ($($v:ident),* $(,)?) => {
+                match self { $(Reason::$v => stringify!($v),)* }
+            };
+        }
+        names!(
+            Blocked,
+            Verified,
+            SecretNotFound,
+            SecretInvalid,
+            CertificateUnparsable,
+            CertificateUnavailable,
+            HostnameNotCovered,
+            NotYetValid,
+            Expired,
+            ExpiringSoon,
+            KeyMismatch,
+            ChainUntrusted,
+            WeakKey,
+            PlatformMismatch,
+            HostnameMismatch,
+            OriginMismatch,
+            Propagating,
+            Propagated,
+            ChangeTimeUnknown,
+            OriginNotHttpsOnly,
+            HttpsEdgeProtocolDisabled,
+            OriginUnreachable,
+            OriginTlsFailed,
+            OriginCertificateInvalid,
+            ProbeTimeout,
+            TargetForbidden,
+            NoCnameRecord,
+            CnameTargetMismatch,
+            NxDomain,
+            ZoneApex,
+            CnameLoop,
+            DnsTimeout,
+            DnsServerFailure,
+            EdgeUnreachable,
+            EdgeTlsFailed,
+            EdgeCertificateMismatch,
+            HostnameConflict,
+            InvalidSpec,
+        )
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One verdict of the check engine, before it becomes a `metav1.Condition`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    #[serde(rename = "type")]
+    pub type_: ConditionType,
+    pub status: ConditionStatus,
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn new(
+        type_: ConditionType,
+        status: ConditionStatus,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Self {
+        Verdict {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+    pub fn is_true(&self) -> bool {
+        self.status == ConditionStatus::True
+    }
+}
+
+/// The API server's limit on a condition message.
+pub const MAX_MESSAGE_LEN: usize = 32768;
+
+fn truncate(message: &str, max: usize) -> String {
+    if message.len() <= max {
+        return message.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &message[..end])
+}
+
+/// Builds the new condition list from verdicts, keeping `lastTransitionTime` from `existing`
+/// when the status did not change, and keeping conditions of other owners untouched.
+pub fn merge_conditions(
+    existing: &[Condition],
+    verdicts: &[Verdict],
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> Vec<Condition> {
+    let ours: Vec<&str> = verdicts.iter().map(|v| v.type_.as_str()).collect();
+    let mut out: Vec<Condition> = existing
+        .iter()
+        .filter(|c| !ours.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
+    for v in verdicts {
+        let previous = existing.iter().find(|c| c.type_ == v.type_.as_str());
+        let last_transition_time = match previous {
+            Some(p) if p.status == v.status.as_str() => p.last_transition_time.clone(),
+            _ => Time(now),
+        };
+        out.push(Condition {
+            type_: v.type_.as_str().to_string(),
+            status: v.status.as_str().to_string(),
+            reason: v.reason.as_str().to_string(),
+            message: truncate(&v.message, MAX_MESSAGE_LEN),
+            observed_generation: generation,
+            last_transition_time,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn transition_time_moves_only_with_status() {
+        let t0 = ts("2026-01-01T00:00:00Z");
+        let t1 = ts("2026-01-01T01:00:00Z");
+        let v = |status, reason, msg: &str| {
+            Verdict::new(ConditionType::DnsConfigured, status, reason, msg)
+        };
+        let first = merge_conditions(
+            &[],
+            &[v(ConditionStatus::False, Reason::NxDomain, "a")],
+            Some(1),
+            t0,
+        );
+        assert_eq!(first[0].last_transition_time, Time(t0));
+        // Same status, new reason and message: the time stays.
+        let second = merge_conditions(
+            &first,
+            &[v(ConditionStatus::False, Reason::NoCnameRecord, "b")],
+            Some(2),
+            t1,
+        );
+        assert_eq!(second[0].last_transition_time, Time(t0));
+        assert_eq!(second[0].reason, "NoCnameRecord");
+        assert_eq!(second[0].observed_generation, Some(2));
+        // Status changes: the time moves.
+        let third = merge_conditions(
+            &second,
+            &[v(ConditionStatus::True, Reason::Verified, "c")],
+            Some(2),
+            t1,
+        );
+        assert_eq!(third[0].last_transition_time, Time(t1));
+    }
+
+    #[test]
+    fn foreign_conditions_are_kept() {
+        let foreign = Condition {
+            type_: "Audited".into(),
+            status: "True".into(),
+            reason: "ByHand".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(ts("2025-01-01T00:00:00Z")),
+        };
+        let out = merge_conditions(
+            std::slice::from_ref(&foreign),
+            &[Verdict::new(
+                ConditionType::Ready,
+                ConditionStatus::True,
+                Reason::Verified,
+                "ok",
+            )],
+            Some(1),
+            ts("2026-01-01T00:00:00Z"),
+        );
+        assert!(out.contains(&foreign));
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn long_messages_are_truncated_on_a_char_boundary() {
+        let long = "é".repeat(MAX_MESSAGE_LEN);
+        let t = truncate(&long, MAX_MESSAGE_LEN);
+        assert!(t.len() <= MAX_MESSAGE_LEN);
+        assert!(t.ends_with("..."));
+    }
+}

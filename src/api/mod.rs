@@ -1,0 +1,482 @@
+//! The `HttpsDelivery` custom resource: spec, status and the schema rules the API server enforces.
+
+pub mod conditions;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub use conditions::{ConditionStatus, ConditionType, Reason, Verdict};
+
+/// A lower-case DNS name: labels of letters, digits and inner hyphens, at least two labels.
+/// Written once here so that the CRD rule and the `check` command agree.
+pub const HOSTNAME_RULE: &str =
+    r"self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')";
+pub const HOSTNAME_MESSAGE: &str = "must be a lower-case fully qualified DNS name such as www.shop.example: no upper-case letters, scheme (https://), port, path, wildcard (*) or trailing dot";
+
+/// The origin may be a DNS name or an IP address.
+pub const ORIGIN_HOST_RULE: &str = r"isIP(self) || self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')";
+
+/// A Go duration string ("30s", "10m", "1h30m") that is greater than zero.
+pub const DURATION_RULE: &str =
+    r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')";
+pub const DURATION_MESSAGE: &str = "must be a positive duration such as 30s, 10m, 1h or 1h30m";
+
+/// A Go duration string that may be zero (a propagation delay of 0s disables step 3's wait).
+pub const DURATION_OR_ZERO_RULE: &str = r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$')";
+
+/// The platform of the CDN a certificate was submitted for, and that an edge CNAME lives on.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum Platform {
+    HttpLarge,
+    HttpSmall,
+    Adn,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Platform::HttpLarge => "HttpLarge",
+            Platform::HttpSmall => "HttpSmall",
+            Platform::Adn => "Adn",
+        })
+    }
+}
+
+/// The protocol a customer origin accepts from the CDN edge.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum OriginProtocol {
+    HttpOnly,
+    HttpsOnly,
+    MatchRequest,
+}
+
+impl std::fmt::Display for OriginProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OriginProtocol::HttpOnly => "HttpOnly",
+            OriginProtocol::HttpsOnly => "HttpsOnly",
+            OriginProtocol::MatchRequest => "MatchRequest",
+        })
+    }
+}
+
+/// One hostname delivered over HTTPS through the CDN, as declared by a platform team.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "httpsdelivery.dev",
+    version = "v1alpha1",
+    kind = "HttpsDelivery",
+    plural = "httpsdeliveries",
+    shortname = "hd",
+    namespaced,
+    status = "HttpsDeliveryStatus",
+    printcolumn = r#"{"name":"Hostname","type":"string","jsonPath":".spec.hostname"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","format":"date-time","jsonPath":".status.certificate.notAfter"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpsDeliverySpec {
+    /// The hostname delivered over HTTPS, e.g. www.shop.example.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(HOSTNAME_MESSAGE))]
+    pub hostname: String,
+    pub certificate: CertificateSpec,
+    pub edge_cname: EdgeCnameSpec,
+    pub origin: OriginSpec,
+    /// Tuning of how often and how patiently the checks run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<ChecksSpec>,
+}
+
+/// Step 1: the certificate requested through the CDN's Certificate Provisioning System.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateSpec {
+    /// A kubernetes.io/tls Secret in the same namespace holding the certificate (and its key).
+    /// Without it, the certificate served by the CDN edge is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+    /// The platform given when the certificate was submitted.
+    pub platform: Platform,
+    /// The target CNAME from the certificate's welcome letter.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(HOSTNAME_MESSAGE))]
+    pub target_cname: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretReference {
+    /// Name of the Secret in the delivery's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Step 2: the edge CNAME configuration as set up at the CDN.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeCnameSpec {
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(HOSTNAME_MESSAGE))]
+    pub hostname: String,
+    pub platform: Platform,
+    /// Name of the customer origin the edge CNAME points to.
+    #[schemars(length(min = 1, max = 253))]
+    pub origin: String,
+    /// When the edge CNAME configuration was set up or last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub modified_at: Option<jiff::Timestamp>,
+}
+
+/// Step 4: the customer origin the edge CNAME should point to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginSpec {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Host name or IP address the CDN edge connects to.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(ORIGIN_HOST_RULE).message("must be a lower-case host name or an IP address, without scheme, port or path"))]
+    pub host: String,
+    #[serde(default = "default_https_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    pub protocol: OriginProtocol,
+    pub https_edge_protocol: bool,
+    /// SNI name the edge sends to the origin; defaults to `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(HOSTNAME_MESSAGE))]
+    pub sni_hostname: Option<String>,
+}
+
+fn default_https_port() -> u16 {
+    443
+}
+
+/// Optional tuning; every field has a default.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChecksSpec {
+    /// How often the world is looked at again when nothing is due earlier (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    pub recheck_interval: Option<String>,
+    /// Time the CDN needs after an edge CNAME change (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message("must be a duration such as 0s, 30s, 10m or 1h"))]
+    pub propagation_delay: Option<String>,
+    /// How long before notAfter the certificate is reported as ExpiringSoon (default 720h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message("must be a duration such as 0s, 168h or 720h"))]
+    pub expiry_warning: Option<String>,
+    /// Timeout of each DNS query and TLS probe (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    pub timeout: Option<String>,
+}
+
+fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "format": "date-time"})
+}
+
+/// Effective check settings, defaults applied and durations parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckSettings {
+    pub recheck_interval: std::time::Duration,
+    pub propagation_delay: std::time::Duration,
+    pub expiry_warning: std::time::Duration,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        CheckSettings {
+            recheck_interval: std::time::Duration::from_secs(600),
+            propagation_delay: std::time::Duration::from_secs(3600),
+            expiry_warning: std::time::Duration::from_secs(720 * 3600),
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// A duration field that does not parse; names the field so the error can say where.
+#[derive(Debug, thiserror::Error)]
+#[error("spec.checks.{field}: {value:?} {problem}")]
+pub struct DurationError {
+    pub field: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+fn parse_duration(
+    field: &'static str,
+    value: &Option<String>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, DurationError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let parsed: kube::core::Duration = text.parse().map_err(|e| DurationError {
+        field,
+        value: text.clone(),
+        problem: format!("is not a duration such as 30s, 10m or 1h ({e})"),
+    })?;
+    if parsed.is_negative() {
+        return Err(DurationError {
+            field,
+            value: text.clone(),
+            problem: "is negative".into(),
+        });
+    }
+    Ok(parsed.into())
+}
+
+impl HttpsDeliverySpec {
+    /// The check settings with defaults applied.
+    pub fn settings(&self) -> Result<CheckSettings, DurationError> {
+        let d = CheckSettings::default();
+        let Some(c) = &self.checks else {
+            return Ok(d);
+        };
+        Ok(CheckSettings {
+            recheck_interval: parse_duration(
+                "recheckInterval",
+                &c.recheck_interval,
+                d.recheck_interval,
+            )?,
+            propagation_delay: parse_duration(
+                "propagationDelay",
+                &c.propagation_delay,
+                d.propagation_delay,
+            )?,
+            expiry_warning: parse_duration("expiryWarning", &c.expiry_warning, d.expiry_warning)?,
+            timeout: parse_duration("timeout", &c.timeout, d.timeout)?,
+        })
+    }
+
+    /// The SNI name sent to the origin.
+    pub fn origin_sni(&self) -> &str {
+        self.origin
+            .sni_hostname
+            .as_deref()
+            .unwrap_or(&self.origin.host)
+    }
+}
+
+/// What the operator observed and concluded; written by the operator only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpsDeliveryStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Evidence for step 1: the certificate that was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateEvidence>,
+    /// Evidence for steps 5 and 6: what DNS answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsEvidence>,
+    /// Change tracking for step 3 when `spec.edgeCname.modifiedAt` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_cname: Option<EdgeCnameTracking>,
+}
+
+/// The certificate's identity, as shown by `openssl x509 -noout -text`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateEvidence {
+    /// Where the certificate came from: `Secret/NAME` or `Edge/ADDRESS`.
+    pub source: String,
+    pub subject: String,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    pub issuer: String,
+    pub serial: String,
+    pub sha256_fingerprint: String,
+    #[schemars(schema_with = "date_time_schema")]
+    pub not_before: jiff::Timestamp,
+    #[schemars(schema_with = "date_time_schema")]
+    pub not_after: jiff::Timestamp,
+}
+
+/// The hostname's CNAME chain as dig shows it, and the addresses it ends at.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsEvidence {
+    /// Each CNAME record followed, as `name. CNAME target.`.
+    #[serde(default)]
+    pub chain: Vec<String>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// How the operator tracks edge CNAME changes on its own.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeCnameTracking {
+    /// SHA-256 of the edge CNAME configuration (hostname, platform, origin).
+    pub config_hash: String,
+    /// When the operator first saw this configuration.
+    #[schemars(schema_with = "date_time_schema")]
+    pub first_seen: jiff::Timestamp,
+}
+
+impl EdgeCnameSpec {
+    /// A stable hash of the parts of the configuration whose change restarts propagation.
+    pub fn config_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.hostname.as_bytes());
+        h.update([0]);
+        h.update(self.platform.to_string().as_bytes());
+        h.update([0]);
+        h.update(self.origin.as_bytes());
+        hex(&h.finalize())
+    }
+}
+
+/// Lower-case hex without separators.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+    use serde_json::json;
+
+    fn object(spec_patch: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+        let mut obj = json!({
+            "apiVersion": "httpsdelivery.dev/v1alpha1",
+            "kind": "HttpsDelivery",
+            "metadata": {"name": "www", "namespace": "shop"},
+            "spec": {
+                "hostname": "www.shop.example",
+                "certificate": {"platform": "HttpLarge", "targetCname": "cs1.wpc.cdn.example"},
+                "edgeCname": {"hostname": "www.shop.example", "platform": "HttpLarge", "origin": "shop-origin"},
+                "origin": {"name": "shop-origin", "host": "origin.shop.example", "port": 443,
+                           "protocol": "HttpsOnly", "httpsEdgeProtocol": true},
+                "checks": {"recheckInterval": "10m", "propagationDelay": "1h", "expiryWarning": "720h", "timeout": "10s"}
+            }
+        });
+        spec_patch(&mut obj["spec"]);
+        obj
+    }
+
+    fn problems(obj: &serde_json::Value) -> Vec<String> {
+        let crd = HttpsDelivery::crd();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+        match kube::core::cel::Validator::new().validate(&schema, obj, None) {
+            Ok(()) => vec![],
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_good_object_passes_every_rule() {
+        assert_eq!(problems(&object(|_| {})), Vec::<String>::new());
+        assert_eq!(
+            problems(&object(|s| s["origin"]["host"] = json!("192.0.2.7"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(&object(|s| s["origin"]["host"] = json!("2001:db8::7"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(&object(|s| s["checks"]["propagationDelay"] = json!("0s"))),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn bad_hostnames_are_rejected_with_a_readable_message() {
+        for bad in [
+            "WWW.shop.example",
+            "*.shop.example",
+            "https://www.shop.example",
+            "www.shop.example:443",
+            "www.shop.example.",
+            "localhost",
+            "www_shop.example",
+        ] {
+            let p = problems(&object(|s| s["hostname"] = json!(bad)));
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(
+                p[0].contains("spec.hostname")
+                    && p[0].contains("lower-case fully qualified DNS name"),
+                "{bad}: {p:?}"
+            );
+        }
+        let p = problems(&object(|s| {
+            s["certificate"]["targetCname"] = json!("CS1.example")
+        }));
+        assert!(p[0].contains("spec.certificate.targetCname"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_durations_are_rejected() {
+        for (field, bad) in [
+            ("recheckInterval", "10 minutes"),
+            ("timeout", "0s"),
+            ("expiryWarning", "30d"),
+            ("propagationDelay", "-1h"),
+        ] {
+            let p = problems(&object(|s| s["checks"][field] = json!(bad)));
+            assert_eq!(p.len(), 1, "{field}={bad}: {p:?}");
+            assert!(p[0].contains(field) && p[0].contains("duration"), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn origin_host_with_port_or_scheme_is_rejected() {
+        for bad in [
+            "origin.shop.example:8443",
+            "https://origin.shop.example",
+            "Origin.shop.example",
+        ] {
+            let p = problems(&object(|s| s["origin"]["host"] = json!(bad)));
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn settings_apply_defaults_and_parse_go_durations() {
+        let spec: HttpsDeliverySpec = serde_json::from_value(
+            object(|s| {
+                s["checks"] = json!({"recheckInterval": "1h30m", "timeout": "500ms"});
+            })["spec"]
+                .clone(),
+        )
+        .unwrap();
+        let s = spec.settings().unwrap();
+        assert_eq!(s.recheck_interval, std::time::Duration::from_secs(5400));
+        assert_eq!(s.timeout, std::time::Duration::from_millis(500));
+        assert_eq!(s.propagation_delay, std::time::Duration::from_secs(3600));
+        assert_eq!(spec.origin.port, 443);
+    }
+}

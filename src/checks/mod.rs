@@ -1,0 +1,198 @@
+//! Evaluation: pure functions from observations to the conditions of the contract. One module
+//! per step of the procedure; nothing here does I/O.
+
+pub mod certificate;
+pub mod dns;
+pub mod edge_cname;
+pub mod edge_serving;
+pub mod inventory;
+pub mod origin;
+pub mod propagation;
+pub mod ready;
+pub mod tls;
+
+use crate::api::{
+    CertificateEvidence, CheckSettings, ConditionStatus, DnsEvidence, EdgeCnameTracking,
+    HttpsDeliverySpec, Reason, Verdict,
+};
+use jiff::Timestamp;
+
+/// Everything the observer saw for one delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observations {
+    pub certificate: certificate::CertificateInput,
+    /// Chain verification of the certificate under test for `spec.hostname` at `now`.
+    pub chain_verified: Option<Result<(), tls::ChainProblem>>,
+    pub dns: dns::DnsObservation,
+    pub origin: Option<origin::OriginObservation>,
+    pub edge: edge_serving::EdgeObservation,
+}
+
+/// State the controller remembers between reconciles (the `check` command remembers nothing).
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    /// Track edge CNAME changes when `modifiedAt` is absent.
+    pub track_edge_changes: bool,
+    pub edge_tracking: Option<EdgeCnameTracking>,
+}
+
+/// The verdicts for one delivery, its evidence, and when they can change without outside help.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    /// The six step conditions in procedure order, then Ready.
+    pub verdicts: Vec<Verdict>,
+    pub certificate: Option<CertificateEvidence>,
+    pub dns: DnsEvidence,
+    pub edge_tracking: Option<EdgeCnameTracking>,
+    /// The earliest future moment at which a verdict changes by the clock alone (end of
+    /// propagation, expiry warning, expiry, notBefore).
+    pub next_change: Option<Timestamp>,
+}
+
+impl Evaluation {
+    pub fn ready(&self) -> &Verdict {
+        // Ready is always last; `evaluate` guarantees it.
+        &self.verdicts[self.verdicts.len() - 1]
+    }
+}
+
+/// Runs every step's evaluation. `conflict` names the delivery that already claims the hostname.
+pub fn evaluate(
+    spec: &HttpsDeliverySpec,
+    settings: &CheckSettings,
+    observed: &Observations,
+    memory: &Memory,
+    conflict: Option<&str>,
+    now: Timestamp,
+) -> Evaluation {
+    let cert = certificate::evaluate(
+        &observed.certificate,
+        observed.chain_verified.as_ref(),
+        &spec.hostname,
+        settings.expiry_warning,
+        now,
+    );
+    let edge_cname = edge_cname::evaluate(spec, cert.dns_names.as_deref());
+    let propagation = propagation::evaluate(
+        spec,
+        memory.edge_tracking.as_ref(),
+        memory.track_edge_changes,
+        settings.propagation_delay,
+        now,
+    );
+    let origin = origin::evaluate(spec, observed.origin.as_ref());
+    let dns_verdict = dns::evaluate(spec, &observed.dns);
+    let edge = edge_serving::evaluate(spec, &observed.edge);
+    let steps = vec![
+        cert.verdict.clone(),
+        edge_cname,
+        propagation.verdict.clone(),
+        origin,
+        dns_verdict,
+        edge,
+    ];
+    let ready = ready::evaluate(&steps, conflict, &spec.hostname);
+    let mut verdicts = steps;
+    verdicts.push(ready);
+    let next_change = cert
+        .changes_at
+        .iter()
+        .copied()
+        .chain(propagation.changes_at)
+        .filter(|t| *t > now)
+        .min();
+    Evaluation {
+        verdicts,
+        certificate: cert.evidence,
+        dns: DnsEvidence {
+            chain: observed.dns.dig_lines().into_iter().filter(|l| l.contains(" CNAME ")).collect(),
+            addresses: observed
+                .dns
+                .addresses()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+        },
+        edge_tracking: propagation.tracking,
+        next_change,
+    }
+}
+
+/// "a, b and 2 more" style list of certificate names for messages.
+pub(crate) fn describe_names(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if names.is_empty() {
+        return "(none)".into();
+    }
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    s
+}
+
+/// "in 3d 4h" or "5h ago": how far `t` is from `now`, for messages.
+pub(crate) fn ago_or_in(t: Timestamp, now: Timestamp) -> String {
+    let secs = t.as_second() - now.as_second();
+    let abs = secs.unsigned_abs();
+    let (d, h, m) = (abs / 86_400, (abs % 86_400) / 3600, (abs % 3600) / 60);
+    let span = if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m")
+    } else {
+        format!("{abs}s")
+    };
+    if secs >= 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+/// How a DNS walk that produced no usable address reads in a verdict of another step:
+/// timeouts and server failures are Unknown, everything else is `false_reason`.
+pub(crate) fn dns_failure(
+    observed: &dns::DnsObservation,
+    false_reason: Reason,
+) -> (ConditionStatus, Reason, String) {
+    let dig = observed.dig_summary();
+    match &observed.outcome {
+        dns::DnsOutcome::Timeout { .. } => (
+            ConditionStatus::Unknown,
+            Reason::DnsTimeout,
+            format!("DNS query timed out ({dig})"),
+        ),
+        dns::DnsOutcome::ServerFailure { .. } => (
+            ConditionStatus::Unknown,
+            Reason::DnsServerFailure,
+            format!("DNS server failure ({dig})"),
+        ),
+        _ => (
+            ConditionStatus::False,
+            false_reason,
+            format!("no address to connect to ({dig})"),
+        ),
+    }
+}
+
+/// The first False of a list of classified probe results, else the first Unknown, else None.
+pub(crate) fn worst(
+    classified: &[(ConditionStatus, Reason, String)],
+) -> Option<(ConditionStatus, Reason, String)> {
+    classified
+        .iter()
+        .find(|c| c.0 == ConditionStatus::False)
+        .or_else(|| classified.iter().find(|c| c.0 == ConditionStatus::Unknown))
+        .cloned()
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -1,0 +1,106 @@
+//! What a TLS probe saw: shared by step 1 (edge-served certificate), step 4 and the end-to-end check.
+
+use rustls_pki_types::CertificateDer;
+use std::net::SocketAddr;
+
+/// Where a TLS probe went: one address, one port, one SNI name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TlsEndpoint {
+    pub address: SocketAddr,
+    pub sni: String,
+}
+
+impl std::fmt::Display for TlsEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (SNI {})", self.address, self.sni)
+    }
+}
+
+/// Why the served chain did not verify for the SNI name against the trust anchors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainProblem {
+    /// Not issued by a trusted root (self-signed, missing intermediate, private CA not given).
+    Untrusted(String),
+    /// The certificate's names do not cover the SNI name.
+    WrongName(String),
+    Expired(String),
+    NotYetValid(String),
+    /// Anything else the verifier rejected (bad signature, bad encoding, revoked...).
+    Other(String),
+}
+
+impl std::fmt::Display for ChainProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainProblem::Untrusted(d) => write!(f, "certificate chain is not trusted: {d}"),
+            ChainProblem::WrongName(d) => write!(f, "certificate is not valid for the name: {d}"),
+            ChainProblem::Expired(d) => write!(f, "certificate has expired: {d}"),
+            ChainProblem::NotYetValid(d) => write!(f, "certificate is not valid yet: {d}"),
+            ChainProblem::Other(d) => write!(f, "certificate rejected: {d}"),
+        }
+    }
+}
+
+/// The outcome of one TLS probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsOutcome {
+    /// The handshake completed. `chain` is what the server sent (leaf first); `verified` says
+    /// whether it verifies for the SNI name against the bundled roots plus `--ca-file`.
+    Handshake {
+        protocol_version: String,
+        chain: Vec<CertificateDer<'static>>,
+        verified: Result<(), ChainProblem>,
+    },
+    /// TCP connection refused (nothing listens there).
+    Refused,
+    /// No route, host down, or another connect error.
+    Unreachable(String),
+    /// The TCP connect did not finish in time.
+    ConnectTimeout,
+    /// Connected, but the TLS handshake did not finish in time.
+    HandshakeTimeout,
+    /// The peer answered with something that is not TLS.
+    NotTls(String),
+    /// The TLS handshake failed (alert, protocol error...).
+    HandshakeFailed(String),
+    /// The target guard refused the address (loopback, link-local, cloud metadata).
+    Forbidden(String),
+}
+
+impl TlsOutcome {
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            TlsOutcome::ConnectTimeout | TlsOutcome::HandshakeTimeout
+        )
+    }
+}
+
+impl std::fmt::Display for TlsOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsOutcome::Handshake {
+                protocol_version,
+                verified,
+                ..
+            } => match verified {
+                Ok(()) => write!(f, "{protocol_version} handshake, certificate verified"),
+                Err(p) => write!(f, "{protocol_version} handshake, {p}"),
+            },
+            TlsOutcome::Refused => f.write_str("connection refused"),
+            TlsOutcome::Unreachable(d) => write!(f, "unreachable: {d}"),
+            TlsOutcome::ConnectTimeout => f.write_str("TCP connect timed out"),
+            TlsOutcome::HandshakeTimeout => f.write_str("TLS handshake timed out"),
+            TlsOutcome::NotTls(d) => write!(f, "the server does not speak TLS: {d}"),
+            TlsOutcome::HandshakeFailed(d) => write!(f, "TLS handshake failed: {d}"),
+            TlsOutcome::Forbidden(d) => write!(f, "probe refused by the target guard: {d}"),
+        }
+    }
+}
+
+/// One probe: where it went and what came back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsObservation {
+    pub endpoint: TlsEndpoint,
+    pub outcome: TlsOutcome,
+}

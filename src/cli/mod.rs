@@ -1,0 +1,152 @@
+//! The `check` command: the engine run over a GitOps repository's manifests, without a cluster.
+
+pub mod input;
+pub mod output;
+
+use crate::api::ConditionStatus;
+use crate::checks::inventory::{self, Claim};
+use crate::checks::{self, Evaluation, Memory};
+use crate::probe::{ProbeConfig, Prober};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Exit codes of `check`.
+pub const EXIT_READY: i32 = 0;
+pub const EXIT_NOT_READY: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+pub struct CheckOptions {
+    pub paths: Vec<PathBuf>,
+    pub format: Format,
+    pub now: Option<jiff::Timestamp>,
+    pub probe: ProbeConfig,
+}
+
+/// One delivery's result.
+pub struct Checked {
+    pub delivery: input::LoadedDelivery,
+    pub evaluation: Evaluation,
+}
+
+/// Runs every delivery through the engine, sharing DNS and TLS work across them.
+pub async fn check_all(
+    prober: &Prober,
+    manifests: &input::Manifests,
+    now: jiff::Timestamp,
+    progress: bool,
+) -> Vec<Checked> {
+    let session = prober.session();
+    let claims: Vec<Claim<'_>> = manifests
+        .deliveries
+        .iter()
+        .map(|d| Claim {
+            key: format!("{}/{}", d.namespace, d.name),
+            hostname: &d.delivery.spec.hostname,
+        })
+        .collect();
+    let conflicts = inventory::conflicts(&claims);
+    let total = manifests.deliveries.len();
+    let done = Arc::new(AtomicUsize::new(0));
+    let futures = manifests.deliveries.iter().map(|d| {
+        let session = session.clone();
+        let done = done.clone();
+        let conflict = conflicts
+            .get(&format!("{}/{}", d.namespace, d.name))
+            .cloned();
+        async move {
+            let spec = &d.delivery.spec;
+            // Settings were validated when the manifests were read.
+            let settings = spec.settings().unwrap_or_default();
+            let secret = spec.certificate.secret_ref.as_ref().and_then(|r| {
+                manifests
+                    .secrets
+                    .get(&(d.namespace.clone(), r.name.clone()))
+                    .cloned()
+            });
+            let observed = session.observe(spec, secret, settings.timeout, now).await;
+            let evaluation = checks::evaluate(
+                spec,
+                &settings,
+                &observed,
+                &Memory::default(),
+                conflict.as_deref(),
+                now,
+            );
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if progress && (n.is_multiple_of(50) || n == total) {
+                eprint!("\rchecked {n}/{total} deliveries");
+                if n == total {
+                    eprintln!();
+                }
+            }
+            Checked {
+                delivery: d.clone(),
+                evaluation,
+            }
+        }
+    });
+    futures::future::join_all(futures).await
+}
+
+/// The `check` command. Returns the process exit code.
+pub async fn run(opts: CheckOptions) -> i32 {
+    let manifests = match input::load(&opts.paths) {
+        Ok(m) => m,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "{} problem(s) in the input; nothing was checked.",
+                errors.len()
+            );
+            return EXIT_BAD_INPUT;
+        }
+    };
+    if manifests.deliveries.is_empty() {
+        eprintln!(
+            "error: no HttpsDelivery (apiVersion httpsdelivery.dev/v1alpha1) found in {}",
+            opts.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return EXIT_BAD_INPUT;
+    }
+    let prober = match Prober::new(&opts.probe) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let now = opts.now.unwrap_or_else(jiff::Timestamp::now);
+    let progress = std::io::stderr().is_terminal() && manifests.deliveries.len() > 50;
+    let results = check_all(&prober, &manifests, now, progress).await;
+    let rendered = match opts.format {
+        Format::Table => output::table(&results),
+        Format::Json => output::json(&results),
+        Format::Yaml => output::yaml(&results),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(rendered.as_bytes());
+    let _ = stdout.flush();
+    if results
+        .iter()
+        .all(|r| r.evaluation.ready().status == ConditionStatus::True)
+    {
+        EXIT_READY
+    } else {
+        EXIT_NOT_READY
+    }
+}

@@ -1,0 +1,395 @@
+//! Step 6, the dig: walks a hostname's CNAME chain record by record against real name servers.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hickory_resolver::config::{NameServerConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::xfer::DnsHandle;
+use hickory_resolver::net::{DnsError, NetError, NoRecords};
+use hickory_resolver::proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
+
+use crate::checks::dns::{CnameLink, DnsObservation, DnsOutcome};
+
+/// Longest CNAME chain followed before giving up with [`DnsOutcome::TooLong`].
+pub const MAX_CHAIN: usize = 16;
+
+/// The prober could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsSetupError {
+    #[error("cannot read the system resolver configuration (/etc/resolv.conf): {0}")]
+    SystemConfig(#[source] NetError),
+    #[error(
+        "the system resolver configuration (/etc/resolv.conf) lists no name server; pass --dns-server IP:PORT"
+    )]
+    NoNameServers,
+    #[error("cannot set up the DNS client: {0}")]
+    Client(#[source] NetError),
+}
+
+/// Sends single, uncached queries (UDP, TCP when truncated) to fixed name servers and follows
+/// CNAME chains itself, so that every link is seen as dig would show it.
+pub struct DnsProber {
+    // The pool, not a hickory `Resolver`: the resolver caches, chases CNAMEs itself (hiding the
+    // links this step reports), retries, and applies search domains and /etc/hosts.
+    pool: NameServerPool<TokioRuntimeProvider>,
+    name_servers: Vec<SocketAddr>,
+    timeout: Duration,
+    queries: AtomicU64,
+}
+
+impl fmt::Debug for DnsProber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DnsProber")
+            .field("name_servers", &self.name_servers)
+            .field("timeout", &self.timeout)
+            .field("queries", &self.queries())
+            .finish()
+    }
+}
+
+impl DnsProber {
+    /// Queries exactly `servers`, or the name servers of /etc/resolv.conf when `servers` is
+    /// empty. `timeout` bounds each query, retransmissions and TCP fallback included.
+    pub fn new(servers: &[SocketAddr], timeout: Duration) -> Result<Self, DnsSetupError> {
+        let configs = if servers.is_empty() {
+            let (config, _) = hickory_resolver::system_conf::read_system_conf()
+                .map_err(DnsSetupError::SystemConfig)?;
+            if config.name_servers.is_empty() {
+                return Err(DnsSetupError::NoNameServers);
+            }
+            config.name_servers
+        } else {
+            servers.iter().map(|addr| name_server(*addr)).collect()
+        };
+        let name_servers = configs
+            .iter()
+            .flat_map(|c| {
+                c.connections
+                    .first()
+                    .map(|conn| SocketAddr::new(c.ip, conn.port))
+            })
+            .collect();
+
+        // resolv.conf options (ndots, search, rotate, attempts) are deliberately ignored: names
+        // are always sent fully qualified, and retries would multiply the timeout.
+        let mut options = ResolverOpts::default();
+        options.timeout = timeout;
+        options.attempts = 1;
+        options.cache_size = 0;
+        options.recursion_desired = true;
+        let tls = TlsConfig::new().map_err(DnsSetupError::Client)?;
+        let context = Arc::new(PoolContext::new(options, tls));
+        let pool = NameServerPool::from_config(configs, context, TokioRuntimeProvider::default());
+        Ok(Self {
+            pool,
+            name_servers,
+            timeout,
+            queries: AtomicU64::new(0),
+        })
+    }
+
+    /// The name servers queried, in configuration order.
+    pub fn name_servers(&self) -> &[SocketAddr] {
+        &self.name_servers
+    }
+
+    /// DNS queries sent so far (CNAME, A, AAAA and SOA alike; a UDP retransmission or the TCP
+    /// retry of a truncated answer is part of the same query).
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Walks `name`'s CNAME chain: a CNAME query per name, then A and AAAA (and SOA when `name`
+    /// itself has no CNAME) for the last one.
+    pub async fn walk(&self, name: &str) -> DnsObservation {
+        let name = normalize(name);
+        let mut chain = Vec::new();
+        let outcome = self.follow(&name, &mut chain).await;
+        DnsObservation {
+            name,
+            chain,
+            outcome,
+        }
+    }
+
+    async fn follow(&self, start: &str, chain: &mut Vec<CnameLink>) -> DnsOutcome {
+        let mut visited = HashSet::from([start.to_owned()]);
+        let mut current = start.to_owned();
+        loop {
+            let qname = match fqdn(&current) {
+                Ok(qname) => qname,
+                Err(detail) => {
+                    return DnsOutcome::ServerFailure {
+                        name: current,
+                        detail,
+                    };
+                }
+            };
+            let reply = match self.query(&qname, RecordType::CNAME).await {
+                Ok(reply) => reply,
+                Err(failure) => return failure.outcome(current),
+            };
+            // A CNAME record wins over the response code: with a chained answer the code speaks
+            // for the end of the chain, not for the name queried.
+            let Some(link) = reply.records.iter().find_map(|r| match &r.data {
+                RData::CNAME(cname) => Some(CnameLink {
+                    name: current.clone(),
+                    target: display(&cname.0),
+                    ttl: r.ttl,
+                }),
+                _ => None,
+            }) else {
+                if !reply.exists {
+                    return DnsOutcome::NxDomain { name: current };
+                }
+                return self.end_of_chain(&qname, current, chain.is_empty()).await;
+            };
+            if chain.len() == MAX_CHAIN {
+                return DnsOutcome::TooLong { limit: MAX_CHAIN };
+            }
+            let target = link.target.clone();
+            chain.push(link);
+            if !visited.insert(target.clone()) {
+                return DnsOutcome::Loop { name: target };
+            }
+            current = target;
+        }
+    }
+
+    /// The last name of the chain: its addresses, and whether it is a zone apex when it is
+    /// also the first.
+    async fn end_of_chain(&self, qname: &Name, name: String, first: bool) -> DnsOutcome {
+        let v4 = self.query(qname, RecordType::A);
+        let v6 = self.query(qname, RecordType::AAAA);
+        let (v4, v6, soa) = if first {
+            let (v4, v6, soa) = tokio::join!(v4, v6, self.query(qname, RecordType::SOA));
+            (v4, v6, Some(soa))
+        } else {
+            let (v4, v6) = tokio::join!(v4, v6);
+            (v4, v6, None)
+        };
+        // A failed query makes the whole answer undecided: partial addresses or a missing apex
+        // check would be a guess.
+        let (v4, v6, apex) = match (v4, v6, soa.transpose()) {
+            (Ok(v4), Ok(v6), Ok(soa)) => (v4, v6, soa.is_some_and(|s| !s.records.is_empty())),
+            (Err(failure), _, _) | (_, Err(failure), _) | (_, _, Err(failure)) => {
+                return failure.outcome(name);
+            }
+        };
+        let mut addresses: Vec<IpAddr> = v4
+            .records
+            .iter()
+            .chain(&v6.records)
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                _ => None,
+            })
+            .collect();
+        // Servers rotate record order; a stable order keeps an unchanged answer unchanged.
+        addresses.sort();
+        addresses.dedup();
+        if apex {
+            DnsOutcome::ZoneApex { name, addresses }
+        } else if !addresses.is_empty() {
+            DnsOutcome::Addresses { name, addresses }
+        } else if !v4.exists || !v6.exists {
+            DnsOutcome::NxDomain { name }
+        } else {
+            DnsOutcome::NoData { name }
+        }
+    }
+
+    async fn query(&self, name: &Name, record_type: RecordType) -> Result<Reply, Failure> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let mut options = DnsRequestOptions::default();
+        options.recursion_desired = true;
+        let mut responses = self
+            .pool
+            .lookup(Query::query(name.clone(), record_type), options);
+        // The pool enforces the timeout too; this outer bound also covers connection setup and
+        // TCP fallback, so a silent server can never hold a walk longer than promised.
+        match tokio::time::timeout(self.timeout, responses.next()).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(None) => Err(Failure::Server("no response".into())),
+            Ok(Some(Ok(response))) => Reply::from_response(response, name, record_type),
+            Ok(Some(Err(error))) => Reply::from_error(error),
+        }
+    }
+}
+
+/// What one query said about the name queried.
+#[derive(Debug)]
+struct Reply {
+    /// False on NXDOMAIN.
+    exists: bool,
+    /// Answer records owned by the name queried and of the type queried; the rest of the answer
+    /// (a chain followed by the server, glue) is ignored because each name is queried itself.
+    records: Vec<Record>,
+}
+
+impl Reply {
+    fn from_response(
+        response: DnsResponse,
+        name: &Name,
+        record_type: RecordType,
+    ) -> Result<Self, Failure> {
+        let exists = match response.response_code {
+            ResponseCode::NoError => true,
+            ResponseCode::NXDomain => false,
+            code => return Err(Failure::Server(rcode_detail(code))),
+        };
+        let records = response
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == record_type && r.name == *name)
+            .cloned()
+            .collect();
+        Ok(Self { exists, records })
+    }
+
+    fn from_error(error: NetError) -> Result<Self, Failure> {
+        match error {
+            // hickory turns empty NOERROR and NXDOMAIN answers into this error.
+            NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. })) => {
+                match response_code {
+                    ResponseCode::NoError => Ok(Self {
+                        exists: true,
+                        records: Vec::new(),
+                    }),
+                    ResponseCode::NXDomain => Ok(Self {
+                        exists: false,
+                        records: Vec::new(),
+                    }),
+                    code => Err(Failure::Server(rcode_detail(code))),
+                }
+            }
+            NetError::Dns(DnsError::ResponseCode(code)) => Err(Failure::Server(rcode_detail(code))),
+            NetError::Timeout => Err(Failure::Timeout),
+            NetError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Err(Failure::Timeout),
+            other => Err(Failure::Server(other.to_string())),
+        }
+    }
+}
+
+/// Why a query has no usable answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    Timeout,
+    Server(String),
+}
+
+impl Failure {
+    fn outcome(self, name: String) -> DnsOutcome {
+        match self {
+            Failure::Timeout => DnsOutcome::Timeout { name },
+            Failure::Server(detail) => DnsOutcome::ServerFailure { name, detail },
+        }
+    }
+}
+
+fn name_server(addr: SocketAddr) -> NameServerConfig {
+    let mut config = NameServerConfig::udp_and_tcp(addr.ip());
+    for connection in &mut config.connections {
+        connection.port = addr.port();
+    }
+    config
+}
+
+/// Lower case, no trailing dot: the form names take in observations.
+fn normalize(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn display(name: &Name) -> String {
+    normalize(&name.to_lowercase().to_ascii())
+}
+
+/// The fully qualified form, so that no search domain is ever appended.
+fn fqdn(name: &str) -> Result<Name, String> {
+    let absolute = format!("{name}.");
+    // IDNA mapping only for internationalised names: it would reject ASCII labels real zones
+    // use, such as `_acme-challenge`.
+    let parsed = if absolute.is_ascii() {
+        Name::from_ascii(&absolute)
+    } else {
+        Name::from_utf8(&absolute)
+    };
+    parsed.map_err(|e| format!("invalid DNS name {name:?}: {e}"))
+}
+
+/// The response code as dig prints it.
+fn rcode_detail(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::NotAuth => "NOTAUTH".into(),
+        other => format!("rcode {} ({other})", u16::from(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lower_case_without_trailing_dot() {
+        assert_eq!(normalize("WWW.Shop.Example."), "www.shop.example");
+        assert_eq!(normalize("www.shop.example"), "www.shop.example");
+        let name = Name::from_ascii("CS1.WPC.v0cdn.NET.").unwrap();
+        assert_eq!(display(&name), "cs1.wpc.v0cdn.net");
+    }
+
+    #[test]
+    fn queries_are_fully_qualified() {
+        let name = fqdn("www.shop.example").unwrap();
+        assert!(name.is_fqdn());
+        assert_eq!(name.to_ascii(), "www.shop.example.");
+        assert!(fqdn("bad..name").is_err());
+    }
+
+    #[test]
+    fn server_errors_name_the_response_code() {
+        let servfail = NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail));
+        assert_eq!(
+            Reply::from_error(servfail).unwrap_err(),
+            Failure::Server("SERVFAIL".into())
+        );
+        let refused = NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused));
+        assert_eq!(
+            Reply::from_error(refused).unwrap_err(),
+            Failure::Server("REFUSED".into())
+        );
+        assert_eq!(
+            Reply::from_error(NetError::Timeout).unwrap_err(),
+            Failure::Timeout
+        );
+    }
+
+    #[test]
+    fn negative_answers_are_not_failures() {
+        let query = Query::query(fqdn("x.shop.example").unwrap(), RecordType::CNAME);
+        let nx = NetError::Dns(DnsError::NoRecordsFound(NoRecords::new(
+            query.clone(),
+            ResponseCode::NXDomain,
+        )));
+        let reply = Reply::from_error(nx).unwrap();
+        assert!(!reply.exists && reply.records.is_empty());
+        let nodata = NetError::Dns(DnsError::NoRecordsFound(NoRecords::new(
+            query,
+            ResponseCode::NoError,
+        )));
+        let reply = Reply::from_error(nodata).unwrap();
+        assert!(reply.exists && reply.records.is_empty());
+    }
+}

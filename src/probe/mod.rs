@@ -1,0 +1,326 @@
+//! Observation: network I/O (DNS, TLS) behind a target guard, deduplicated per run.
+
+pub mod dns;
+pub mod guard;
+pub mod tls;
+
+use crate::api::HttpsDeliverySpec;
+use crate::checks::certificate::{CertificateInput, SecretContent, parse_pem_chain};
+use crate::checks::dns::{DnsObservation, DnsOutcome};
+use crate::checks::edge_serving::EdgeObservation;
+use crate::checks::origin::settings_ok;
+use crate::checks::tls::{TlsEndpoint, TlsObservation, TlsOutcome};
+use crate::checks::{Observations, origin};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// At most this many addresses of one name are probed: enough to see a split edge, bounded work.
+pub const MAX_ADDRESSES_PROBED: usize = 4;
+
+/// Settings of the probers, from the command line.
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    /// Name servers; empty means the system's resolver configuration.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Extra trust anchors (PEM files) besides the bundled web roots.
+    pub ca_files: Vec<PathBuf>,
+    /// Port of the edge probe.
+    pub https_port: u16,
+    /// CIDRs that the target guard lets through.
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Upper bound of one DNS query; each delivery's `checks.timeout` may be shorter.
+    pub dns_timeout: Duration,
+    /// How many DNS walks and TLS probes run at once.
+    pub concurrency: usize,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            dns_servers: Vec::new(),
+            ca_files: Vec::new(),
+            https_port: 443,
+            allow_cidrs: Vec::new(),
+            dns_timeout: Duration::from_secs(10),
+            concurrency: 64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeSetupError {
+    #[error(transparent)]
+    Dns(#[from] dns::DnsSetupError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+}
+
+/// The long-lived probers: resolver, TLS client configuration, guard.
+pub struct Prober {
+    dns: Arc<dns::DnsProber>,
+    tls: Arc<tls::TlsProber>,
+    guard: Arc<guard::TargetGuard>,
+    https_port: u16,
+    concurrency: usize,
+}
+
+impl Prober {
+    pub fn new(config: &ProbeConfig) -> Result<Self, ProbeSetupError> {
+        let mut roots = Vec::new();
+        for f in &config.ca_files {
+            roots.extend(tls::load_ca_file(f)?);
+        }
+        Ok(Prober {
+            dns: Arc::new(dns::DnsProber::new(
+                &config.dns_servers,
+                config.dns_timeout,
+            )?),
+            tls: Arc::new(tls::TlsProber::new(roots)?),
+            guard: Arc::new(guard::TargetGuard::new(config.allow_cidrs.clone())),
+            https_port: config.https_port,
+            concurrency: config.concurrency.max(1),
+        })
+    }
+
+    /// A session deduplicates work: each distinct DNS name is walked once and each distinct TLS
+    /// endpoint (address, port, SNI) is probed once for as long as the session lives.
+    pub fn session(&self) -> ProbeSession {
+        ProbeSession {
+            dns: self.dns.clone(),
+            tls: self.tls.clone(),
+            guard: self.guard.clone(),
+            https_port: self.https_port,
+            limit: Arc::new(Semaphore::new(self.concurrency)),
+            walks: Arc::new(Mutex::new(HashMap::new())),
+            probes: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// DNS queries sent and TLS handshakes attempted since the prober was built.
+    pub fn counters(&self) -> ProbeCounters {
+        ProbeCounters {
+            dns_queries: self.dns.queries(),
+            tls_handshakes: self.tls.handshakes(),
+        }
+    }
+
+    pub fn tls(&self) -> &tls::TlsProber {
+        &self.tls
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeCounters {
+    pub dns_queries: u64,
+    pub tls_handshakes: u64,
+}
+
+type SharedWalk = Shared<BoxFuture<'static, DnsObservation>>;
+type SharedProbe = Shared<BoxFuture<'static, TlsOutcome>>;
+
+#[derive(Clone)]
+pub struct ProbeSession {
+    dns: Arc<dns::DnsProber>,
+    tls: Arc<tls::TlsProber>,
+    guard: Arc<guard::TargetGuard>,
+    https_port: u16,
+    limit: Arc<Semaphore>,
+    walks: Arc<Mutex<HashMap<String, SharedWalk>>>,
+    probes: Arc<Mutex<HashMap<TlsEndpoint, SharedProbe>>>,
+}
+
+impl ProbeSession {
+    /// Walks `name`'s CNAME chain, once per session.
+    pub async fn walk(&self, name: &str, timeout: Duration) -> DnsObservation {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let fut = {
+            let mut walks = self.walks.lock().unwrap_or_else(|e| e.into_inner());
+            walks
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    let dns = self.dns.clone();
+                    let limit = self.limit.clone();
+                    let name = name.clone();
+                    async move {
+                        let _permit = limit.acquire_owned().await.ok();
+                        match tokio::time::timeout(timeout, dns.walk(&name)).await {
+                            Ok(o) => o,
+                            Err(_) => DnsObservation {
+                                name: name.clone(),
+                                chain: Vec::new(),
+                                outcome: DnsOutcome::Timeout { name },
+                            },
+                        }
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        fut.await
+    }
+
+    /// Probes one TLS endpoint, once per session, through the target guard.
+    pub async fn probe(&self, endpoint: TlsEndpoint, timeout: Duration) -> TlsObservation {
+        let fut = {
+            let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+            probes
+                .entry(endpoint.clone())
+                .or_insert_with(|| {
+                    let tls = self.tls.clone();
+                    let guard = self.guard.clone();
+                    let limit = self.limit.clone();
+                    let endpoint = endpoint.clone();
+                    async move {
+                        let _permit = limit.acquire_owned().await.ok();
+                        tls.probe_guarded(&guard, &endpoint, timeout).await
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        TlsObservation {
+            outcome: fut.await,
+            endpoint,
+        }
+    }
+
+    /// Resolves `host` (a name or an IP literal) and probes up to MAX_ADDRESSES_PROBED of its
+    /// addresses on `port` with `sni`.
+    async fn resolve_and_probe(
+        &self,
+        host: &str,
+        port: u16,
+        sni: &str,
+        timeout: Duration,
+    ) -> (Option<DnsObservation>, Vec<TlsObservation>) {
+        let (dns, addresses): (Option<DnsObservation>, Vec<IpAddr>) = match host.parse::<IpAddr>() {
+            Ok(ip) => (None, vec![ip]),
+            Err(_) => {
+                let walk = self.walk(host, timeout).await;
+                let addrs = walk.addresses().to_vec();
+                (Some(walk), addrs)
+            }
+        };
+        let probes =
+            futures::future::join_all(addresses.into_iter().take(MAX_ADDRESSES_PROBED).map(|ip| {
+                self.probe(
+                    TlsEndpoint {
+                        address: SocketAddr::new(ip, port),
+                        sni: sni.to_string(),
+                    },
+                    timeout,
+                )
+            }))
+            .await;
+        (dns, probes)
+    }
+
+    /// Observes every step of one delivery. `secret` is what the referenced Secret held (None
+    /// when the spec has no secretRef). `now` is the instant chains are verified at.
+    pub async fn observe(
+        &self,
+        spec: &HttpsDeliverySpec,
+        secret: Option<SecretContent>,
+        timeout: Duration,
+        now: jiff::Timestamp,
+    ) -> Observations {
+        let hostname_dns = self.walk(&spec.hostname, timeout);
+        let edge = self.resolve_and_probe(
+            &spec.certificate.target_cname,
+            self.https_port,
+            &spec.hostname,
+            timeout,
+        );
+        let origin = async {
+            if settings_ok(spec) {
+                let (dns, probes) = self
+                    .resolve_and_probe(
+                        &spec.origin.host,
+                        spec.origin.port,
+                        spec.origin_sni(),
+                        timeout,
+                    )
+                    .await;
+                Some(origin::OriginObservation { dns, probes })
+            } else {
+                None
+            }
+        };
+        let (dns, (target_dns, edge_probes), origin) = tokio::join!(hostname_dns, edge, origin);
+        let target_dns = target_dns.unwrap_or_else(|| DnsObservation {
+            name: spec.certificate.target_cname.clone(),
+            chain: Vec::new(),
+            outcome: DnsOutcome::NoData {
+                name: spec.certificate.target_cname.clone(),
+            },
+        });
+        let edge = EdgeObservation {
+            target_dns,
+            probes: edge_probes,
+        };
+
+        let certificate = match (&spec.certificate.secret_ref, secret) {
+            (Some(r), Some(content)) => CertificateInput::Secret {
+                name: r.name.clone(),
+                content,
+            },
+            (Some(r), None) => CertificateInput::Secret {
+                name: r.name.clone(),
+                content: SecretContent::NotFound,
+            },
+            (None, _) => edge_certificate(&edge),
+        };
+        let chain = match &certificate {
+            CertificateInput::Secret {
+                content: SecretContent::Tls { cert_pem, .. },
+                ..
+            } => parse_pem_chain(cert_pem).ok(),
+            CertificateInput::Edge { chain, .. } => Some(chain.clone()),
+            _ => None,
+        };
+        let unix = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+            now.as_second().max(0).unsigned_abs(),
+        ));
+        let chain_verified = chain
+            .filter(|c| !c.is_empty())
+            .map(|c| self.tls.verify_chain(&c, &spec.hostname, unix));
+        Observations {
+            certificate,
+            chain_verified,
+            dns,
+            origin,
+            edge,
+        }
+    }
+}
+
+/// Without a secretRef, the certificate under test is the one the edge served.
+fn edge_certificate(edge: &EdgeObservation) -> CertificateInput {
+    for p in &edge.probes {
+        if let TlsOutcome::Handshake { chain, .. } = &p.outcome
+            && !chain.is_empty()
+        {
+            return CertificateInput::Edge {
+                endpoint: p.endpoint.clone(),
+                chain: chain.clone(),
+            };
+        }
+    }
+    let detail = match edge.probes.first() {
+        Some(p) => format!("{}: {}", p.endpoint, p.outcome),
+        None => format!(
+            "target CNAME {}: {}",
+            edge.target_dns.name,
+            edge.target_dns.dig_summary()
+        ),
+    };
+    CertificateInput::EdgeUnavailable { detail }
+}

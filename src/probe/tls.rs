@@ -1,0 +1,714 @@
+//! TLS prober: one TCP connect and one TLS handshake to an endpoint, reporting the served chain.
+//!
+//! The handshake is always completed when the peer speaks TLS, even with an untrusted or
+//! mismatched certificate, because the conditions have to say *what* was served, not only that
+//! it was wrong. Chain verification is therefore recorded instead of enforced; the handshake
+//! signatures are still verified, so the recorded chain is the one the peer holds the key of.
+
+use crate::checks::tls::{ChainProblem, TlsEndpoint, TlsOutcome};
+use crate::probe::guard::TargetGuard;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, InvalidMessage, ProtocolVersion,
+    RootCertStore, SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+
+/// Why the prober could not be set up (bad `--ca-file`, unusable trust anchor).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read CA file {path}: {source}")]
+    CaFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("CA file {path} is not valid PEM: {detail}")]
+    CaFileInvalid { path: PathBuf, detail: String },
+    #[error("CA file {path} contains no PEM CERTIFICATE block")]
+    CaFileEmpty { path: PathBuf },
+    #[error("certificate #{index} of CA file {path} is not a usable trust anchor: {source}")]
+    CaFileBadCertificate {
+        path: PathBuf,
+        index: usize,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("extra trust anchor #{index} is not a usable CA certificate: {source}")]
+    InvalidRoot {
+        index: usize,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("cannot build the certificate verifier: {0}")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
+    #[error("cannot build the TLS client configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Reads the extra trust anchors of `--ca-file` (PEM, one or more CERTIFICATE blocks).
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let pem = std::fs::read(path).map_err(|source| TlsSetupError::CaFileUnreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsSetupError::CaFileInvalid {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::CaFileEmpty {
+            path: path.to_owned(),
+        });
+    }
+    // Parse each one now so that a broken block is reported with the file it came from
+    // instead of later as an anonymous "extra trust anchor".
+    for (i, der) in certs.iter().enumerate() {
+        RootCertStore::empty().add(der.clone()).map_err(|source| {
+            TlsSetupError::CaFileBadCertificate {
+                path: path.to_owned(),
+                index: i + 1,
+                source,
+            }
+        })?;
+    }
+    Ok(certs)
+}
+
+/// Probes TLS endpoints; trusts the bundled web roots plus the extra roots it was given.
+#[derive(Debug)]
+pub struct TlsProber {
+    verifier: Arc<WebPkiServerVerifier>,
+    algorithms: WebPkiSupportedAlgorithms,
+    /// Cloned per probe, with that probe's recording verifier swapped in.
+    base_config: ClientConfig,
+    handshakes: AtomicU64,
+}
+
+impl TlsProber {
+    pub fn new(extra_roots: Vec<CertificateDer<'static>>) -> Result<Self, TlsSetupError> {
+        // ring is the provider of the whole binary (kube's client uses it too); never rely on a
+        // process-wide default that another crate's features could change.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for (i, der) in extra_roots.into_iter().enumerate() {
+            roots
+                .add(der)
+                .map_err(|source| TlsSetupError::InvalidRoot {
+                    index: i + 1,
+                    source,
+                })?;
+        }
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()?;
+        let mut base_config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        base_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // A resumed session skips certificate verification and would report a chain from an
+        // earlier connection: every probe must see what the server serves now.
+        base_config.resumption = Resumption::disabled();
+        Ok(Self {
+            verifier,
+            algorithms: provider.signature_verification_algorithms,
+            base_config,
+            handshakes: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections opened so far (one per probe that passed its own checks and went to the
+    /// network), so that callers can prove probes are deduplicated.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes.load(Ordering::Relaxed)
+    }
+
+    /// Verifies a chain (leaf first, then intermediates) for `name` at `now`, exactly as a probe
+    /// verifies what a server serves; for certificates read from a Secret.
+    pub fn verify_chain(
+        &self,
+        chain: &[CertificateDer<'static>],
+        name: &str,
+        now: UnixTime,
+    ) -> Result<(), ChainProblem> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(ChainProblem::Other("no certificate".to_owned()));
+        };
+        let server_name = ServerName::try_from(name.to_owned())
+            .map_err(|e| ChainProblem::Other(format!("{name:?} is not a valid name: {e}")))?;
+        self.verifier
+            .verify_server_cert(leaf, intermediates, &server_name, &[], now)
+            .map(|_| ())
+            .map_err(|e| chain_problem(&e, chain, name))
+    }
+
+    /// Like [`probe`](Self::probe), but refuses (without connecting) what the guard refuses.
+    pub async fn probe_guarded(
+        &self,
+        guard: &TargetGuard,
+        endpoint: &TlsEndpoint,
+        timeout: Duration,
+    ) -> TlsOutcome {
+        match guard.check(endpoint.address.ip()) {
+            Ok(()) => self.probe(endpoint, timeout).await,
+            Err(reason) => TlsOutcome::Forbidden(reason),
+        }
+    }
+
+    /// Connects and handshakes with SNI = `endpoint.sni`. `timeout` bounds the whole probe:
+    /// the TCP connect and the handshake share it.
+    pub async fn probe(&self, endpoint: &TlsEndpoint, timeout: Duration) -> TlsOutcome {
+        let outcome = self.probe_inner(endpoint, timeout).await;
+        tracing::debug!(%endpoint, %outcome, "TLS probe");
+        outcome
+    }
+
+    async fn probe_inner(&self, endpoint: &TlsEndpoint, timeout: Duration) -> TlsOutcome {
+        let deadline = Instant::now() + timeout;
+        let server_name = match ServerName::try_from(endpoint.sni.clone()) {
+            Ok(name) => name,
+            Err(e) => {
+                return TlsOutcome::HandshakeFailed(format!(
+                    "{:?} is not a valid SNI name: {e}",
+                    endpoint.sni
+                ));
+            }
+        };
+
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
+        let tcp = match timeout_at(deadline, TcpStream::connect(endpoint.address)).await {
+            Err(_) => return TlsOutcome::ConnectTimeout,
+            Ok(Err(e)) => return connect_error(&e),
+            Ok(Ok(tcp)) => tcp,
+        };
+        // The handshake is a few small flights; Nagle would only add latency to each.
+        let _ = tcp.set_nodelay(true);
+
+        let recorder = Arc::new(RecordingVerifier {
+            inner: self.verifier.clone(),
+            algorithms: self.algorithms,
+            served: Mutex::new(None),
+        });
+        let mut config = self.base_config.clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(recorder.clone());
+        let connector = TlsConnector::from(Arc::new(config));
+        let stream = FirstBytes::new(tcp);
+
+        let handshake = connector.connect(server_name, stream).into_fallible();
+        match timeout_at(deadline, handshake).await {
+            Err(_) => TlsOutcome::HandshakeTimeout,
+            Ok(Err((e, stream))) => handshake_error(&e, &stream.first),
+            Ok(Ok(mut tls)) => {
+                let (_, conn) = tls.get_ref();
+                let protocol_version = conn
+                    .protocol_version()
+                    .map(version_name)
+                    .unwrap_or_else(|| "TLS".to_owned());
+                let served = recorder
+                    .served
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                let (chain, verified) = match served {
+                    Some(served) => served,
+                    // Unreachable with resumption disabled, but the peer's chain is still the
+                    // truth to report if rustls ever completes without asking the verifier.
+                    None => {
+                        let chain: Vec<_> = conn
+                            .peer_certificates()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|c| c.clone().into_owned())
+                            .collect();
+                        let verified = self.verify_chain(&chain, &endpoint.sni, UnixTime::now());
+                        (chain, verified)
+                    }
+                };
+                // Best effort close_notify so the server does not log a truncated connection.
+                let _ = timeout_at(deadline, tls.shutdown()).await;
+                TlsOutcome::Handshake {
+                    protocol_version,
+                    chain,
+                    verified,
+                }
+            }
+        }
+    }
+}
+
+fn version_name(version: ProtocolVersion) -> String {
+    match version {
+        ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+        ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+        ProtocolVersion::TLSv1_1 => "TLSv1.1".to_owned(),
+        ProtocolVersion::TLSv1_0 => "TLSv1.0".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn connect_error(e: &io::Error) -> TlsOutcome {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => TlsOutcome::Refused,
+        io::ErrorKind::TimedOut => TlsOutcome::ConnectTimeout,
+        _ => TlsOutcome::Unreachable(e.to_string()),
+    }
+}
+
+fn handshake_error(e: &io::Error, first: &[u8]) -> TlsOutcome {
+    let tls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls_error {
+        // Record-layer garbage: the first bytes were not a TLS record header.
+        Some(rustls::Error::InvalidMessage(
+            InvalidMessage::InvalidContentType
+            | InvalidMessage::UnknownProtocolVersion
+            | InvalidMessage::MessageTooLarge,
+        )) => TlsOutcome::NotTls(describe_non_tls(first)),
+        Some(rustls::Error::InvalidMessage(m)) if !looks_like_tls(first) => {
+            TlsOutcome::NotTls(format!("{} ({m:?})", describe_non_tls(first)))
+        }
+        Some(rustls::Error::InvalidMessage(m)) => {
+            TlsOutcome::HandshakeFailed(format!("the server sent a malformed TLS message ({m:?})"))
+        }
+        Some(rustls::Error::AlertReceived(alert)) => {
+            TlsOutcome::HandshakeFailed(format!("the server sent the TLS alert {alert:?}"))
+        }
+        Some(other) => TlsOutcome::HandshakeFailed(other.to_string()),
+        // The peer gave up before a whole TLS record arrived; if what it did send cannot start
+        // one, it is some other protocol that answered and hung up.
+        None if !first.is_empty() && !looks_like_tls(first) => {
+            TlsOutcome::NotTls(describe_non_tls(first))
+        }
+        None => match e.kind() {
+            io::ErrorKind::UnexpectedEof => TlsOutcome::HandshakeFailed(
+                "connection closed before the handshake finished".to_owned(),
+            ),
+            io::ErrorKind::ConnectionReset => TlsOutcome::HandshakeFailed(
+                "connection reset by the server during the handshake".to_owned(),
+            ),
+            _ => TlsOutcome::HandshakeFailed(e.to_string()),
+        },
+    }
+}
+
+/// A TLS record starts with a content type (20..=24) and a 3.x version byte.
+fn looks_like_tls(first: &[u8]) -> bool {
+    match first {
+        [] => true,
+        [typ] => (20..=24).contains(typ),
+        [typ, major, ..] => (20..=24).contains(typ) && *major == 3,
+    }
+}
+
+/// The peer's first line when it is text (a plain HTTP server, SSH...), its first bytes in hex
+/// otherwise: the evidence a person needs to recognise what answered on the TLS port.
+fn describe_non_tls(first: &[u8]) -> String {
+    if first.is_empty() {
+        return "it sent no TLS record".to_owned();
+    }
+    let line = first.split(|b| *b == b'\n').next().unwrap_or(first);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let printable = !line.is_empty() && line.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
+    if printable {
+        let text = String::from_utf8_lossy(line);
+        if text.starts_with("HTTP/") {
+            format!("it answered in plain HTTP: {text:?}")
+        } else {
+            format!("it answered {text:?}")
+        }
+    } else {
+        let hex: Vec<String> = first.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("it sent the bytes {}", hex.join(" "))
+    }
+}
+
+/// Records what the server served and whether it verifies, and lets the handshake go on.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    algorithms: WebPkiSupportedAlgorithms,
+    served: Mutex<Option<Served>>,
+}
+
+/// The chain a server sent (leaf first) and whether it verifies for the SNI name.
+type Served = (Vec<CertificateDer<'static>>, Result<(), ChainProblem>);
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain: Vec<CertificateDer<'static>> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        let verified = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map(|_| ())
+            .map_err(|e| chain_problem(&e, &chain, &server_name.to_str()));
+        *self.served.lock().unwrap_or_else(PoisonError::into_inner) = Some((chain, verified));
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Turns a verifier error into the problem a person can act on, naming the certificates seen.
+fn chain_problem(err: &rustls::Error, chain: &[CertificateDer<'_>], name: &str) -> ChainProblem {
+    let rustls::Error::InvalidCertificate(cert_err) = err else {
+        return ChainProblem::Other(err.to_string());
+    };
+    match cert_err {
+        CertificateError::UnknownIssuer => ChainProblem::Untrusted(describe_untrusted(chain)),
+        CertificateError::BadSignature => ChainProblem::Untrusted(
+            "a certificate's signature does not verify with its issuer's key".to_owned(),
+        ),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            ChainProblem::WrongName(describe_wrong_name(chain, name))
+        }
+        CertificateError::ExpiredContext { time, not_after } => ChainProblem::Expired(format!(
+            "{}not valid after {} (checked at {})",
+            which_certificate(chain, not_after, |v| v.not_after.timestamp()),
+            timestamp(*not_after),
+            timestamp(*time)
+        )),
+        CertificateError::Expired => ChainProblem::Expired(cert_err.to_string()),
+        CertificateError::NotValidYetContext { time, not_before } => {
+            ChainProblem::NotYetValid(format!(
+                "{}not valid before {} (checked at {})",
+                which_certificate(chain, not_before, |v| v.not_before.timestamp()),
+                timestamp(*not_before),
+                timestamp(*time)
+            ))
+        }
+        CertificateError::NotValidYet => ChainProblem::NotYetValid(cert_err.to_string()),
+        other => ChainProblem::Other(other.to_string()),
+    }
+}
+
+fn timestamp(t: UnixTime) -> String {
+    i64::try_from(t.as_secs())
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| format!("{} (UNIX)", t.as_secs()), |ts| ts.to_string())
+}
+
+/// "intermediate CN=... " when the date belongs to a certificate other than the leaf: renewing
+/// the leaf would not fix an expired intermediate.
+fn which_certificate(
+    chain: &[CertificateDer<'_>],
+    at: &UnixTime,
+    date: impl Fn(&x509_parser::certificate::Validity) -> i64,
+) -> String {
+    let at = i64::try_from(at.as_secs()).unwrap_or(i64::MAX);
+    let owner = chain.iter().enumerate().find_map(|(i, der)| {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        (date(cert.validity()) == at).then(|| (i, cert.subject().to_string()))
+    });
+    match owner {
+        Some((i, subject)) if i > 0 => format!("intermediate \"{subject}\" is "),
+        _ => String::new(),
+    }
+}
+
+fn describe_untrusted(chain: &[CertificateDer<'_>]) -> String {
+    let parsed: Vec<_> = chain
+        .iter()
+        .filter_map(|der| {
+            x509_parser::parse_x509_certificate(der)
+                .ok()
+                .map(|(_, c)| c)
+        })
+        .collect();
+    let (Some(leaf), Some(last)) = (parsed.first(), parsed.last()) else {
+        return "issuer unknown".to_owned();
+    };
+    if parsed.len() == 1 && leaf.subject() == leaf.issuer() {
+        return format!(
+            "the certificate \"{}\" is self-signed; serve one issued by a public CA (or pass its \
+             CA with --ca-file)",
+            leaf.subject()
+        );
+    }
+    format!(
+        "the chain ends at \"{}\", issued by \"{}\", which is not a trusted root; serve the \
+         missing intermediate, or pass a private CA with --ca-file",
+        last.subject(),
+        last.issuer()
+    )
+}
+
+fn describe_wrong_name(chain: &[CertificateDer<'_>], name: &str) -> String {
+    let names = chain
+        .first()
+        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+        .and_then(|(_, cert)| {
+            let san = cert.subject_alternative_name().ok()??;
+            let names: Vec<String> = san
+                .value
+                .general_names
+                .iter()
+                .map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => (*d).to_owned(),
+                    x509_parser::extensions::GeneralName::IPAddress(ip) => ip_name(ip),
+                    other => other.to_string(),
+                })
+                .collect();
+            Some(names)
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        format!("the certificate has no subjectAltName covering {name}")
+    } else {
+        format!(
+            "the certificate is valid for {}, not {name}",
+            names.join(", ")
+        )
+    }
+}
+
+fn ip_name(raw: &[u8]) -> String {
+    if let Ok(v4) = <[u8; 4]>::try_from(raw) {
+        return std::net::Ipv4Addr::from(v4).to_string();
+    }
+    if let Ok(v6) = <[u8; 16]>::try_from(raw) {
+        return std::net::Ipv6Addr::from(v6).to_string();
+    }
+    format!("{raw:02x?}")
+}
+
+/// Keeps the first bytes the peer sent, to say what answered when it is not TLS.
+struct FirstBytes {
+    inner: TcpStream,
+    first: Vec<u8>,
+}
+
+impl FirstBytes {
+    const KEEP: usize = 64;
+
+    fn new(inner: TcpStream) -> Self {
+        Self {
+            inner,
+            first: Vec::new(),
+        }
+    }
+}
+
+impl AsyncRead for FirstBytes {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let room = Self::KEEP.saturating_sub(this.first.len());
+        if room > 0 {
+            let new = &buf.filled()[before..];
+            this.first.extend_from_slice(&new[..new.len().min(room)]);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for FirstBytes {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_tls_peers_are_described_by_what_they_sent() {
+        assert_eq!(
+            describe_non_tls(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+            "it answered in plain HTTP: \"HTTP/1.1 400 Bad Request\""
+        );
+        assert_eq!(
+            describe_non_tls(b"SSH-2.0-OpenSSH_9.6\r\n"),
+            "it answered \"SSH-2.0-OpenSSH_9.6\""
+        );
+        assert_eq!(
+            describe_non_tls(&[0, 0xff, 7]),
+            "it sent the bytes 00 ff 07"
+        );
+    }
+
+    #[test]
+    fn tls_record_headers_are_recognised() {
+        assert!(looks_like_tls(&[0x16, 0x03, 0x03]));
+        assert!(looks_like_tls(&[0x15]));
+        assert!(!looks_like_tls(b"HTTP/1.1"));
+        assert!(!looks_like_tls(&[0x16, 0x48]));
+    }
+
+    #[test]
+    fn versions_are_named_as_people_write_them() {
+        assert_eq!(version_name(ProtocolVersion::TLSv1_3), "TLSv1.3");
+        assert_eq!(version_name(ProtocolVersion::TLSv1_2), "TLSv1.2");
+    }
+
+    #[test]
+    fn connect_errors_map_to_outcomes() {
+        assert_eq!(
+            connect_error(&io::Error::from(io::ErrorKind::ConnectionRefused)),
+            TlsOutcome::Refused
+        );
+        assert_eq!(
+            connect_error(&io::Error::from(io::ErrorKind::TimedOut)),
+            TlsOutcome::ConnectTimeout
+        );
+        assert!(matches!(
+            connect_error(&io::Error::other("no route to host")),
+            TlsOutcome::Unreachable(d) if d == "no route to host"
+        ));
+    }
+
+    #[test]
+    fn handshake_errors_map_to_outcomes() {
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert_eq!(
+            handshake_error(&eof, b""),
+            TlsOutcome::HandshakeFailed("connection closed before the handshake finished".into())
+        );
+        assert_eq!(
+            handshake_error(&eof, b"HI"),
+            TlsOutcome::NotTls("it answered \"HI\"".into())
+        );
+        let alert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+        );
+        assert_eq!(
+            handshake_error(&alert, &[0x15, 0x03, 0x03]),
+            TlsOutcome::HandshakeFailed("the server sent the TLS alert HandshakeFailure".into())
+        );
+        let garbage = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType),
+        );
+        assert_eq!(
+            handshake_error(&garbage, b"HTTP/1.0 200 OK\n"),
+            TlsOutcome::NotTls("it answered in plain HTTP: \"HTTP/1.0 200 OK\"".into())
+        );
+    }
+
+    #[test]
+    fn empty_chain_and_bad_name_are_reported_not_panicked_on() {
+        let prober = TlsProber::new(Vec::new()).unwrap();
+        assert_eq!(
+            prober.verify_chain(&[], "www.example", UnixTime::now()),
+            Err(ChainProblem::Other("no certificate".into()))
+        );
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+        assert!(matches!(
+            prober.verify_chain(&[garbage], "www.example", UnixTime::now()),
+            Err(ChainProblem::Other(_))
+        ));
+    }
+
+    #[test]
+    fn ca_file_errors_name_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let missing = dir.join("missing.pem");
+        let err = load_ca_file(&missing).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read CA file {}", missing.display()))
+        );
+
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap();
+        assert_eq!(
+            load_ca_file(&empty).unwrap_err().to_string(),
+            format!(
+                "CA file {} contains no PEM CERTIFICATE block",
+                empty.display()
+            )
+        );
+
+        let broken = dir.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let err = load_ca_file(&broken).unwrap_err().to_string();
+        assert!(err.contains(&broken.display().to_string()), "{err}");
+    }
+}

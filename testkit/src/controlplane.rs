@@ -1,0 +1,874 @@
+//! A real Kubernetes control plane for tests: etcd and kube-apiserver from `tools/bin/`
+//! (built by `make tools`), started the way controller-runtime's envtest starts them. There is
+//! no kubelet and no controller-manager: the API, admission, CRDs and RBAC are real, but nothing
+//! runs pods, garbage-collects or finalizes namespaces.
+//!
+//! ```no_run
+//! # async fn t() {
+//! let cp = testkit::controlplane::shared();
+//! cp.install_crds(testkit::controlplane::workspace_root().join("crds"));
+//! let ns = cp.namespace("demo").await;
+//! let client = cp.client().await;
+//! let out = cp.kubectl().args(["get", "hd", "-n", &ns]).output().unwrap();
+//! # }
+//! ```
+//!
+//! Processes are stopped when a [`ControlPlane`] is dropped (also while a test unwinds), at
+//! normal exit for the [`shared`] one, and by the kernel (`PR_SET_PDEATHSIG`) when the test
+//! process dies abruptly.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+/// Overrides where etcd, kube-apiserver, kubectl and helm are taken from.
+pub const TOOLS_BIN_ENV: &str = "HTTPSDELIVERY_TOOLS_BIN";
+
+/// How long etcd plus kube-apiserver may take to become ready. About 3 s on an idle machine;
+/// the margin is for 2 cores shared with cargo builds.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+const LOG_TAIL_LINES: usize = 40;
+
+/// The workspace root (the directory holding `tools/`, `crds/`, `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// `$HTTPSDELIVERY_TOOLS_BIN`, else `<workspace>/tools/bin`.
+pub fn tools_bin() -> PathBuf {
+    match std::env::var_os(TOOLS_BIN_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("tools").join("bin"),
+    }
+}
+
+/// The path of one of the pinned tools, or a panic that says how to build it: a test that
+/// needs a missing binary fails, it never skips.
+pub fn tool(name: &str) -> PathBuf {
+    find_tool(&tools_bin(), name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn find_tool(bin: &Path, name: &str) -> Result<PathBuf, String> {
+    let path = bin.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: build it with `make tools` in {} (or point {TOOLS_BIN_ENV} at a \
+             directory holding etcd, kube-apiserver, kubectl and helm)",
+            path.display(),
+            workspace_root().display()
+        ))
+    }
+}
+
+/// Makes the child receive SIGKILL when the thread that spawns it exits; the whole process
+/// exiting counts, however abruptly. The kernel ties this to the spawning *thread*, so a child
+/// spawned from a test's thread dies when that test ends: spawn long-lived children elsewhere
+/// (the control plane uses a thread that lives as long as the process).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec, so it only makes async-signal-safe calls
+    // (prctl, getppid) and builds io::Errors that do not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl; then no signal would ever come.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        })
+    }
+}
+
+type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns on a thread that never exits, so that PR_SET_PDEATHSIG fires only when the process
+/// dies, not when the test thread that happened to start the shared control plane finishes.
+fn spawn_on_process_lifetime_thread(mut cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("controlplane-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("start the control plane's spawner thread");
+        tx
+    });
+    die_with_parent(&mut cmd);
+    let (reply, answer) = mpsc::channel();
+    spawner
+        .send((cmd, reply))
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| io::Error::other("the spawner thread did not answer"))?
+}
+
+/// etcd and kube-apiserver on free loopback ports, with an admin kubeconfig.
+pub struct ControlPlane {
+    server: String,
+    startup: Duration,
+    kubeconfig: PathBuf,
+    bin: PathBuf,
+    // Declared before `dir`: the processes must be gone before their directory is removed.
+    processes: Mutex<Processes>,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("server", &self.server)
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// One control plane per test binary, started by the first caller; the others wait for it.
+/// It blocks while starting (a few seconds). If it cannot start, every caller panics with the
+/// same reason instead of each retrying for a minute.
+///
+/// Statics are never dropped: at normal exit an `atexit` hook stops it and removes its files,
+/// and if the process is killed the kernel kills the children (see [`die_with_parent`]).
+/// Tests sharing it must keep to their own namespaces ([`ControlPlane::namespace`]).
+pub fn shared() -> &'static ControlPlane {
+    let started = SHARED.get_or_init(|| {
+        let started = ControlPlane::try_start();
+        if started.is_ok() {
+            // SAFETY: registering a plain extern "C" function; it never unwinds.
+            unsafe { libc::atexit(stop_shared) };
+        }
+        started
+    });
+    match started {
+        Ok(plane) => plane,
+        Err(e) => panic!("the shared control plane did not start: {e}"),
+    }
+}
+
+extern "C" fn stop_shared() {
+    if let Some(Ok(plane)) = SHARED.get() {
+        plane.stop();
+        let _ = fs::remove_dir_all(plane.dir.path());
+    }
+}
+
+impl ControlPlane {
+    /// A private control plane, stopped when dropped. Panics with the logs if it cannot start.
+    pub fn start() -> ControlPlane {
+        Self::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`start`](Self::start), with the reason as an error.
+    pub fn try_start() -> Result<ControlPlane, String> {
+        Self::try_start_with(&tools_bin())
+    }
+
+    /// Takes etcd, kube-apiserver, kubectl and helm from `bin`.
+    pub fn try_start_with(bin: &Path) -> Result<ControlPlane, String> {
+        let started = Instant::now();
+        let etcd = find_tool(bin, "etcd")?;
+        let apiserver = find_tool(bin, "kube-apiserver")?;
+        let dir = tempfile::Builder::new()
+            .prefix("httpsdelivery-cp-")
+            .tempdir()
+            .map_err(|e| format!("create the control plane's temp dir: {e}"))?;
+        let pki = Pki::generate()?;
+        let paths = pki
+            .write(&dir.path().join("pki"))
+            .map_err(|e| format!("write the control plane's certificates: {e}"))?;
+        let tls = pki.readiness_tls()?;
+
+        // A port found free can be taken by someone else before etcd or the apiserver binds
+        // it; that is the one failure worth another attempt.
+        let mut attempt = 1;
+        loop {
+            let launch = Launch {
+                etcd: &etcd,
+                apiserver: &apiserver,
+                dir: dir.path(),
+                pki: &paths,
+                tls: tls.clone(),
+            };
+            match launch.run() {
+                Ok((processes, api_port)) => {
+                    let server = format!("https://127.0.0.1:{api_port}");
+                    let kubeconfig = dir.path().join("kubeconfig");
+                    fs::write(&kubeconfig, kubeconfig_yaml(&server, &paths))
+                        .map_err(|e| format!("write {}: {e}", kubeconfig.display()))?;
+                    return Ok(ControlPlane {
+                        server,
+                        startup: started.elapsed(),
+                        kubeconfig,
+                        bin: bin.to_path_buf(),
+                        processes: Mutex::new(processes),
+                        dir,
+                    });
+                }
+                Err(failure) if failure.port_taken && attempt < 3 => attempt += 1,
+                Err(failure) => return Err(failure.message),
+            }
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// How long it took from `start` until `/readyz` answered 200.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// A kubeconfig with the admin user (`O=system:masters`), for kubectl, helm and the
+    /// operator binary. It refers to certificate files next to it.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The temp dir with the certificates, data and logs (`etcd.log`, `kube-apiserver.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The last lines of both logs, to add to a failing assertion's message.
+    pub fn log_tails(&self) -> String {
+        log_tails(self.dir.path())
+    }
+
+    /// A new admin client. A `kube::Client` stays bound to the tokio runtime it was made in and
+    /// every `#[tokio::test]` has its own runtime, so each call builds a fresh one.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("read {}: {e}", self.kubeconfig.display()));
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("load {}: {e}", self.kubeconfig.display()));
+        kube::Client::try_from(config).unwrap_or_else(|e| panic!("build a kube client: {e}"))
+    }
+
+    /// The real kubectl, as the admin user. Its discovery cache lives in the temp dir, and
+    /// kuberc preferences are off so that nothing from $HOME changes what it prints.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(self.tool("kubectl"));
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.path().join("kubectl-cache").display()
+            ))
+            .env_remove("KUBECONFIG")
+            .env("KUBERC", "off")
+            .stdin(Stdio::null());
+        die_with_parent(&mut cmd);
+        cmd
+    }
+
+    /// The real helm, as the admin user, with its cache, config and data in the temp dir.
+    pub fn helm(&self) -> Command {
+        let mut cmd = Command::new(self.tool("helm"));
+        let home = self.dir.path().join("helm");
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .env_remove("KUBECONFIG")
+            .env_remove("HELM_KUBECONTEXT")
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .stdin(Stdio::null());
+        die_with_parent(&mut cmd);
+        cmd
+    }
+
+    fn tool(&self, name: &str) -> PathBuf {
+        find_tool(&self.bin, name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Creates a namespace named `PREFIX-xxxxxx` (random suffix) and returns its name. Without a
+    /// controller-manager a deleted namespace never finishes terminating, so tests leave them.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let api: Api<Namespace> = Api::all(self.client().await);
+        loop {
+            let name = format!("{prefix}-{}", random_suffix());
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            };
+            match api.create(&PostParams::default(), &ns).await {
+                Ok(_) => return name,
+                Err(kube::Error::Api(status)) if status.is_already_exists() => continue,
+                Err(e) => panic!("create namespace {name}: {e}"),
+            }
+        }
+    }
+
+    /// Applies every manifest in `dir` (server-side, so tests sharing the control plane can all
+    /// call this) and waits until each CustomResourceDefinition among them is Established.
+    /// Returns the CRD names.
+    pub fn install_crds(&self, dir: impl AsRef<Path>) -> Vec<String> {
+        let dir = dir.as_ref();
+        let applied = self.run_kubectl(|cmd| {
+            cmd.args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=testkit",
+                "-o",
+                "name",
+                "-f",
+            ])
+            .arg(dir)
+        });
+        let crds: Vec<String> = applied
+            .lines()
+            .filter(|l| l.starts_with("customresourcedefinition."))
+            .map(|l| l.rsplit('/').next().unwrap_or(l).to_owned())
+            .collect();
+        assert!(
+            !crds.is_empty(),
+            "no CustomResourceDefinition in {}",
+            dir.display()
+        );
+        self.run_kubectl(|cmd| {
+            cmd.args(["wait", "--for=condition=Established", "--timeout=60s"])
+                .args(crds.iter().map(|name| format!("crd/{name}")))
+        });
+        crds
+    }
+
+    fn run_kubectl(&self, args: impl FnOnce(&mut Command) -> &mut Command) -> String {
+        let mut cmd = self.kubectl();
+        args(&mut cmd);
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed with {}:\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kills kube-apiserver, then etcd (the other order makes the apiserver linger for ~20 s),
+    /// and reaps both. Idempotent.
+    fn stop(&self) {
+        self.processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop();
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Processes {
+    apiserver: Option<Child>,
+    etcd: Option<Child>,
+}
+
+impl Processes {
+    /// SIGKILL rather than a graceful stop: the data is thrown away with the temp dir, and a
+    /// graceful apiserver shutdown costs about a second per control plane.
+    fn stop(&mut self) {
+        for child in [self.apiserver.take(), self.etcd.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Failure {
+    message: String,
+    port_taken: bool,
+}
+
+struct Launch<'a> {
+    etcd: &'a Path,
+    apiserver: &'a Path,
+    dir: &'a Path,
+    pki: &'a PkiPaths,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Launch<'_> {
+    fn run(self) -> Result<(Processes, u16), Failure> {
+        let started = Instant::now();
+        let deadline = started + READY_TIMEOUT;
+        let [etcd_port, peer_port, api_port] = free_ports().map_err(|e| Failure {
+            message: format!("find free loopback ports: {e}"),
+            port_taken: false,
+        })?;
+        let data = self.dir.join("etcd");
+        // Left over from an attempt that lost its port.
+        let _ = fs::remove_dir_all(&data);
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut processes = Processes {
+            apiserver: None,
+            etcd: None,
+        };
+
+        let mut etcd = Command::new(self.etcd);
+        etcd.arg("--name=default")
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--listen-client-urls={etcd_url}"))
+            .arg(format!("--advertise-client-urls={etcd_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=default={peer_url}"))
+            .arg("--unsafe-no-fsync")
+            .arg("--log-level=warn");
+        processes.etcd = Some(self.spawn(etcd, "etcd")?);
+        self.wait(&mut processes, deadline, "etcd", || {
+            let mut conn = TcpStream::connect_timeout(&loopback(etcd_port), PROBE_TIMEOUT)?;
+            conn.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            http_get(&mut conn, "/health")
+        })?;
+
+        let pki = self.pki;
+        let mut apiserver = Command::new(self.apiserver);
+        apiserver
+            .arg(format!("--etcd-servers={etcd_url}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={api_port}"))
+            .arg(format!(
+                "--cert-dir={}",
+                self.dir.join("apiserver").display()
+            ))
+            .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
+            .arg(format!("--tls-private-key-file={}", pki.serving_key.display()))
+            .arg(format!("--client-ca-file={}", pki.client_ca.display()))
+            .arg("--authorization-mode=RBAC")
+            .arg(format!(
+                "--service-account-issuer=https://127.0.0.1:{api_port}/"
+            ))
+            .arg(format!("--service-account-key-file={}", pki.sa_pub.display()))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_key.display()
+            ))
+            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            // Nothing creates the `default` ServiceAccount without a controller-manager, and the
+            // plugin would then reject every pod.
+            .arg("--disable-admission-plugins=ServiceAccount")
+            .arg("--allow-privileged=true");
+        processes.apiserver = Some(self.spawn(apiserver, "kube-apiserver")?);
+        self.wait(&mut processes, deadline, "kube-apiserver", || {
+            let conn = TcpStream::connect_timeout(&loopback(api_port), PROBE_TIMEOUT)?;
+            conn.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            let tls = rustls::ClientConnection::new(
+                self.tls.clone(),
+                ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
+            )
+            .map_err(io::Error::other)?;
+            http_get(&mut rustls::StreamOwned::new(tls, conn), "/readyz")
+        })?;
+        Ok((processes, api_port))
+    }
+
+    fn spawn(&self, mut cmd: Command, name: &str) -> Result<Child, Failure> {
+        let log = self.dir.join(format!("{name}.log"));
+        let fail = |e: io::Error| Failure {
+            message: format!("start {name}: {e}"),
+            port_taken: false,
+        };
+        let out = File::create(&log).map_err(fail)?;
+        let err = out.try_clone().map_err(fail)?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        spawn_on_process_lifetime_thread(cmd).map_err(fail)
+    }
+
+    /// Polls `probe` until it answers 200, failing early when any process has exited.
+    fn wait(
+        &self,
+        processes: &mut Processes,
+        deadline: Instant,
+        name: &str,
+        probe: impl Fn() -> io::Result<(u16, String)>,
+    ) -> Result<(), Failure> {
+        let started = Instant::now();
+        loop {
+            for (which, child) in [
+                ("etcd", &mut processes.etcd),
+                ("kube-apiserver", &mut processes.apiserver),
+            ] {
+                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    return Err(self.exited(which, status));
+                }
+            }
+            let last = match probe() {
+                Ok((200, _)) => return Ok(()),
+                Ok((code, body)) => format!("HTTP {code}: {}", body.trim()),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                let message = format!(
+                    "{name} not ready after {:.1}s (last answer: {last})\n{}",
+                    started.elapsed().as_secs_f64(),
+                    log_tails(self.dir)
+                );
+                return Err(Failure {
+                    message,
+                    port_taken: false,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn exited(&self, name: &str, status: ExitStatus) -> Failure {
+        let log = fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        Failure {
+            port_taken: log.contains("address already in use"),
+            message: format!("{name} exited early with {status}\n{}", log_tails(self.dir)),
+        }
+    }
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Ports the kernel considers free right now; all bound at once so that they differ.
+fn free_ports<const N: usize>() -> io::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind(loopback(0)))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+/// A bare HTTP/1.1 GET, enough for health endpoints without pulling in an HTTP client.
+fn http_get(conn: &mut (impl Read + Write), path: &str) -> io::Result<(u16, String)> {
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    conn.flush()?;
+    let mut response = Vec::new();
+    if let Err(e) = conn.read_to_end(&mut response) {
+        // Servers may close without a TLS close_notify; what arrived is still the answer.
+        if response.is_empty() {
+            return Err(e);
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("not an HTTP response: {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((code, body.to_owned()))
+}
+
+fn log_tails(dir: &Path) -> String {
+    let mut out = String::new();
+    for name in ["kube-apiserver", "etcd"] {
+        let path = dir.join(format!("{name}.log"));
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| format!("({e})"));
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        out.push_str(&format!(
+            "--- last {} lines of {} ---\n{}\n",
+            tail.len(),
+            path.display(),
+            tail.join("\n")
+        ));
+    }
+    out
+}
+
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded randomly per instance: enough entropy for names, no extra crate.
+    let mut n = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (0..6)
+        .map(|_| {
+            let c = b"abcdefghijklmnopqrstuvwxyz0123456789"[(n % 36) as usize];
+            n /= 36;
+            c as char
+        })
+        .collect()
+}
+
+/// A double-quoted YAML scalar (JSON string syntax is valid YAML).
+fn yaml_quote(path: &Path) -> String {
+    let mut out = String::from("\"");
+    for c in path.display().to_string().chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn kubeconfig_yaml(server: &str, pki: &PkiPaths) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: testkit
+  cluster:
+    server: {server}
+    certificate-authority: {ca}
+users:
+- name: admin
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: testkit
+  context:
+    cluster: testkit
+    user: admin
+    namespace: default
+current-context: testkit
+",
+        ca = yaml_quote(&pki.serving_ca),
+        cert = yaml_quote(&pki.admin_cert),
+        key = yaml_quote(&pki.admin_key),
+    )
+}
+
+/// Certificates as envtest makes them: a CA for the serving cert, a separate CA for client
+/// certs, and a service-account signing key. All keys are ECDSA P-256, which kube-apiserver
+/// accepts everywhere (including for service-account tokens, signed ES256) and ring generates
+/// in microseconds, unlike RSA.
+struct Pki {
+    serving_ca: rcgen::Certificate,
+    serving_cert: rcgen::Certificate,
+    serving_key: KeyPair,
+    client_ca: rcgen::Certificate,
+    admin_cert: rcgen::Certificate,
+    admin_key: KeyPair,
+    sa_key: KeyPair,
+}
+
+struct PkiPaths {
+    serving_ca: PathBuf,
+    serving_cert: PathBuf,
+    serving_key: PathBuf,
+    client_ca: PathBuf,
+    admin_cert: PathBuf,
+    admin_key: PathBuf,
+    sa_key: PathBuf,
+    sa_pub: PathBuf,
+}
+
+impl Pki {
+    fn generate() -> Result<Pki, String> {
+        let err = |what: &str| {
+            let what = what.to_owned();
+            move |e: rcgen::Error| format!("generate the control plane's {what}: {e}")
+        };
+        let key = || KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256);
+
+        let (serving_ca, serving_issuer) = ca("testkit serving CA").map_err(err("serving CA"))?;
+        let serving_key = key().map_err(err("serving key"))?;
+        let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .map_err(err("serving cert"))?;
+        leaf(&mut params, "kube-apiserver", ExtendedKeyUsagePurpose::ServerAuth);
+        let serving_cert = params
+            .signed_by(&serving_key, &serving_issuer)
+            .map_err(err("serving cert"))?;
+
+        let (client_ca, client_issuer) = ca("testkit client CA").map_err(err("client CA"))?;
+        let admin_key = key().map_err(err("admin key"))?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err("admin cert"))?;
+        leaf(&mut params, "admin", ExtendedKeyUsagePurpose::ClientAuth);
+        // The group that RBAC's bootstrap policy binds to cluster-admin.
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
+        let admin_cert = params
+            .signed_by(&admin_key, &client_issuer)
+            .map_err(err("admin cert"))?;
+
+        let sa_key = key().map_err(err("service-account key"))?;
+        Ok(Pki {
+            serving_ca,
+            serving_cert,
+            serving_key,
+            client_ca,
+            admin_cert,
+            admin_key,
+            sa_key,
+        })
+    }
+
+    fn write(&self, dir: &Path) -> io::Result<PkiPaths> {
+        fs::create_dir_all(dir)?;
+        let paths = PkiPaths {
+            serving_ca: dir.join("serving-ca.crt"),
+            serving_cert: dir.join("apiserver.crt"),
+            serving_key: dir.join("apiserver.key"),
+            client_ca: dir.join("client-ca.crt"),
+            admin_cert: dir.join("admin.crt"),
+            admin_key: dir.join("admin.key"),
+            sa_key: dir.join("sa.key"),
+            sa_pub: dir.join("sa.pub"),
+        };
+        fs::write(&paths.serving_ca, self.serving_ca.pem())?;
+        fs::write(&paths.serving_cert, self.serving_cert.pem())?;
+        fs::write(&paths.serving_key, self.serving_key.serialize_pem())?;
+        fs::write(&paths.client_ca, self.client_ca.pem())?;
+        fs::write(&paths.admin_cert, self.admin_cert.pem())?;
+        fs::write(&paths.admin_key, self.admin_key.serialize_pem())?;
+        fs::write(&paths.sa_key, self.sa_key.serialize_pem())?;
+        fs::write(&paths.sa_pub, self.sa_key.public_key_pem())?;
+        Ok(paths)
+    }
+
+    /// What the readiness probe uses: trust the serving CA, present the admin cert.
+    fn readiness_tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(self.serving_ca.der().clone())
+            .map_err(|e| format!("trust the serving CA: {e}"))?;
+        let cert: CertificateDer<'static> = self.admin_cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.admin_key.serialize_der()));
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS config: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cert], key)
+        .map_err(|e| format!("TLS client certificate: {e}"))?;
+        Ok(Arc::new(config))
+    }
+}
+
+fn ca(name: &str) -> Result<(rcgen::Certificate, Issuer<'static, KeyPair>), rcgen::Error> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params);
+    let cert = params.self_signed(&key)?;
+    Ok((cert, Issuer::new(params, key)))
+}
+
+fn leaf(params: &mut CertificateParams, cn: &str, usage: ExtendedKeyUsagePurpose) {
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    validity(params);
+}
+
+/// From a day ago (clock skew) for a week: longer than any test run.
+fn validity(params: &mut CertificateParams) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(7);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_names_the_build_command() {
+        let err = ControlPlane::try_start_with(Path::new("/nonexistent/tools/bin")).unwrap_err();
+        assert!(err.contains("/nonexistent/tools/bin/etcd is missing"), "{err}");
+        assert!(err.contains("make tools"), "{err}");
+    }
+
+    #[test]
+    fn suffixes_are_dns_labels_and_differ() {
+        let a = random_suffix();
+        assert_eq!(a.len(), 6);
+        assert!(a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert_ne!(a, random_suffix());
+    }
+
+    #[test]
+    fn http_get_parses_status_and_body() {
+        struct Canned(io::Cursor<&'static [u8]>, Vec<u8>);
+        impl Read for Canned {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0.read(buf)
+            }
+        }
+        impl Write for Canned {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.1.write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut conn = Canned(
+            io::Cursor::new(b"HTTP/1.1 500 Internal Server Error\r\nA: b\r\n\r\n[-]etcd failed"),
+            Vec::new(),
+        );
+        let (code, body) = http_get(&mut conn, "/readyz").unwrap();
+        assert_eq!((code, body.as_str()), (500, "[-]etcd failed"));
+        assert!(conn.1.starts_with(b"GET /readyz HTTP/1.1\r\n"));
+    }
+}

@@ -1,0 +1,147 @@
+//! A small "internet" on loopback for the manifests in `examples/`: the DNS zones of the shop and
+//! of the CDN, a CDN edge serving the shop's certificates by SNI, and the shop's HTTPS origin.
+//! Used by the end-to-end tests of `check`, the benchmark and the demo.
+
+use crate::dns::{DnsFixture, Zone};
+use crate::pki::{LeafSpec, TestCa};
+use crate::tls::{SniCerts, TlsServer};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The port both the edge and the origin listen on (the examples' `origin.port`).
+pub const PORT: u16 = 8443;
+
+/// Hostnames the edge serves a valid certificate for.
+pub const EDGE_HOSTNAMES: &[&str] = &[
+    "www.shop.example",
+    "platform.shop.example",
+    "new.shop.example",
+    "legacy.shop.example",
+    "cdn-moved.shop.example",
+    "shop.example",
+];
+
+/// Served by the edge with an expired certificate (the broken step 1 example).
+pub const EXPIRED_HOSTNAME: &str = "expired.shop.example";
+
+pub struct World {
+    pub dns: DnsFixture,
+    pub edge: TlsServer,
+    pub origin: TlsServer,
+    pub ca: TestCa,
+    pub edge_ip: Ipv4Addr,
+    pub origin_ip: Ipv4Addr,
+    ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// Starts everything on a free pair of addresses in 127.77.0.0/16.
+    pub async fn start() -> io::Result<World> {
+        let ca = TestCa::new("Demo CDN Root CA");
+        let dir = tempfile::tempdir()?;
+        let ca_file = dir.path().join("demo-ca.pem");
+        std::fs::write(&ca_file, ca.cert_pem())?;
+
+        let mut edge_certs = SniCerts::new();
+        for host in EDGE_HOSTNAMES {
+            edge_certs = edge_certs.with_leaf(&ca.issue(LeafSpec::valid_for([*host])));
+        }
+        edge_certs =
+            edge_certs.with_leaf(&ca.issue(LeafSpec::valid_for([EXPIRED_HOSTNAME]).expired()));
+        let origin_certs =
+            SniCerts::new().with_leaf(&ca.issue(LeafSpec::valid_for(["origin.shop.example"])));
+
+        // Parallel test binaries each get their own addresses; a busy pair is skipped.
+        let seed = std::process::id() as u64
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u64)
+                .unwrap_or(0);
+        let mut last_err = None;
+        for attempt in 0..64u64 {
+            let n = ((seed + attempt * 7919) % 250) as u8 + 1;
+            let m = ((seed / 250 + attempt) % 250) as u8 + 1;
+            let edge_ip = Ipv4Addr::new(127, 77, n, m);
+            let origin_ip = Ipv4Addr::new(127, 78, n, m);
+            let edge = match TlsServer::start(
+                SocketAddr::new(IpAddr::V4(edge_ip), PORT),
+                edge_certs.clone(),
+            )
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            let origin = match TlsServer::start(
+                SocketAddr::new(IpAddr::V4(origin_ip), PORT),
+                origin_certs.clone(),
+            )
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            let dns = DnsFixture::start(zones(edge_ip, origin_ip)).await?;
+            return Ok(World {
+                dns,
+                edge,
+                origin,
+                ca,
+                edge_ip,
+                origin_ip,
+                ca_file,
+                _dir: dir,
+            });
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("no free loopback address pair")))
+    }
+
+    pub fn ca_file(&self) -> &Path {
+        &self.ca_file
+    }
+
+    /// The probe flags that point `check` or `run` at this world.
+    pub fn probe_args(&self) -> Vec<String> {
+        vec![
+            "--dns-server".into(),
+            self.dns.addr().to_string(),
+            "--ca-file".into(),
+            self.ca_file.display().to_string(),
+            "--https-port".into(),
+            PORT.to_string(),
+            "--allow-cidr".into(),
+            "127.0.0.0/8".into(),
+        ]
+    }
+
+    /// The zones as they are at start, for tests that change and restore them.
+    pub fn zones(&self) -> Vec<Zone> {
+        zones(self.edge_ip, self.origin_ip)
+    }
+}
+
+/// The shop's zone (CNAMEs to the CDN) and the CDN's zone (target CNAMEs at the edge).
+pub fn zones(edge_ip: Ipv4Addr, origin_ip: Ipv4Addr) -> Vec<Zone> {
+    let shop = Zone::new("shop.example")
+        .a("shop.example", edge_ip)
+        .cname("www.shop.example", "cs1.wpc.cdn.example")
+        .cname("expired.shop.example", "cs1.wpc.cdn.example")
+        .cname("platform.shop.example", "cs1.wpc.cdn.example")
+        .cname("new.shop.example", "cs1.wpc.cdn.example")
+        .cname("legacy.shop.example", "cs1.wpc.cdn.example")
+        // The broken step 5 example: moved to another certificate's target CNAME.
+        .cname("cdn-moved.shop.example", "cs2.wpc.cdn.example")
+        .a("origin.shop.example", origin_ip);
+    let cdn = Zone::new("cdn.example")
+        .a("cs1.wpc.cdn.example", edge_ip)
+        .a("cs2.wpc.cdn.example", edge_ip);
+    vec![shop, cdn]
+}

@@ -1,0 +1,229 @@
+//! End to end: the real `check` binary on `examples/` against the loopback world.
+
+use serde_json::Value;
+use std::process::Output;
+use testkit::world::World;
+
+const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+
+async fn check(world: &World, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("check").args(args).args(world.probe_args());
+    tokio::task::spawn_blocking(move || cmd.output().expect("run the check binary"))
+        .await
+        .expect("join")
+}
+
+fn delivery<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("delivery {name} in {report}"))
+}
+
+fn condition<'a>(d: &'a Value, type_: &str) -> &'a Value {
+    d["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("condition {type_} in {d}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_gets_the_reason_of_its_broken_step() {
+    let world = World::start().await.expect("world");
+    let out = check(&world, &["-f", EXAMPLES, "-o", "json"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not every example is ready: exit 1\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("JSON output");
+
+    let www = delivery(&report, "www");
+    assert_eq!(www["ready"], true, "{www:#}");
+    assert_eq!(www["namespace"], "shop");
+    assert_eq!(www["hostname"], "www.shop.example");
+    for c in www["conditions"].as_array().unwrap() {
+        assert_eq!(c["status"], "True", "{c}");
+    }
+    assert_eq!(
+        www["dns"]["chain"][0],
+        "www.shop.example. IN CNAME cs1.wpc.cdn.example."
+    );
+    assert_eq!(www["certificate"]["dnsNames"][0], "www.shop.example");
+    assert!(
+        www["certificate"]["sha256Fingerprint"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 95
+    );
+
+    let expect = [
+        (
+            "expired-certificate",
+            "CertificateValid",
+            "False",
+            "Expired",
+        ),
+        (
+            "wrong-platform",
+            "EdgeCnameConfigured",
+            "False",
+            "PlatformMismatch",
+        ),
+        (
+            "new-edge-cname",
+            "EdgeCnamePropagated",
+            "Unknown",
+            "ChangeTimeUnknown",
+        ),
+        (
+            "http-origin",
+            "OriginHttpsReady",
+            "False",
+            "OriginNotHttpsOnly",
+        ),
+        (
+            "moved-cname",
+            "DnsConfigured",
+            "False",
+            "CnameTargetMismatch",
+        ),
+        ("apex", "DnsConfigured", "False", "ZoneApex"),
+    ];
+    for (name, type_, status, reason) in expect {
+        let d = delivery(&report, name);
+        assert_eq!(d["ready"], false, "{name}");
+        let c = condition(d, type_);
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some(status), Some(reason)),
+            "{name}: {c}"
+        );
+        let ready = condition(d, "Ready");
+        assert_eq!(
+            ready["reason"], reason,
+            "{name}: Ready carries the failing step's reason"
+        );
+        // Only the broken step fails (the expired edge certificate also fails end to end).
+        let failing: Vec<&str> = d["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] != "True" && c["type"] != "Ready")
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        let allowed: &[&str] = if name == "expired-certificate" {
+            &["CertificateValid", "EdgeServing"]
+        } else {
+            &[type_]
+        };
+        assert_eq!(failing, allowed, "{name}: {d:#}");
+    }
+    let moved = condition(delivery(&report, "moved-cname"), "DnsConfigured");
+    assert!(
+        moved["message"]
+            .as_str()
+            .unwrap()
+            .contains("cdn-moved.shop.example. IN CNAME cs2.wpc.cdn.example."),
+        "{moved}"
+    );
+
+    // The inventory: one certificate per hostname here, each with its target CNAME.
+    let certs = report["certificates"].as_array().expect("certificates");
+    let www_cert = certs
+        .iter()
+        .find(|c| c["hostnames"][0] == "www.shop.example")
+        .expect("www's certificate");
+    assert_eq!(www_cert["targetCnames"][0], "cs1.wpc.cdn.example");
+    assert_eq!(www_cert["dnsNames"][0], "www.shop.example");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_example_alone_exits_zero_and_the_table_reads_well() {
+    let world = World::start().await.expect("world");
+    let healthy = format!("{EXAMPLES}/healthy.yaml");
+    let out = check(&world, &["-f", &healthy]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("NAMESPACE   NAME   HOSTNAME           READY   REASON\nshop        www    www.shop.example   True    Verified\n"), "{stdout}");
+    assert!(
+        stdout.contains("1 deliveries: 1 ready, 0 not ready."),
+        "{stdout}"
+    );
+
+    let broken = format!("{EXAMPLES}/broken-5-dns-cname.yaml");
+    let out = check(&world, &["-f", &broken]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("shop/moved-cname (cdn-moved.shop.example) is not ready:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "FAIL    steps 5 and 6 (DNS CNAME record, dig): DnsConfigured=False CnameTargetMismatch"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("create a CNAME record cdn-moved.shop.example. CNAME cs1.wpc.cdn.example."),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn yaml_output_and_now_flag() {
+    let world = World::start().await.expect("world");
+    let healthy = format!("{EXAMPLES}/healthy.yaml");
+    // At a time before modifiedAt + 1h, step 3 is still propagating.
+    let out = check(
+        &world,
+        &[
+            "-f",
+            &healthy,
+            "-o",
+            "yaml",
+            "--now",
+            "2026-11-01T10:20:00Z",
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_yaml::from_str(&stdout).expect("YAML output");
+    let c = condition(&report["deliveries"][0], "EdgeCnamePropagated");
+    assert_eq!(c["reason"], "Propagating", "{c}");
+    assert!(c["message"].as_str().unwrap().contains("in 40m"), "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostname_claimed_twice_is_a_conflict_for_the_second() {
+    let world = World::start().await.expect("world");
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = std::fs::read_to_string(format!("{EXAMPLES}/healthy.yaml")).unwrap();
+    let copy = healthy.replace("name: www\n", "name: www-copy\n");
+    std::fs::write(dir.path().join("a.yaml"), format!("{healthy}---\n{copy}")).unwrap();
+    let out = check(&world, &["-f", dir.path().to_str().unwrap(), "-o", "json"]).await;
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(delivery(&report, "www")["ready"], true);
+    let ready = condition(delivery(&report, "www-copy"), "Ready");
+    assert_eq!(ready["reason"], "HostnameConflict");
+    assert!(
+        ready["message"].as_str().unwrap().contains("shop/www"),
+        "{ready}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
