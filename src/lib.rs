@@ -4,4 +4,6 @@
 pub mod api;
 pub mod checks;
 pub mod cli;
+pub mod controller;
 pub mod probe;
+pub mod telemetry;

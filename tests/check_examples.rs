@@ -206,7 +206,10 @@ async fn yaml_output_and_now_flag() {
     let report: Value = serde_yaml::from_str(&stdout).expect("YAML output");
     let c = condition(&report["deliveries"][0], "EdgeCnamePropagated");
     assert_eq!(c["reason"], "Propagating", "{c}");
-    assert!(c["message"].as_str().unwrap().contains("in 40m"), "{c}");
+    assert!(
+        c["message"].as_str().unwrap().contains("in 40 minutes"),
+        "{c}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -226,4 +229,65 @@ async fn a_hostname_claimed_twice_is_a_conflict_for_the_second() {
         "{ready}"
     );
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Every object the API server rejects, `check` rejects too: exit 2, naming the file and the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_manifests_exit_2_naming_file_and_problem() {
+    let world = World::start().await.expect("world");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bad");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# value: "))
+            .unwrap_or_else(|| panic!("{} has a `# value:` line", file.display()));
+        let out = check(&world, &["-f", file.to_str().unwrap()]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(
+            stderr.contains(name) && stderr.contains("document 1"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr.contains(value),
+            "{name}: the refused value {value:?} is named: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "nothing is checked on bad input");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_and_non_yaml_input_exit_2() {
+    let world = World::start().await.expect("world");
+    let out = check(&world, &["-f", "/nonexistent/deliveries"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/deliveries: cannot read"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: httpsdelivery.dev/v1alpha1\nkind: HttpsDelivery\nspec: [unclosed\n",
+    )
+    .unwrap();
+    let out = check(&world, &["-f", bad.to_str().unwrap()]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("broken.yaml (document 1): not valid YAML"),
+        "{stderr}"
+    );
+    // A Secret's content never reaches an error message.
+    std::fs::write(&bad, "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\ndata: {tls.key: \"-----BEGIN PRIVATE KEY----- not base64\"}\n").unwrap();
+    let out = check(&world, &["-f", bad.to_str().unwrap()]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
 }

@@ -229,7 +229,13 @@ async fn kubectl_apply_rejects_bad_objects_with_readable_messages() {
         );
         let out = kubectl(
             cp,
-            &["apply", "-n", &ns, "-f", fixture.to_str().expect("UTF-8 path")],
+            &[
+                "apply",
+                "-n",
+                &ns,
+                "-f",
+                fixture.to_str().expect("UTF-8 path"),
+            ],
         );
         let stderr = text(&out.stderr);
         let name = fixture.file_name().unwrap().to_string_lossy();
@@ -280,7 +286,11 @@ async fn kubectl_apply_accepts_a_valid_object_and_get_hd_shows_the_columns() {
     );
     assert_eq!(rows.len(), 1, "{rows:?}");
     // No status yet: the Ready, Reason and Expires cells are blank.
-    assert_eq!(rows[0][..5], ["www", "www.shop.example", "", "", ""], "{rows:?}");
+    assert_eq!(
+        rows[0][..5],
+        ["www", "www.shop.example", "", "", ""],
+        "{rows:?}"
+    );
 
     // The apiserver applied the schema defaults the operator relies on.
     let api: Api<HttpsDelivery> = Api::namespaced(cp.client().await, &ns);
@@ -344,9 +354,16 @@ async fn spec_round_trips_and_status_is_a_separate_subresource() {
         .expect("server-side apply to /status");
     assert_eq!(patched.status.as_ref(), Some(&status));
 
-    let read = api.get("www").await.expect("read back after the status patch");
+    let read = api
+        .get("www")
+        .await
+        .expect("read back after the status patch");
     assert_eq!(read.status, Some(status));
-    assert_eq!(read.spec, good_spec(), "a status write leaves the spec alone");
+    assert_eq!(
+        read.spec,
+        good_spec(),
+        "a status write leaves the spec alone"
+    );
     assert_eq!(read.metadata.generation, Some(generation));
     let managers: Vec<_> = read
         .metadata
@@ -365,7 +382,10 @@ async fn spec_round_trips_and_status_is_a_separate_subresource() {
     api.replace_status("www", &PostParams::default(), &sneaky)
         .await
         .expect("replace /status");
-    assert_eq!(api.get("www").await.unwrap().spec.hostname, "www.shop.example");
+    assert_eq!(
+        api.get("www").await.unwrap().spec.hostname,
+        "www.shop.example"
+    );
 
     let (header, rows) = get_hd(cp, &ns);
     assert_eq!(header[..4], ["NAME", "HOSTNAME", "READY", "REASON"]);
@@ -432,7 +452,10 @@ async fn a_private_control_plane_stops_when_dropped() {
 
     let client = cp.client().await;
     let version = client.apiserver_version().await.expect("/version");
-    assert_eq!((version.major.as_str(), version.minor.as_str()), ("1", "34"));
+    assert_eq!(
+        (version.major.as_str(), version.minor.as_str()),
+        ("1", "34")
+    );
     let ns = cp.namespace("private").await;
     let out = kubectl(&cp, &["get", "namespace", &ns, "-o", "name"]);
     assert_success("kubectl get namespace", &out);
@@ -454,4 +477,77 @@ async fn a_private_control_plane_stops_when_dropped() {
         "kube-apiserver still listens on {addr} after drop"
     );
     assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+/// The service-account keys are ECDSA P-256 (rcgen) rather than the RSA of most setups: the
+/// apiserver must both sign tokens with them and accept what it signed.
+#[tokio::test]
+async fn service_account_tokens_are_issued_and_verified() {
+    let cp = plane();
+    let ns = cp.namespace("sa").await;
+    assert_success(
+        "kubectl create serviceaccount",
+        &kubectl(cp, &["create", "serviceaccount", "operator", "-n", &ns]),
+    );
+    let out = kubectl(cp, &["create", "token", "operator", "-n", &ns]);
+    assert_success("kubectl create token", &out);
+    let token = text(&out.stdout).trim().to_owned();
+
+    let review = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token},
+    });
+    let out = kubectl_with_stdin(
+        cp,
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.user.username}",
+        ],
+        &review.to_string(),
+    );
+    assert_success("kubectl create tokenreview", &out);
+    assert_eq!(
+        text(&out.stdout),
+        format!("system:serviceaccount:{ns}:operator")
+    );
+}
+
+/// When the apiserver dies during start, the error says so and carries its log, instead of a
+/// bare timeout a minute later.
+#[test]
+fn a_failed_start_reports_the_logs() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(controlplane::tool("etcd"), bin.path().join("etcd"))
+        .expect("link etcd");
+    let fake = bin.path().join("kube-apiserver");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'E0101 fake apiserver: cannot load --tls-cert-file' >&2\nexit 3\n",
+    )
+    .expect("write the fake apiserver");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let started = Instant::now();
+    let err = ControlPlane::try_start_with(bin.path()).expect_err("the fake apiserver exits");
+    eprintln!("{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "noticed the exit only after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("kube-apiserver exited early with exit status: 3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fake apiserver: cannot load --tls-cert-file"),
+        "{err}"
+    );
+    assert!(err.contains("kube-apiserver.log"), "{err}");
+    assert!(err.contains("etcd.log"), "{err}");
 }

@@ -12,7 +12,8 @@ pub use conditions::{ConditionStatus, ConditionType, Reason, Verdict};
 /// Written once here so that the CRD rule and the `check` command agree.
 pub const HOSTNAME_RULE: &str =
     r"self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')";
-pub const HOSTNAME_MESSAGE: &str = "must be a lower-case fully qualified DNS name such as www.shop.example: no upper-case letters, scheme (https://), port, path, wildcard (*) or trailing dot";
+/// A CEL message expression, so that the person sees the value that was refused.
+pub const HOSTNAME_MESSAGE: &str = r#"'"' + self + '" must be a lower-case fully qualified DNS name such as www.shop.example: no upper-case letters, scheme (https://), port, path, wildcard (*) or trailing dot'"#;
 
 /// The origin may be a DNS name or an IP address.
 pub const ORIGIN_HOST_RULE: &str = r"isIP(self) || self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')";
@@ -20,7 +21,8 @@ pub const ORIGIN_HOST_RULE: &str = r"isIP(self) || self.matches('^([a-z0-9]([-a-
 /// A Go duration string ("30s", "10m", "1h30m") that is greater than zero.
 pub const DURATION_RULE: &str =
     r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')";
-pub const DURATION_MESSAGE: &str = "must be a positive duration such as 30s, 10m, 1h or 1h30m";
+pub const DURATION_MESSAGE: &str =
+    r#"'"' + self + '" must be a positive duration such as 30s, 10m, 1h or 1h30m'"#;
 
 /// A Go duration string that may be zero (a propagation delay of 0s disables step 3's wait).
 pub const DURATION_OR_ZERO_RULE: &str = r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$')";
@@ -81,7 +83,7 @@ impl std::fmt::Display for OriginProtocol {
 pub struct HttpsDeliverySpec {
     /// The hostname delivered over HTTPS, e.g. www.shop.example.
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(HOSTNAME_MESSAGE))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
     pub hostname: String,
     pub certificate: CertificateSpec,
     pub edge_cname: EdgeCnameSpec,
@@ -103,7 +105,7 @@ pub struct CertificateSpec {
     pub platform: Platform,
     /// The target CNAME from the certificate's welcome letter.
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(HOSTNAME_MESSAGE))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
     pub target_cname: String,
 }
 
@@ -119,7 +121,7 @@ pub struct SecretReference {
 #[serde(rename_all = "camelCase")]
 pub struct EdgeCnameSpec {
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(HOSTNAME_MESSAGE))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
     pub hostname: String,
     pub platform: Platform,
     /// Name of the customer origin the edge CNAME points to.
@@ -139,7 +141,7 @@ pub struct OriginSpec {
     pub name: String,
     /// Host name or IP address the CDN edge connects to.
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new(ORIGIN_HOST_RULE).message("must be a lower-case host name or an IP address, without scheme, port or path"))]
+    #[x_kube(validation = Rule::new(ORIGIN_HOST_RULE).message(Message::Expression(r#"'"' + self + '" must be a lower-case host name or an IP address, without scheme, port or path'"#.into())))]
     pub host: String,
     #[serde(default = "default_https_port")]
     #[schemars(range(min = 1, max = 65535))]
@@ -149,7 +151,7 @@ pub struct OriginSpec {
     /// SNI name the edge sends to the origin; defaults to `host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(HOSTNAME_MESSAGE))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
     pub sni_hostname: Option<String>,
 }
 
@@ -164,22 +166,22 @@ pub struct ChecksSpec {
     /// How often the world is looked at again when nothing is due earlier (default 10m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(Message::Expression(DURATION_MESSAGE.into())))]
     pub recheck_interval: Option<String>,
     /// Time the CDN needs after an edge CNAME change (default 1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message("must be a duration such as 0s, 30s, 10m or 1h"))]
+    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message(Message::Expression(r#"'"' + self + '" must be a duration such as 0s, 30s, 10m or 1h'"#.into())))]
     pub propagation_delay: Option<String>,
     /// How long before notAfter the certificate is reported as ExpiringSoon (default 720h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message("must be a duration such as 0s, 168h or 720h"))]
+    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message(Message::Expression(r#"'"' + self + '" must be a duration such as 0s, 168h or 720h'"#.into())))]
     pub expiry_warning: Option<String>,
     /// Timeout of each DNS query and TLS probe (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(Message::Expression(DURATION_MESSAGE.into())))]
     pub timeout: Option<String>,
 }
 

@@ -430,7 +430,10 @@ pub fn evaluate(
     done(
         ConditionStatus::True,
         Reason::Verified,
-        format!("{what} covers {hostname}, its key matches and its chain verifies."),
+        match key {
+            Some(_) => format!("{what} covers {hostname}, its key matches and its chain verifies."),
+            None => format!("{what} covers {hostname} and its chain verifies."),
+        },
     )
 }
 
@@ -526,7 +529,7 @@ mod tests {
             HOST,
         );
         assert_eq!((s, r), (ConditionStatus::True, Reason::ExpiringSoon));
-        assert!(m.contains("in 9d") || m.contains("in 10d"), "{m}");
+        assert!(m.contains("in 9 days") || m.contains("in 10 days"), "{m}");
     }
 
     #[test]

@@ -105,7 +105,12 @@ pub fn evaluate(
         verdicts,
         certificate: cert.evidence,
         dns: DnsEvidence {
-            chain: observed.dns.dig_lines().into_iter().filter(|l| l.contains(" CNAME ")).collect(),
+            chain: observed
+                .dns
+                .dig_lines()
+                .into_iter()
+                .filter(|l| l.contains(" CNAME "))
+                .collect(),
             addresses: observed
                 .dns
                 .addresses()
@@ -136,20 +141,21 @@ pub(crate) fn describe_names(names: &[String]) -> String {
     s
 }
 
-/// "in 3d 4h" or "5h ago": how far `t` is from `now`, for messages.
+/// "in 3 days" or "5 hours ago": how far `t` is from `now`, for messages. Coarse on purpose: a
+/// message that changed at every reconcile would mean a status write at every reconcile.
 pub(crate) fn ago_or_in(t: Timestamp, now: Timestamp) -> String {
     let secs = t.as_second() - now.as_second();
     let abs = secs.unsigned_abs();
-    let (d, h, m) = (abs / 86_400, (abs % 86_400) / 3600, (abs % 3600) / 60);
-    let span = if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m")
+    let (n, unit) = if abs >= 86_400 {
+        (abs / 86_400, "day")
+    } else if abs >= 3600 {
+        (abs / 3600, "hour")
+    } else if abs >= 60 {
+        (abs / 60, "minute")
     } else {
-        format!("{abs}s")
+        (abs, "second")
     };
+    let span = format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
     if secs >= 0 {
         format!("in {span}")
     } else {

@@ -132,7 +132,7 @@ mod tests {
             (ConditionStatus::False, Reason::Propagating)
         );
         assert!(
-            f.verdict.message.contains("in 40m"),
+            f.verdict.message.contains("in 40 minutes"),
             "{}",
             f.verdict.message
         );

@@ -20,7 +20,7 @@ pub fn evaluate(steps: &[Verdict], conflict: Option<&str>, hostname: &str) -> Ve
             ConditionStatus::False,
             failed.reason,
             format!(
-                "{} fails ({}): {}",
+                "{}: {} is False: {}",
                 failed.type_.step(),
                 failed.type_,
                 failed.message
@@ -33,7 +33,7 @@ pub fn evaluate(steps: &[Verdict], conflict: Option<&str>, hostname: &str) -> Ve
             ConditionStatus::Unknown,
             unknown.reason,
             format!(
-                "{} could not be decided ({}): {}",
+                "{}: {} is Unknown: {}",
                 unknown.type_.step(),
                 unknown.type_,
                 unknown.message

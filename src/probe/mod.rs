@@ -61,6 +61,11 @@ pub enum ProbeSetupError {
     Tls(#[from] tls::TlsSetupError),
 }
 
+/// Receives the duration and outcome of every DNS walk and TLS probe (the operator's metrics).
+pub trait ProbeRecorder: Send + Sync {
+    fn record(&self, kind: &'static str, outcome: &str, duration: Duration);
+}
+
 /// The long-lived probers: resolver, TLS client configuration, guard.
 pub struct Prober {
     dns: Arc<dns::DnsProber>,
@@ -68,9 +73,16 @@ pub struct Prober {
     guard: Arc<guard::TargetGuard>,
     https_port: u16,
     concurrency: usize,
+    recorder: Option<Arc<dyn ProbeRecorder>>,
 }
 
 impl Prober {
+    /// Reports every probe's duration and outcome to `recorder`.
+    pub fn with_recorder(mut self, recorder: Arc<dyn ProbeRecorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
     pub fn new(config: &ProbeConfig) -> Result<Self, ProbeSetupError> {
         let mut roots = Vec::new();
         for f in &config.ca_files {
@@ -85,6 +97,7 @@ impl Prober {
             guard: Arc::new(guard::TargetGuard::new(config.allow_cidrs.clone())),
             https_port: config.https_port,
             concurrency: config.concurrency.max(1),
+            recorder: None,
         })
     }
 
@@ -96,6 +109,7 @@ impl Prober {
             tls: self.tls.clone(),
             guard: self.guard.clone(),
             https_port: self.https_port,
+            recorder: self.recorder.clone(),
             limit: Arc::new(Semaphore::new(self.concurrency)),
             walks: Arc::new(Mutex::new(HashMap::new())),
             probes: Arc::new(Mutex::new(HashMap::new())),
@@ -130,6 +144,7 @@ pub struct ProbeSession {
     tls: Arc<tls::TlsProber>,
     guard: Arc<guard::TargetGuard>,
     https_port: u16,
+    recorder: Option<Arc<dyn ProbeRecorder>>,
     limit: Arc<Semaphore>,
     walks: Arc<Mutex<HashMap<String, SharedWalk>>>,
     probes: Arc<Mutex<HashMap<TlsEndpoint, SharedProbe>>>,
@@ -146,17 +161,27 @@ impl ProbeSession {
                 .or_insert_with(|| {
                     let dns = self.dns.clone();
                     let limit = self.limit.clone();
+                    let recorder = self.recorder.clone();
                     let name = name.clone();
                     async move {
                         let _permit = limit.acquire_owned().await.ok();
-                        match tokio::time::timeout(timeout, dns.walk(&name)).await {
+                        let started = std::time::Instant::now();
+                        let observed = match tokio::time::timeout(timeout, dns.walk(&name)).await {
                             Ok(o) => o,
                             Err(_) => DnsObservation {
                                 name: name.clone(),
                                 chain: Vec::new(),
                                 outcome: DnsOutcome::Timeout { name },
                             },
+                        };
+                        if let Some(r) = &recorder {
+                            r.record(
+                                "dns",
+                                dns_outcome_label(&observed.outcome),
+                                started.elapsed(),
+                            );
                         }
+                        observed
                     }
                     .boxed()
                     .shared()
@@ -177,9 +202,15 @@ impl ProbeSession {
                     let guard = self.guard.clone();
                     let limit = self.limit.clone();
                     let endpoint = endpoint.clone();
+                    let recorder = self.recorder.clone();
                     async move {
                         let _permit = limit.acquire_owned().await.ok();
-                        tls.probe_guarded(&guard, &endpoint, timeout).await
+                        let started = std::time::Instant::now();
+                        let outcome = tls.probe_guarded(&guard, &endpoint, timeout).await;
+                        if let Some(r) = &recorder {
+                            r.record("tls", tls_outcome_label(&outcome), started.elapsed());
+                        }
+                        outcome
                     }
                     .boxed()
                     .shared()
@@ -323,4 +354,35 @@ fn edge_certificate(edge: &EdgeObservation) -> CertificateInput {
         ),
     };
     CertificateInput::EdgeUnavailable { detail }
+}
+
+/// Low-cardinality outcome labels for metrics.
+fn dns_outcome_label(outcome: &DnsOutcome) -> &'static str {
+    match outcome {
+        DnsOutcome::Addresses { .. } => "addresses",
+        DnsOutcome::NoData { .. } => "nodata",
+        DnsOutcome::NxDomain { .. } => "nxdomain",
+        DnsOutcome::ZoneApex { .. } => "zone_apex",
+        DnsOutcome::Loop { .. } => "loop",
+        DnsOutcome::TooLong { .. } => "too_long",
+        DnsOutcome::Timeout { .. } => "timeout",
+        DnsOutcome::ServerFailure { .. } => "server_failure",
+    }
+}
+
+fn tls_outcome_label(outcome: &TlsOutcome) -> &'static str {
+    match outcome {
+        TlsOutcome::Handshake {
+            verified: Ok(()), ..
+        } => "verified",
+        TlsOutcome::Handshake {
+            verified: Err(_), ..
+        } => "certificate_invalid",
+        TlsOutcome::Refused => "refused",
+        TlsOutcome::Unreachable(_) => "unreachable",
+        TlsOutcome::ConnectTimeout | TlsOutcome::HandshakeTimeout => "timeout",
+        TlsOutcome::NotTls(_) => "not_tls",
+        TlsOutcome::HandshakeFailed(_) => "handshake_failed",
+        TlsOutcome::Forbidden(_) => "forbidden",
+    }
 }

@@ -412,19 +412,18 @@ fn chain_problem(err: &rustls::Error, chain: &[CertificateDer<'_>], name: &str) 
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             ChainProblem::WrongName(describe_wrong_name(chain, name))
         }
-        CertificateError::ExpiredContext { time, not_after } => ChainProblem::Expired(format!(
-            "{}not valid after {} (checked at {})",
+        // The check time is left out: it changes every probe, and status must not churn.
+        CertificateError::ExpiredContext { not_after, .. } => ChainProblem::Expired(format!(
+            "{}not valid after {}",
             which_certificate(chain, not_after, |v| v.not_after.timestamp()),
             timestamp(*not_after),
-            timestamp(*time)
         )),
         CertificateError::Expired => ChainProblem::Expired(cert_err.to_string()),
-        CertificateError::NotValidYetContext { time, not_before } => {
+        CertificateError::NotValidYetContext { not_before, .. } => {
             ChainProblem::NotYetValid(format!(
-                "{}not valid before {} (checked at {})",
+                "{}not valid before {}",
                 which_certificate(chain, not_before, |v| v.not_before.timestamp()),
                 timestamp(*not_before),
-                timestamp(*time)
             ))
         }
         CertificateError::NotValidYet => ChainProblem::NotYetValid(cert_err.to_string()),

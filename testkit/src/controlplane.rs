@@ -198,8 +198,9 @@ impl ControlPlane {
         let started = Instant::now();
         let etcd = find_tool(bin, "etcd")?;
         let apiserver = find_tool(bin, "kube-apiserver")?;
+        remove_dirs_of_dead_runs();
         let dir = tempfile::Builder::new()
-            .prefix("httpsdelivery-cp-")
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| format!("create the control plane's temp dir: {e}"))?;
         let pki = Pki::generate()?;
@@ -371,9 +372,7 @@ impl ControlPlane {
     fn run_kubectl(&self, args: impl FnOnce(&mut Command) -> &mut Command) -> String {
         let mut cmd = self.kubectl();
         args(&mut cmd);
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+        let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
         assert!(
             out.status.success(),
             "{cmd:?} failed with {}:\n{}{}",
@@ -384,8 +383,8 @@ impl ControlPlane {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Kills kube-apiserver, then etcd (the other order makes the apiserver linger for ~20 s),
-    /// and reaps both. Idempotent.
+    /// Kills kube-apiserver, then etcd, and reaps both; idempotent. The apiserver goes first so
+    /// that it never runs without etcd (on SIGTERM it then retries for ~20 s before exiting).
     fn stop(&self) {
         self.processes
             .lock()
@@ -409,8 +408,10 @@ impl Processes {
     /// SIGKILL rather than a graceful stop: the data is thrown away with the temp dir, and a
     /// graceful apiserver shutdown costs about a second per control plane.
     fn stop(&mut self) {
-        for child in [self.apiserver.take(), self.etcd.take()].into_iter().flatten() {
-            let mut child = child;
+        for mut child in [self.apiserver.take(), self.etcd.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -483,13 +484,19 @@ impl Launch<'_> {
                 self.dir.join("apiserver").display()
             ))
             .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
-            .arg(format!("--tls-private-key-file={}", pki.serving_key.display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                pki.serving_key.display()
+            ))
             .arg(format!("--client-ca-file={}", pki.client_ca.display()))
             .arg("--authorization-mode=RBAC")
             .arg(format!(
                 "--service-account-issuer=https://127.0.0.1:{api_port}/"
             ))
-            .arg(format!("--service-account-key-file={}", pki.sa_pub.display()))
+            .arg(format!(
+                "--service-account-key-file={}",
+                pki.sa_pub.display()
+            ))
             .arg(format!(
                 "--service-account-signing-key-file={}",
                 pki.sa_key.display()
@@ -574,6 +581,35 @@ impl Launch<'_> {
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Temp dirs are named `httpsdelivery-cp-PID-xxxxxx` after the test process that owns them.
+const DIR_PREFIX: &str = "httpsdelivery-cp-";
+
+/// A killed test run (SIGKILL, Ctrl-C) runs no destructors and no atexit hooks, so its temp
+/// dir stays behind, over 100 MB of it etcd's preallocated WAL. The kernel has already killed
+/// its etcd and kube-apiserver (PR_SET_PDEATHSIG); remove what they left once the owner is gone.
+fn remove_dirs_of_dead_runs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } == -1
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
@@ -617,14 +653,14 @@ fn http_get(conn: &mut (impl Read + Write), path: &str) -> io::Result<(u16, Stri
 fn log_tails(dir: &Path) -> String {
     let mut out = String::new();
     for name in ["kube-apiserver", "etcd"] {
-        let path = dir.join(format!("{name}.log"));
-        let text = fs::read_to_string(&path).unwrap_or_else(|e| format!("({e})"));
+        // Named without the directory: after a failed start it is already removed.
+        let text = fs::read_to_string(dir.join(format!("{name}.log")))
+            .unwrap_or_else(|e| format!("({e})"));
         let lines: Vec<&str> = text.lines().collect();
         let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
         out.push_str(&format!(
-            "--- last {} lines of {} ---\n{}\n",
+            "--- {name}.log, last {} lines ---\n{}\n",
             tail.len(),
-            path.display(),
             tail.join("\n")
         ));
     }
@@ -726,7 +762,11 @@ impl Pki {
         let serving_key = key().map_err(err("serving key"))?;
         let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
             .map_err(err("serving cert"))?;
-        leaf(&mut params, "kube-apiserver", ExtendedKeyUsagePurpose::ServerAuth);
+        leaf(
+            &mut params,
+            "kube-apiserver",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
         let serving_cert = params
             .signed_by(&serving_key, &serving_issuer)
             .map_err(err("serving cert"))?;
@@ -835,7 +875,10 @@ mod tests {
     #[test]
     fn missing_binary_names_the_build_command() {
         let err = ControlPlane::try_start_with(Path::new("/nonexistent/tools/bin")).unwrap_err();
-        assert!(err.contains("/nonexistent/tools/bin/etcd is missing"), "{err}");
+        assert!(
+            err.contains("/nonexistent/tools/bin/etcd is missing"),
+            "{err}"
+        );
         assert!(err.contains("make tools"), "{err}");
     }
 
@@ -843,7 +886,10 @@ mod tests {
     fn suffixes_are_dns_labels_and_differ() {
         let a = random_suffix();
         assert_eq!(a.len(), 6);
-        assert!(a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
         assert_ne!(a, random_suffix());
     }
 

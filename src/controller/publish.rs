@@ -1,0 +1,277 @@
+//! Publishing: the new status (only when something other than timestamps changed), the Events
+//! of transitions, and when to look again. Pure: the reconciler does the I/O.
+
+use crate::api::{
+    ConditionStatus, ConditionType, HttpsDeliveryStatus, Verdict, conditions::merge_conditions,
+};
+use crate::checks::Evaluation;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use std::time::Duration;
+
+/// The API server's limit on an Event note.
+const MAX_NOTE: usize = 1024;
+
+/// An Event to publish about the delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub warning: bool,
+    /// The condition's reason.
+    pub reason: String,
+    pub note: String,
+}
+
+/// What a reconcile should write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The status to apply, or None when it would not change.
+    pub status: Option<HttpsDeliveryStatus>,
+    pub events: Vec<Transition>,
+}
+
+/// Builds the status from an evaluation, keeping transition times, and compares it with `old`.
+pub fn plan(
+    old: Option<&HttpsDeliveryStatus>,
+    evaluation: &Evaluation,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Plan {
+    let old_conditions: &[Condition] = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let conditions = merge_conditions(old_conditions, &evaluation.verdicts, generation, now);
+    let new = HttpsDeliveryStatus {
+        observed_generation: generation,
+        conditions,
+        certificate: evaluation.certificate.clone(),
+        dns: Some(evaluation.dns.clone()),
+        edge_cname: evaluation.edge_tracking.clone(),
+    };
+    let events = transitions(old_conditions, &evaluation.verdicts);
+    let status = if old == Some(&new) { None } else { Some(new) };
+    Plan { status, events }
+}
+
+/// Warning when a step condition leaves True (or first appears False), Normal when it returns
+/// to True. Ready is left out: it repeats the first failing step.
+pub fn transitions(old: &[Condition], verdicts: &[Verdict]) -> Vec<Transition> {
+    verdicts
+        .iter()
+        .filter(|v| v.type_ != ConditionType::Ready)
+        .filter_map(|v| {
+            let before = old
+                .iter()
+                .find(|c| c.type_ == v.type_.as_str())
+                .map(|c| c.status.as_str());
+            let warning = match (before, v.status) {
+                (Some("True"), ConditionStatus::False | ConditionStatus::Unknown) => true,
+                (None, ConditionStatus::False) => true,
+                (Some("False" | "Unknown"), ConditionStatus::True) => false,
+                _ => return None,
+            };
+            let note = format!("{}: {}", v.type_, v.message);
+            Some(Transition {
+                warning,
+                reason: v.reason.as_str().to_string(),
+                note: truncate(&note),
+            })
+        })
+        .collect()
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= MAX_NOTE {
+        return s.to_string();
+    }
+    let mut end = MAX_NOTE - 3;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// When to look again: at the next moment a verdict changes by the clock (plus a second so the
+/// moment has passed), or after the recheck interval with up to 10% jitter so that objects
+/// created together do not probe together forever.
+pub fn next_check(
+    evaluation: &Evaluation,
+    recheck: Duration,
+    now: Timestamp,
+    jitter: f64,
+) -> Duration {
+    let jitter = jitter.clamp(0.0, 1.0);
+    let recheck = recheck.mul_f64(1.0 - 0.1 * jitter);
+    match evaluation.next_change {
+        Some(at) if at > now => {
+            let until =
+                Duration::from_secs((at.as_second() - now.as_second()).max(0).unsigned_abs())
+                    + Duration::from_secs(1);
+            until.min(recheck)
+        }
+        _ => recheck,
+    }
+}
+
+/// Exponential backoff after failed reconciles: 5s, 10s, 20s ... capped at 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << failures.min(6));
+    Duration::from_secs(secs.min(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DnsEvidence, Reason};
+
+    fn evaluation(verdicts: Vec<Verdict>) -> Evaluation {
+        Evaluation {
+            verdicts,
+            certificate: None,
+            dns: DnsEvidence::default(),
+            edge_tracking: None,
+            next_change: None,
+        }
+    }
+
+    fn all(status: ConditionStatus, reason: Reason) -> Vec<Verdict> {
+        ConditionType::STEPS
+            .iter()
+            .chain([ConditionType::Ready].iter())
+            .map(|t| Verdict::new(*t, status, reason, format!("{t} is {status}")))
+            .collect()
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn nothing_changed_means_no_write_and_no_event() {
+        let e = evaluation(all(ConditionStatus::True, Reason::Verified));
+        let first = plan(None, &e, Some(1), t("2026-01-01T00:00:00Z"));
+        let written = first.status.clone().expect("first status is written");
+        let second = plan(Some(&written), &e, Some(1), t("2026-01-01T00:10:00Z"));
+        assert_eq!(second.status, None, "only timestamps would differ");
+        assert!(second.events.is_empty());
+    }
+
+    #[test]
+    fn a_new_generation_is_written() {
+        let e = evaluation(all(ConditionStatus::True, Reason::Verified));
+        let written = plan(None, &e, Some(1), t("2026-01-01T00:00:00Z"))
+            .status
+            .unwrap();
+        let next = plan(Some(&written), &e, Some(2), t("2026-01-01T00:10:00Z"));
+        let s = next.status.expect("observedGeneration moved");
+        assert_eq!(s.observed_generation, Some(2));
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(2))
+        );
+    }
+
+    #[test]
+    fn leaving_true_is_one_warning_and_returning_is_one_normal() {
+        let ok = evaluation(all(ConditionStatus::True, Reason::Verified));
+        let mut broken_v = all(ConditionStatus::True, Reason::Verified);
+        broken_v[4] = Verdict::new(
+            ConditionType::DnsConfigured,
+            ConditionStatus::False,
+            Reason::CnameTargetMismatch,
+            "wrong",
+        );
+        broken_v[6] = Verdict::new(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::CnameTargetMismatch,
+            "wrong",
+        );
+        let broken = evaluation(broken_v);
+        let s0 = plan(None, &ok, Some(1), t("2026-01-01T00:00:00Z"))
+            .status
+            .unwrap();
+        let p1 = plan(Some(&s0), &broken, Some(1), t("2026-01-01T00:10:00Z"));
+        assert_eq!(
+            p1.events,
+            vec![Transition {
+                warning: true,
+                reason: "CnameTargetMismatch".into(),
+                note: "DnsConfigured: wrong".into()
+            }]
+        );
+        let s1 = p1.status.unwrap();
+        let dns = s1
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "DnsConfigured")
+            .unwrap();
+        assert_eq!(dns.last_transition_time.0, t("2026-01-01T00:10:00Z"));
+        let p2 = plan(Some(&s1), &broken, Some(1), t("2026-01-01T00:20:00Z"));
+        assert!(
+            p2.events.is_empty() && p2.status.is_none(),
+            "still broken: no duplicate"
+        );
+        let p3 = plan(Some(&s1), &ok, Some(1), t("2026-01-01T00:30:00Z"));
+        assert_eq!(p3.events.len(), 1);
+        assert!(!p3.events[0].warning);
+        assert_eq!(p3.events[0].reason, "Verified");
+    }
+
+    #[test]
+    fn first_sight_of_a_broken_step_warns_once() {
+        let mut v = all(ConditionStatus::True, Reason::Verified);
+        v[0] = Verdict::new(
+            ConditionType::CertificateValid,
+            ConditionStatus::False,
+            Reason::Expired,
+            "expired",
+        );
+        v[2] = Verdict::new(
+            ConditionType::EdgeCnamePropagated,
+            ConditionStatus::Unknown,
+            Reason::ChangeTimeUnknown,
+            "?",
+        );
+        let p = plan(None, &evaluation(v), Some(1), t("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            p.events.len(),
+            1,
+            "False warns, Unknown and True do not: {:?}",
+            p.events
+        );
+        assert_eq!(p.events[0].reason, "Expired");
+    }
+
+    #[test]
+    fn notes_are_truncated_to_the_api_limit() {
+        let long = "x".repeat(5000);
+        let v = vec![Verdict::new(
+            ConditionType::DnsConfigured,
+            ConditionStatus::False,
+            Reason::NxDomain,
+            long,
+        )];
+        let events = transitions(&[], &v);
+        assert!(events[0].note.len() <= MAX_NOTE);
+    }
+
+    #[test]
+    fn next_check_is_the_earliest_clock_change_or_the_jittered_recheck() {
+        let now = t("2026-01-01T00:00:00Z");
+        let mut e = evaluation(vec![]);
+        let ten = Duration::from_secs(600);
+        assert_eq!(next_check(&e, ten, now, 0.0), ten);
+        assert_eq!(next_check(&e, ten, now, 1.0), Duration::from_secs(540));
+        e.next_change = Some(t("2026-01-01T00:00:30Z"));
+        assert_eq!(next_check(&e, ten, now, 0.5), Duration::from_secs(31));
+        e.next_change = Some(t("2026-01-02T00:00:00Z"));
+        assert_eq!(next_check(&e, ten, now, 0.0), ten);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0), Duration::from_secs(5));
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(3), Duration::from_secs(40));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+}

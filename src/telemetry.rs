@@ -1,0 +1,780 @@
+//! Logs, metrics and the health server.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// Used when `RUST_LOG` is unset or unparsable: the client libraries are chatty at info and
+/// their noise would drown the per-object verdicts.
+const DEFAULT_LOG_FILTER: &str = "info,kube=warn,hickory=warn,rustls=warn";
+
+/// Content type of the OpenMetrics text format, which is what `encode` produces.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Metric names are prefixed with this (`httpsdelivery_condition_status`, ...).
+const METRIC_PREFIX: &str = "httpsdelivery";
+
+/// A condition status is one of these three (metav1.Condition); each gets its own series so
+/// that alerts can select `status="False"` without knowing the previous value.
+const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+
+/// Reconciles and probes are bounded by timeouts well under a minute; buckets reach from one
+/// millisecond (cached DNS) to 60 s (a probe that ran into its timeout).
+const DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Installs the global tracing subscriber, writing to stderr (stdout belongs to command output
+/// such as `crd` and `check -o json`).
+///
+/// The filter comes from `RUST_LOG`, defaulting to `info,kube=warn,hickory=warn,rustls=warn`.
+/// Calling it again is harmless: the first subscriber stays (tests and embedders may have
+/// installed one already).
+pub fn init_logging(format: LogFormat) {
+    let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, None),
+        Err(error) => {
+            // Unset is the normal case; only a set-but-invalid value is worth a warning.
+            let bad = std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| error);
+            (EnvFilter::new(DEFAULT_LOG_FILTER), bad)
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    if installed.is_ok()
+        && let Some(error) = bad_filter
+    {
+        tracing::warn!(%error, default = DEFAULT_LOG_FILTER, "RUST_LOG is invalid, using the default filter");
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    namespace: String,
+    name: String,
+    r#type: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    kind: String,
+    outcome: String,
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The operator's Prometheus metrics.
+///
+/// Cloning is cheap and every clone records into the same registry (the state lives behind an
+/// `Arc`), so the controller context, the probes and the health server each hold their own
+/// clone.
+///
+/// Only names, namespaces, condition types and statuses, outcomes and times become labels or
+/// values; nothing from a Secret does.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    condition_status: Family<ConditionLabels, Gauge>,
+    certificate_not_after: Family<ObjectLabels, Gauge>,
+    reconciliations: Family<OutcomeLabels, Counter>,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: Histogram,
+    probe_duration: HistogramFamily<ProbeLabels>,
+    /// Condition types that have series, per (namespace, name): `forget` and `set_conditions`
+    /// need them to remove series, because a `Family` cannot be searched by partial labels.
+    /// Holding this lock while touching the per-object families keeps a concurrent `forget`
+    /// from leaving half an object behind.
+    condition_types: Mutex<HashMap<(String, String), BTreeSet<String>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Creates the registry (prefix `httpsdelivery`) with every metric family registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix(METRIC_PREFIX);
+
+        let condition_status = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "condition_status",
+            "Status of each condition of each HttpsDelivery: 1 for the current status, 0 for the others",
+            condition_status.clone(),
+        );
+        let certificate_not_after = Family::<ObjectLabels, Gauge>::default();
+        registry.register_with_unit(
+            "certificate_not_after",
+            "Expiry of the served certificate of each HttpsDelivery, as Unix time",
+            Unit::Seconds,
+            certificate_not_after.clone(),
+        );
+        let reconciliations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reconciliations",
+            "Reconciliations by outcome",
+            reconciliations.clone(),
+        );
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciliations by error kind",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration = duration_histogram();
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Duration of reconciliations",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        let probe_duration: HistogramFamily<ProbeLabels> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "probe_duration",
+            "Duration of DNS and TLS probes by outcome",
+            Unit::Seconds,
+            probe_duration.clone(),
+        );
+
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                condition_status,
+                certificate_not_after,
+                reconciliations,
+                reconcile_errors,
+                reconcile_duration,
+                probe_duration,
+                condition_types: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Publishes the conditions of one object as `(type, status)` pairs.
+    ///
+    /// The slice is the object's complete set: types published earlier and absent now lose
+    /// their series, so a renamed or dropped condition does not linger. A status other than
+    /// `True` or `False` counts as `Unknown`, which keeps exactly one of the three at 1.
+    pub fn set_conditions(&self, namespace: &str, name: &str, conditions: &[(String, String)]) {
+        let mut tracked = self.lock_condition_types();
+        let key = (namespace.to_owned(), name.to_owned());
+        let current: BTreeSet<String> = conditions.iter().map(|(t, _)| t.clone()).collect();
+        if let Some(previous) = tracked.get(&key) {
+            for stale in previous.difference(&current) {
+                self.remove_condition_series(namespace, name, stale);
+            }
+        }
+        for (condition_type, status) in conditions {
+            let status = match status.as_str() {
+                "True" | "False" => status.as_str(),
+                _ => "Unknown",
+            };
+            for candidate in CONDITION_STATUSES {
+                let labels = condition_labels(namespace, name, condition_type, candidate);
+                self.inner
+                    .condition_status
+                    .get_or_create(&labels)
+                    .set(i64::from(candidate == status));
+            }
+        }
+        if current.is_empty() {
+            tracked.remove(&key);
+        } else {
+            tracked.insert(key, current);
+        }
+    }
+
+    /// Publishes the expiry of the object's certificate; `None` (no certificate could be read)
+    /// removes the series rather than leaving a stale time behind.
+    pub fn set_certificate_not_after(
+        &self,
+        namespace: &str,
+        name: &str,
+        unix_seconds: Option<i64>,
+    ) {
+        let labels = object_labels(namespace, name);
+        match unix_seconds {
+            Some(seconds) => {
+                self.inner
+                    .certificate_not_after
+                    .get_or_create(&labels)
+                    .set(seconds);
+            }
+            None => {
+                self.inner.certificate_not_after.remove(&labels);
+            }
+        }
+    }
+
+    /// Removes every series of a deleted object, so that it stops showing up in dashboards
+    /// and alerts.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut tracked = self.lock_condition_types();
+        if let Some(types) = tracked.remove(&(namespace.to_owned(), name.to_owned())) {
+            for condition_type in &types {
+                self.remove_condition_series(namespace, name, condition_type);
+            }
+        }
+        self.inner
+            .certificate_not_after
+            .remove(&object_labels(namespace, name));
+    }
+
+    /// Starts timing one reconciliation. Finish it with [`ReconcileTimer::ok`] or
+    /// [`ReconcileTimer::error`]; a timer dropped without either records nothing (a reconcile
+    /// cancelled at shutdown has no outcome worth counting).
+    pub fn reconcile_timer(&self) -> ReconcileTimer {
+        ReconcileTimer {
+            metrics: self.clone(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Records the duration of one probe; `kind` is `"dns"` or `"tls"`, `outcome` a short
+    /// fixed word (not a message, which would make the label set unbounded).
+    pub fn observe_probe(&self, kind: &'static str, outcome: &str, duration: Duration) {
+        let labels = ProbeLabels {
+            kind: kind.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.inner
+            .probe_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+    }
+
+    /// The registry in the OpenMetrics text format (ending in `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) =
+            prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)
+        {
+            // Writing into a String cannot fail; only a broken encoder could get here.
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        text
+    }
+
+    fn remove_condition_series(&self, namespace: &str, name: &str, condition_type: &str) {
+        for status in CONDITION_STATUSES {
+            self.inner.condition_status.remove(&condition_labels(
+                namespace,
+                name,
+                condition_type,
+                status,
+            ));
+        }
+    }
+
+    fn lock_condition_types(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), BTreeSet<String>>> {
+        // The map is only a record of which series exist; after a panic elsewhere it is still
+        // the best record there is.
+        self.inner
+            .condition_types
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record_reconcile(&self, start: Instant, outcome: &str, error: Option<&str>) {
+        self.inner
+            .reconcile_duration
+            .observe(start.elapsed().as_secs_f64());
+        self.inner
+            .reconciliations
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if let Some(error) = error {
+            self.inner
+                .reconcile_errors
+                .get_or_create(&ErrorLabels {
+                    error: error.to_owned(),
+                })
+                .inc();
+        }
+    }
+}
+
+fn condition_labels(
+    namespace: &str,
+    name: &str,
+    condition_type: &str,
+    status: &str,
+) -> ConditionLabels {
+    ConditionLabels {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        r#type: condition_type.to_owned(),
+        status: status.to_owned(),
+    }
+}
+
+fn object_labels(namespace: &str, name: &str) -> ObjectLabels {
+    ObjectLabels {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+/// Times one reconciliation; see [`Metrics::reconcile_timer`].
+#[must_use = "a ReconcileTimer records nothing unless finished with ok() or error()"]
+#[derive(Debug)]
+pub struct ReconcileTimer {
+    metrics: Metrics,
+    start: Instant,
+}
+
+impl ReconcileTimer {
+    /// Counts a successful reconciliation and records its duration.
+    pub fn ok(self) {
+        self.metrics.record_reconcile(self.start, "ok", None);
+    }
+
+    /// Counts a failed reconciliation under `label` (a short error kind such as `"kube"`,
+    /// never an error message) and records its duration.
+    pub fn error(self, label: &str) {
+        self.metrics
+            .record_reconcile(self.start, "error", Some(label));
+    }
+}
+
+#[derive(Clone)]
+struct ServerState {
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+}
+
+/// Binds the health and metrics listener; split from [`serve_listener`] so that callers can
+/// bind port 0 and learn the address before serving.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("binding the health and metrics server to {addr}: {error}"),
+        )
+    })
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on `addr` until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = bind(addr).await?;
+    serve_listener(listener, metrics, ready, shutdown).await
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on an already bound listener until `shutdown`
+/// completes; requests in flight at that moment are answered first.
+///
+/// `/readyz` answers 200 only while `ready` is true, so the process can report itself
+/// unready (e.g. before its caches are synced) without stopping the server.
+pub async fn serve_listener(
+    listener: TcpListener,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(ServerState { metrics, ready });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<ServerState>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+async fn metrics_handler(State(state): State<ServerState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    fn conditions(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(t, s)| (t.to_string(), s.to_string()))
+            .collect()
+    }
+
+    fn condition_line(namespace: &str, name: &str, condition_type: &str, status: &str) -> String {
+        format!(
+            "httpsdelivery_condition_status{{namespace=\"{namespace}\",name=\"{name}\",type=\"{condition_type}\",status=\"{status}\"}}"
+        )
+    }
+
+    /// The value of the one sample whose line starts with `series` followed by a space.
+    fn sample(text: &str, series: &str) -> Option<String> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn condition_gauges_flip_between_statuses() {
+        let metrics = Metrics::new();
+        metrics.set_conditions("shop", "www", &conditions(&[("Ready", "True")]));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, &condition_line("shop", "www", "Ready", "True")).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            sample(&text, &condition_line("shop", "www", "Ready", "False")).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            sample(&text, &condition_line("shop", "www", "Ready", "Unknown")).as_deref(),
+            Some("0")
+        );
+
+        metrics.set_conditions("shop", "www", &conditions(&[("Ready", "False")]));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, &condition_line("shop", "www", "Ready", "True")).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            sample(&text, &condition_line("shop", "www", "Ready", "False")).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            sample(&text, &condition_line("shop", "www", "Ready", "Unknown")).as_deref(),
+            Some("0")
+        );
+    }
+
+    #[test]
+    fn unexpected_status_counts_as_unknown() {
+        let metrics = Metrics::new();
+        metrics.set_conditions("shop", "www", &conditions(&[("Ready", "maybe")]));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, &condition_line("shop", "www", "Ready", "Unknown")).as_deref(),
+            Some("1")
+        );
+        assert!(!text.contains("maybe"));
+    }
+
+    #[test]
+    fn condition_types_no_longer_published_lose_their_series() {
+        let metrics = Metrics::new();
+        metrics.set_conditions(
+            "shop",
+            "www",
+            &conditions(&[("Ready", "False"), ("CertificateValid", "False")]),
+        );
+        metrics.set_conditions("shop", "www", &conditions(&[("Ready", "True")]));
+        let text = metrics.encode();
+        assert!(!text.contains("CertificateValid"), "{text}");
+        assert_eq!(
+            sample(&text, &condition_line("shop", "www", "Ready", "True")).as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn certificate_expiry_is_set_and_removed() {
+        let metrics = Metrics::new();
+        let series = "httpsdelivery_certificate_not_after_seconds{namespace=\"shop\",name=\"www\"}";
+        metrics.set_certificate_not_after("shop", "www", Some(1_767_225_600));
+        assert_eq!(
+            sample(&metrics.encode(), series).as_deref(),
+            Some("1767225600")
+        );
+        metrics.set_certificate_not_after("shop", "www", None);
+        assert_eq!(sample(&metrics.encode(), series), None);
+    }
+
+    #[test]
+    fn forget_removes_every_series_of_the_object_only() {
+        let metrics = Metrics::new();
+        for name in ["www", "api"] {
+            metrics.set_conditions(
+                "shop",
+                name,
+                &conditions(&[("Ready", "True"), ("DnsConfigured", "True")]),
+            );
+            metrics.set_certificate_not_after("shop", name, Some(1_767_225_600));
+        }
+        metrics.forget("shop", "www");
+        let text = metrics.encode();
+        assert!(!text.contains("name=\"www\""), "{text}");
+        assert_eq!(
+            sample(&text, &condition_line("shop", "api", "Ready", "True")).as_deref(),
+            Some("1")
+        );
+        assert!(text.contains(
+            "httpsdelivery_certificate_not_after_seconds{namespace=\"shop\",name=\"api\"}"
+        ));
+
+        // Forgetting an unknown object is a no-op, not an error.
+        metrics.forget("shop", "never-seen");
+        // The object can come back after being forgotten.
+        metrics.set_conditions("shop", "www", &conditions(&[("Ready", "False")]));
+        assert_eq!(
+            sample(
+                &metrics.encode(),
+                &condition_line("shop", "www", "Ready", "False")
+            )
+            .as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn reconcile_timer_counts_outcomes_and_durations() {
+        let metrics = Metrics::new();
+        metrics.reconcile_timer().ok();
+        metrics.reconcile_timer().ok();
+        metrics.reconcile_timer().error("kube");
+        drop(metrics.reconcile_timer());
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, "httpsdelivery_reconciliations_total{outcome=\"ok\"}").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "httpsdelivery_reconciliations_total{outcome=\"error\"}"
+            )
+            .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "httpsdelivery_reconcile_errors_total{error=\"kube\"}"
+            )
+            .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            sample(&text, "httpsdelivery_reconcile_duration_seconds_count").as_deref(),
+            Some("3")
+        );
+        assert!(text.contains("# TYPE httpsdelivery_reconcile_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn probe_histogram_records_by_kind_and_outcome() {
+        let metrics = Metrics::new();
+        metrics.observe_probe("dns", "ok", Duration::from_millis(3));
+        metrics.observe_probe("dns", "ok", Duration::from_millis(40));
+        metrics.observe_probe("tls", "timeout", Duration::from_secs(10));
+        let text = metrics.encode();
+        let dns = "{kind=\"dns\",outcome=\"ok\"}";
+        assert_eq!(
+            sample(
+                &text,
+                &format!("httpsdelivery_probe_duration_seconds_count{dns}")
+            )
+            .as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            sample(&text, "httpsdelivery_probe_duration_seconds_bucket{le=\"0.005\",kind=\"dns\",outcome=\"ok\"}")
+                .as_deref(),
+            Some("1")
+        );
+        let tls_sum = sample(
+            &text,
+            "httpsdelivery_probe_duration_seconds_sum{kind=\"tls\",outcome=\"timeout\"}",
+        );
+        assert_eq!(tls_sum.as_deref(), Some("10.0"));
+    }
+
+    #[test]
+    fn encode_is_openmetrics_text() {
+        let text = Metrics::new().encode();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn init_logging_twice_does_not_panic() {
+        init_logging(LogFormat::Json);
+        init_logging(LogFormat::Text);
+    }
+
+    /// One HTTP/1.1 request on a fresh connection; returns (status, headers, body).
+    async fn get_once(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("read response");
+        let (head, body) = response.split_once("\r\n\r\n").expect("header end");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("status code");
+        (status, head.to_owned(), body.to_owned())
+    }
+
+    #[tokio::test]
+    async fn health_server_answers_and_shuts_down() {
+        let metrics = Metrics::new();
+        metrics.set_conditions("shop", "www", &conditions(&[("Ready", "True")]));
+        let ready = Arc::new(AtomicBool::new(false));
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_listener(listener, metrics, ready.clone(), async {
+            let _ = stopped.await;
+        }));
+
+        let (status, _, body) = get_once(addr, "/healthz").await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+
+        let (status, _, body) = get_once(addr, "/readyz").await;
+        assert_eq!((status, body.as_str()), (503, "not ready"));
+        ready.store(true, Ordering::Release);
+        let (status, _, body) = get_once(addr, "/readyz").await;
+        assert_eq!((status, body.as_str()), (200, "ready"));
+
+        let (status, head, body) = get_once(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("content-type: {OPENMETRICS_CONTENT_TYPE}")),
+            "{head}"
+        );
+        assert!(
+            body.contains(&condition_line("shop", "www", "Ready", "True")),
+            "{body}"
+        );
+        assert!(body.ends_with("# EOF\n"));
+
+        let (status, _, _) = get_once(addr, "/nowhere").await;
+        assert_eq!(status, 404);
+
+        stop.send(()).expect("server still running");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("server stops after shutdown")
+            .expect("server task")
+            .expect("server result");
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "listener closed after shutdown"
+        );
+    }
+
+    #[tokio::test]
+    async fn bind_error_names_the_address() {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let error = bind(addr).await.expect_err("port in use");
+        assert!(error.to_string().contains(&addr.to_string()), "{error}");
+    }
+}

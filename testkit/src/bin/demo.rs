@@ -1,0 +1,225 @@
+//! The quick start: a local control plane, a loopback "internet" for the examples, the chart's
+//! CRDs and RBAC installed with helm, the operator running against it, and the examples applied.
+//! Stays up until Ctrl-C; with DEMO_EXIT=1 it prints and exits (cleaning up either way).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::controlplane::{ControlPlane, die_with_parent, workspace_root};
+use testkit::world::World;
+
+const NAMESPACE: &str = "shop";
+const RELEASE_NAMESPACE: &str = "httpsdelivery-system";
+
+fn step(text: &str) {
+    eprintln!("==> {text}");
+}
+
+fn operator_binary() -> Result<PathBuf, String> {
+    let path = std::env::var_os("HTTPSDELIVERY_OPERATOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/httpsdelivery-operator"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the operator binary {} is missing: build it with `cargo build` (or run `make demo`)",
+            path.display()
+        ))
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every delivery has a Ready condition for its current generation.
+fn all_reconciled(cp: &ControlPlane) -> Result<bool, String> {
+    let json = run(
+        cp.kubectl()
+            .args(["get", "hd", "-n", NAMESPACE, "-o", "json"]),
+        "kubectl get hd",
+    )?;
+    let list: serde_json::Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    Ok(!items.is_empty()
+        && items.iter().all(|d| {
+            let generation = &d["metadata"]["generation"];
+            d["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && &c["observedGeneration"] == generation)
+            })
+        }))
+}
+
+async fn demo() -> Result<(), String> {
+    let exit_after_print = std::env::var("DEMO_EXIT").is_ok_and(|v| v == "1");
+    let operator = operator_binary()?;
+    let root = workspace_root();
+
+    step("starting a local control plane (etcd and kube-apiserver from tools/bin)");
+    let cp = ControlPlane::try_start()?;
+    eprintln!(
+        "    ready in {:.1}s at {}, files in {}",
+        cp.startup_time().as_secs_f64(),
+        cp.server(),
+        cp.dir().display()
+    );
+
+    step(
+        "starting the loopback internet: DNS zones, a CDN edge and an HTTPS origin on 127.0.0.0/8",
+    );
+    let world = World::start()
+        .await
+        .map_err(|e| format!("cannot start the loopback world: {e}"))?;
+    eprintln!(
+        "    DNS {}, edge {}:{}, origin {}:{}",
+        world.dns.addr(),
+        world.edge_ip,
+        testkit::world::PORT,
+        world.origin_ip,
+        testkit::world::PORT
+    );
+
+    step("installing the CRD and RBAC with the chart (helm install)");
+    let chart = root.join("charts/httpsdelivery-operator");
+    run(
+        cp.helm()
+            .args(["install", "httpsdelivery-operator"])
+            .arg(&chart)
+            .args([
+                "--namespace",
+                RELEASE_NAMESPACE,
+                "--create-namespace",
+                "--wait=false",
+            ]),
+        "helm install",
+    )?;
+    cp.install_crds(root.join("crds"));
+
+    step("running the operator against the control plane");
+    let log = cp.dir().join("operator.log");
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut cmd = Command::new(&operator);
+    cmd.args(["run", "--metrics-addr", "127.0.0.1:0"])
+        .args(world.probe_args())
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .stdout(Stdio::null())
+        .stderr(log_file);
+    die_with_parent(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", operator.display()))?;
+    eprintln!("    log: {}", log.display());
+
+    step("applying examples/: one healthy delivery and one broken delivery per step");
+    run(
+        cp.kubectl().args(["create", "namespace", NAMESPACE]),
+        "kubectl create namespace",
+    )?;
+    run(
+        cp.kubectl()
+            .arg("apply")
+            .arg("-f")
+            .arg(root.join("examples")),
+        "kubectl apply",
+    )?;
+
+    step("waiting until every delivery is reconciled");
+    let started = Instant::now();
+    loop {
+        if all_reconciled(&cp)? {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the operator exited ({status}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            return Err(format!(
+                "not every delivery was reconciled within 90s; operator log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Events are published right after the status; give them a moment to land.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    eprintln!("    done in {:.1}s", started.elapsed().as_secs_f64());
+
+    println!("$ kubectl get hd -n {NAMESPACE}");
+    print!(
+        "{}",
+        run(
+            cp.kubectl().args(["get", "hd", "-n", NAMESPACE]),
+            "kubectl get hd"
+        )?
+    );
+    println!();
+    println!("$ kubectl describe hd moved-cname -n {NAMESPACE}");
+    print!(
+        "{}",
+        run(
+            cp.kubectl()
+                .args(["describe", "hd", "moved-cname", "-n", NAMESPACE]),
+            "kubectl describe"
+        )?
+    );
+
+    if !exit_after_print {
+        println!(
+            "\nThe demo is running. In another terminal:\n\n  export KUBECONFIG={}\n  kubectl get hd -n {NAMESPACE} -w\n\nthen fix a broken delivery and watch it turn Ready, for example:\n\n  kubectl patch hd wrong-platform -n {NAMESPACE} --type merge -p '{{\"spec\":{{\"edgeCname\":{{\"platform\":\"HttpLarge\"}}}}}}'\n  kubectl patch hd http-origin -n {NAMESPACE} --type merge -p '{{\"spec\":{{\"origin\":{{\"protocol\":\"HttpsOnly\",\"httpsEdgeProtocol\":true}}}}}}'\n  kubectl describe hd http-origin -n {NAMESPACE}\n\nkubectl and helm are in {}. The operator's log: {}\nCtrl-C stops everything.",
+            cp.kubeconfig_path().display(),
+            testkit::controlplane::tools_bin().display(),
+            log.display()
+        );
+        wait_for_signal().await;
+        eprintln!();
+        step("stopping the operator, the loopback world and the control plane");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(world);
+    drop(cp);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+fn main() {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(demo()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

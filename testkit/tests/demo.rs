@@ -1,0 +1,70 @@
+//! The quick start in its non-interactive mode: one Ready delivery, each broken one with the
+//! reason of its step, and nothing left running.
+
+use std::process::Command;
+
+#[test]
+fn demo_prints_every_verdict_and_cleans_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .env("DEMO_EXIT", "1")
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("NAME "))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let expect = [
+        ("www", "True", "Verified"),
+        ("expired-certificate", "False", "Expired"),
+        ("wrong-platform", "False", "PlatformMismatch"),
+        ("new-edge-cname", "False", "Propagating"),
+        ("http-origin", "False", "OriginNotHttpsOnly"),
+        ("moved-cname", "False", "CnameTargetMismatch"),
+        ("apex", "False", "ZoneApex"),
+    ];
+    assert_eq!(rows.len(), expect.len(), "{stdout}");
+    for (name, ready, reason) in expect {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("{name} in\n{stdout}"));
+        assert_eq!((row[2], row[3]), (ready, reason), "{name}:\n{stdout}");
+    }
+    assert_eq!(rows.iter().filter(|r| r[2] == "True").count(), 1);
+    assert!(
+        stdout.contains("$ kubectl describe hd moved-cname -n shop"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Warning  CnameTargetMismatch"), "{stdout}");
+    for step in [
+        "starting a local control plane",
+        "helm install",
+        "waiting until every delivery is reconciled",
+    ] {
+        assert!(
+            stderr.contains(step),
+            "progress line {step:?} missing:\n{stderr}"
+        );
+    }
+    // Everything the demo started is gone.
+    let dir = stderr
+        .lines()
+        .find_map(|l| l.split(", files in ").nth(1))
+        .expect("the demo names its control plane's directory");
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was removed");
+    let left = Command::new("pgrep")
+        .args(["-f", dir])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
