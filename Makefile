@@ -116,8 +116,10 @@ test: tools lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
+# The chart's copy and the plain manifests follow the CRD.
 crds:
 	$(CARGO) run -q -- crd > crds/httpsdelivery.yaml
+	$(MAKE) --no-print-directory manifests
 
 bench:
 	$(CARGO) bench --bench shared_work
@@ -136,3 +138,24 @@ demo:
 	@echo ">> building the operator and the demo"
 	$(CARGO) build --workspace --bins
 	./target/debug/demo
+
+# ---------------------------------------------------------------------------
+# Deployment artifacts
+#
+#   make manifests  copy crds/ into the chart and render deploy/httpsdelivery-operator.yaml
+#                   from the chart with its default values (tests/chart.rs fails when either
+#                   drifts). Uses tools/bin/helm, built by `make tools` when missing.
+# ---------------------------------------------------------------------------
+
+CHART_DIR := charts/httpsdelivery-operator
+MANIFESTS := deploy/httpsdelivery-operator.yaml
+
+.PHONY: manifests
+
+manifests: | $(TOOLS_BIN)/helm
+	cp crds/httpsdelivery.yaml $(CHART_DIR)/crds/httpsdelivery.yaml
+	$(TOOLS_BIN)/helm template httpsdelivery-operator $(CHART_DIR) \
+		--namespace httpsdelivery-system --include-crds > $(MANIFESTS).tmp \
+		|| { rm -f $(MANIFESTS).tmp; exit 1; }
+	mv $(MANIFESTS).tmp $(MANIFESTS)
+	@echo ">> rendered $(MANIFESTS) from $(CHART_DIR)"

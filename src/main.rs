@@ -247,6 +247,9 @@ async fn run(args: RunArgs) -> i32 {
             .or_else(|| args.watch_namespace.clone())
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".into());
+        // A standby is healthy and ready to take over: report it ready, as controller-runtime
+        // does, so that rolling updates and disruption budgets work with several replicas.
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut lc = leader::LeaderConfig::new(namespace, identity);
         lc.lease_duration = args.lease_duration.into();
         // The grace (how early the leader renews) must stay well inside a short lease.

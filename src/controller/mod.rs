@@ -356,9 +356,20 @@ pub async fn run(
     let readiness = {
         let store = store.clone();
         async move {
-            if store.wait_until_ready().await.is_ok() {
-                ready.store(true, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!("caches synced; reconciling");
+            // kube-runtime's Store wakes only the last waiter, and the Controller waits on the same
+            // store: poll, so that this task sees the stored result too.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!("caches synced; reconciling");
+                        break;
+                    }
+                    Ok(Err(_)) => break,
+                    Err(_) => continue,
+                }
             }
         }
     };

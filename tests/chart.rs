@@ -1,0 +1,1337 @@
+//! The Helm chart (`charts/httpsdelivery-operator`) and the plain manifests rendered from it
+//! (`deploy/httpsdelivery-operator.yaml`), with the real helm and kubectl against the real
+//! control plane: lint, schema, server-side dry runs, install/upgrade/uninstall, drift, and
+//! least privilege proven by running the real operator binary as the chart's ServiceAccount.
+
+use httpsdelivery_operator::api::{HttpsDelivery, SecretReference};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use testkit::controlplane::{ControlPlane, die_with_parent, shared};
+use testkit::pki::LeafSpec;
+use testkit::world::World;
+
+const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
+/// The name the plain manifests are rendered with, and the Lease name the operator uses.
+const NAME: &str = "httpsdelivery-operator";
+/// The namespace of the plain manifests (`make manifests`).
+const MANIFESTS_NAMESPACE: &str = "httpsdelivery-system";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart_dir() -> PathBuf {
+    root().join("charts").join(NAME)
+}
+
+fn chart() -> String {
+    chart_dir().display().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running helm and kubectl
+
+/// Runs `cmd`, feeding `stdin` when given, and returns what it did.
+fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    // From another thread, so that a child writing much before reading all cannot block us.
+    let writer = stdin.map(|input| {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        let input = input.to_owned();
+        std::thread::spawn(move || pipe.write_all(input.as_bytes()))
+    });
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}"));
+    if let Some(writer) = writer {
+        writer
+            .join()
+            .expect("stdin writer")
+            .unwrap_or_else(|e| panic!("write the stdin of {cmd:?}: {e}"));
+    }
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `cmd` and returns its stdout; fails the test with both outputs when it fails.
+fn succeed(what: &str, cmd: Command, stdin: Option<&str>) -> String {
+    let out = run(cmd, stdin);
+    assert!(
+        out.status.success(),
+        "{what} failed with {}:\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Runs `cmd`, which must fail; returns its stderr.
+fn fail(what: &str, cmd: Command) -> String {
+    let out = run(cmd, None);
+    assert!(
+        !out.status.success(),
+        "{what} succeeded but must fail:\n{}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
+fn helm(cp: &ControlPlane, args: &[&str]) -> Command {
+    let mut cmd = cp.helm();
+    cmd.args(args);
+    cmd
+}
+
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> Command {
+    let mut cmd = cp.kubectl();
+    cmd.args(args);
+    cmd
+}
+
+/// `helm template RELEASE CHART -n NAMESPACE ARGS...`.
+fn template(cp: &ControlPlane, release: &str, namespace: &str, args: &[&str]) -> String {
+    let mut cmd = helm(
+        cp,
+        &["template", release, &chart(), "--namespace", namespace],
+    );
+    cmd.args(args);
+    succeed(&format!("helm template {args:?}"), cmd, None)
+}
+
+/// `kubectl apply --dry-run=server -f -`: the API server validates and admits every object
+/// (schemas, RBAC escalation checks, defaulting) without storing it.
+fn apply_dry_run(cp: &ControlPlane, manifest: &str) -> String {
+    succeed(
+        "kubectl apply --dry-run=server",
+        kubectl(cp, &["apply", "--dry-run=server", "-o", "name", "-f", "-"]),
+        Some(manifest),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading rendered manifests
+
+/// The documents of a multi-document YAML stream, as JSON values (empty documents skipped).
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{e}:\n{yaml}")))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn kind_name(doc: &Value) -> (String, String) {
+    (
+        doc["kind"].as_str().unwrap_or_default().to_owned(),
+        doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// `Kind/name` (and `@namespace` when namespaced) of every document, sorted.
+fn inventory(docs: &[Value]) -> Vec<String> {
+    let mut all: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            let (kind, name) = kind_name(d);
+            match d["metadata"]["namespace"].as_str() {
+                Some(ns) => format!("{kind}/{name}@{ns}"),
+                None => format!("{kind}/{name}"),
+            }
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| kind_name(d) == (kind.to_owned(), name.to_owned()))
+        .unwrap_or_else(|| panic!("no {kind}/{name} among {:?}", inventory(docs)))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().expect("a string").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One `(apiGroup, resource, resourceNames, verbs)` per group, resource and rule.
+fn rules(role: &Value) -> BTreeSet<(String, String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        let names = strings(&rule["resourceNames"]).join(",");
+        let mut verbs = strings(&rule["verbs"]);
+        verbs.sort();
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                out.insert((group.clone(), resource, names.clone(), verbs.join(",")));
+            }
+        }
+    }
+    out
+}
+
+fn rule(group: &str, resource: &str, names: &str, verbs: &str) -> (String, String, String, String) {
+    (group.into(), resource.into(), names.into(), verbs.into())
+}
+
+/// The operator's rules: exactly the calls it makes, nowhere a write to a Secret or a spec.
+fn operator_rules() -> BTreeSet<(String, String, String, String)> {
+    BTreeSet::from([
+        rule("httpsdelivery.dev", "httpsdeliveries", "", "get,list,watch"),
+        rule(
+            "httpsdelivery.dev",
+            "httpsdeliveries/status",
+            "",
+            "get,patch,update",
+        ),
+        rule("", "secrets", "", "get,list,watch"),
+        rule("events.k8s.io", "events", "", "create,patch"),
+        rule("", "events", "", "create,patch"),
+    ])
+}
+
+fn lease_rules() -> BTreeSet<(String, String, String, String)> {
+    BTreeSet::from([
+        rule("coordination.k8s.io", "leases", "", "create"),
+        rule(
+            "coordination.k8s.io",
+            "leases",
+            NAME,
+            "get,list,patch,update,watch",
+        ),
+    ])
+}
+
+fn container(deployment: &Value) -> &Value {
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "{containers:#?}");
+    &containers[0]
+}
+
+/// The hardening every rendering must keep, whatever the values.
+fn assert_hardened(deployment: &Value) {
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], json!(true));
+    assert_eq!(pod["securityContext"]["runAsUser"], json!(65532));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        json!("RuntimeDefault")
+    );
+    let c = container(deployment);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], json!(true), "{sc}");
+    assert_eq!(sc["runAsUser"], json!(65532), "{sc}");
+    assert_eq!(sc["readOnlyRootFilesystem"], json!(true), "{sc}");
+    assert_eq!(sc["allowPrivilegeEscalation"], json!(false), "{sc}");
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{sc}");
+    assert_eq!(
+        sc["seccompProfile"]["type"],
+        json!("RuntimeDefault"),
+        "{sc}"
+    );
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], json!("/healthz"));
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], json!("metrics"));
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], json!("/readyz"));
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], json!("metrics"));
+    assert_eq!(c["ports"][0]["name"], json!("metrics"));
+    assert!(c["resources"]["requests"]["memory"].is_string(), "{c}");
+    assert!(c["resources"]["limits"]["memory"].is_string(), "{c}");
+    let env = c["env"].as_array().expect("env");
+    for (var, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == json!(var))
+            .unwrap_or_else(|| panic!("no {var} in {env:?}"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], json!(field));
+    }
+    assert_eq!(strings(&c["args"])[0], "run");
+}
+
+fn args(deployment: &Value) -> Vec<String> {
+    strings(&container(deployment)["args"])
+}
+
+/// Every command line flag the chart passes exists in the binary (`run --help`).
+fn assert_flags_exist(args: &[String]) {
+    let help = Command::new(BIN)
+        .args(["run", "--help"])
+        .output()
+        .expect("run --help");
+    let help = text(&help.stdout);
+    for arg in args.iter().skip(1) {
+        let flag = arg.split('=').next().unwrap_or(arg);
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+            "the chart passes {flag}, which `run --help` does not list:\n{help}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chart's files
+
+#[test]
+fn chart_metadata_matches_the_crate_and_the_crds_are_the_generated_ones() {
+    let meta: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml is YAML");
+    assert_eq!(meta["apiVersion"], json!("v2"));
+    assert_eq!(meta["name"], json!(NAME));
+    assert_eq!(meta["version"], json!("0.1.0"));
+    assert_eq!(
+        meta["appVersion"],
+        json!(env!("CARGO_PKG_VERSION")),
+        "appVersion follows the crate's version"
+    );
+
+    let generated = std::fs::read(root().join("crds/httpsdelivery.yaml")).expect("crds/");
+    let in_chart =
+        std::fs::read(chart_dir().join("crds/httpsdelivery.yaml")).expect("the chart's crds/");
+    assert!(
+        generated == in_chart,
+        "charts/{NAME}/crds/httpsdelivery.yaml differs from crds/httpsdelivery.yaml: \
+         run `make manifests`"
+    );
+    let files: Vec<_> = std::fs::read_dir(chart_dir().join("crds"))
+        .expect("crds dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(files, ["httpsdelivery.yaml"], "only the one CRD");
+
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.schema.json")).expect("schema"),
+    )
+    .expect("values.schema.json is JSON");
+    assert_eq!(
+        schema["$schema"],
+        json!("http://json-schema.org/draft-07/schema#")
+    );
+    assert_eq!(schema["additionalProperties"], json!(false));
+    assert_eq!(
+        schema["properties"]["watchNamespaces"]["maxItems"],
+        json!(1)
+    );
+    // Every top-level value is described by the schema, and nothing else is allowed.
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml is YAML");
+    let keys: BTreeSet<&String> = values.as_object().expect("a map").keys().collect();
+    let described: BTreeSet<&String> = schema["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .filter(|k| *k != "global")
+        .collect();
+    assert_eq!(keys, described, "values.yaml and values.schema.json differ");
+}
+
+#[test]
+fn helm_lint_passes_with_default_and_custom_values() {
+    let cp = shared();
+    let out = succeed(
+        "helm lint --strict",
+        helm(cp, &["lint", "--strict", &chart()]),
+        None,
+    );
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+    let out = succeed(
+        "helm lint --strict (custom values)",
+        helm(
+            cp,
+            &[
+                "lint",
+                "--strict",
+                &chart(),
+                "--set",
+                "watchNamespaces={shop},replicas=2,networkPolicy.enabled=true,\
+                 podDisruptionBudget.enabled=true,serviceMonitor.enabled=true",
+            ],
+        ),
+        None,
+    );
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}
+
+#[test]
+fn the_values_schema_rejects_typos_and_more_than_one_watch_namespace() {
+    let cp = shared();
+    for (set, says) in [
+        ("replcias=2", "additional properties 'replcias' not allowed"),
+        ("watchNamespaces={shop,blog}", "maxItems: got 2, want 1"),
+        ("watchNamespaces={Shop}", "does not match pattern"),
+        ("logFormat=xml", "value must be one of 'text', 'json'"),
+        ("image.pullPolicy=Sometimes", "value must be one of"),
+        (
+            "leaderElection.leaseDuration=soon",
+            "does not match pattern",
+        ),
+        ("probe.httpsPort=70000", "maximum"),
+        ("probe.dnsServers={8.8.8.8}", "does not match pattern"),
+        (
+            "networkPolicy.enabeld=true",
+            "additional properties 'enabeld'",
+        ),
+    ] {
+        let stderr = fail(set, helm(cp, &["template", "x", &chart(), "--set", set]));
+        assert!(
+            stderr.contains("values don't meet the specifications of the schema")
+                && stderr.contains(says),
+            "--set {set}: {stderr}"
+        );
+    }
+    // Without the schema, the template itself refuses two namespaces.
+    let stderr = fail(
+        "two namespaces without the schema",
+        helm(
+            cp,
+            &[
+                "template",
+                "x",
+                &chart(),
+                "--skip-schema-validation",
+                "--set",
+                "watchNamespaces={shop,blog}",
+            ],
+        ),
+    );
+    assert!(stderr.contains("exactly one"), "{stderr}");
+    let stderr = fail(
+        "a ServiceMonitor without a Service",
+        helm(
+            cp,
+            &[
+                "template",
+                "x",
+                &chart(),
+                "--set",
+                "serviceMonitor.enabled=true,metrics.service.enabled=false",
+            ],
+        ),
+    );
+    assert!(stderr.contains("needs metrics.service.enabled"), "{stderr}");
+}
+
+#[test]
+fn the_plain_manifests_are_rendered_from_the_chart() {
+    let cp = shared();
+    // Exactly what `make manifests` runs.
+    let rendered = template(cp, NAME, MANIFESTS_NAMESPACE, &["--include-crds"]);
+    let path = root().join("deploy/httpsdelivery-operator.yaml");
+    let committed = std::fs::read_to_string(&path).expect("deploy/httpsdelivery-operator.yaml");
+    assert!(
+        rendered == committed,
+        "{} is not what the chart renders with its default values: run `make manifests`",
+        path.display()
+    );
+    let docs = documents(&committed);
+    let ns = MANIFESTS_NAMESPACE;
+    assert_eq!(
+        inventory(&docs),
+        [
+            format!("ClusterRole/{NAME}"),
+            format!("ClusterRoleBinding/{NAME}"),
+            "CustomResourceDefinition/httpsdeliveries.httpsdelivery.dev".to_owned(),
+            format!("Deployment/{NAME}@{ns}"),
+            format!("Service/{NAME}-metrics@{ns}"),
+            format!("ServiceAccount/{NAME}@{ns}"),
+        ]
+    );
+    let crd = find(
+        &docs,
+        "CustomResourceDefinition",
+        "httpsdeliveries.httpsdelivery.dev",
+    );
+    let generated: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("crds/httpsdelivery.yaml")).expect("crds/"),
+    )
+    .expect("the CRD is YAML");
+    assert_eq!(crd, &generated, "the manifests carry the generated CRD");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Renderings the API server accepts
+
+#[tokio::test]
+async fn default_values_render_a_cluster_wide_least_privilege_operator_the_server_accepts() {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let ns = cp.namespace("chart-default").await;
+    let manifest = template(cp, NAME, &ns, &["--include-crds"]);
+    let docs = documents(&manifest);
+    assert_eq!(
+        inventory(&docs),
+        [
+            format!("ClusterRole/{NAME}"),
+            format!("ClusterRoleBinding/{NAME}"),
+            "CustomResourceDefinition/httpsdeliveries.httpsdelivery.dev".to_owned(),
+            format!("Deployment/{NAME}@{ns}"),
+            format!("Service/{NAME}-metrics@{ns}"),
+            format!("ServiceAccount/{NAME}@{ns}"),
+        ],
+        "no Role, Lease Role, NetworkPolicy, PodDisruptionBudget or ServiceMonitor by default"
+    );
+
+    let deployment = find(&docs, "Deployment", NAME);
+    assert_hardened(deployment);
+    assert_eq!(deployment["spec"]["replicas"], json!(1));
+    let args = args(deployment);
+    assert_eq!(
+        args,
+        [
+            "run",
+            "--metrics-addr=0.0.0.0:8080",
+            "--reconcile-concurrency=16",
+            "--log-format=json",
+            "--https-port=443",
+            "--probe-concurrency=64",
+        ]
+    );
+    assert_flags_exist(&args);
+    assert_eq!(
+        container(deployment)["image"],
+        json!(format!("{NAME}:{}", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        json!(NAME)
+    );
+
+    assert_eq!(rules(find(&docs, "ClusterRole", NAME)), operator_rules());
+    let binding = find(&docs, "ClusterRoleBinding", NAME);
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": NAME, "namespace": ns}])
+    );
+    assert_eq!(binding["roleRef"]["name"], json!(NAME));
+
+    let service = find(&docs, "Service", &format!("{NAME}-metrics"));
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], json!("metrics"));
+    for doc in &docs {
+        let labels = &doc["metadata"]["labels"];
+        if kind_name(doc).0 != "CustomResourceDefinition" {
+            assert_eq!(labels["app.kubernetes.io/name"], json!(NAME), "{doc}");
+            assert_eq!(labels["app.kubernetes.io/instance"], json!(NAME), "{doc}");
+            assert_eq!(
+                labels["helm.sh/chart"],
+                json!("httpsdelivery-operator-0.1.0")
+            );
+        }
+    }
+
+    let applied = apply_dry_run(cp, &manifest);
+    assert_eq!(
+        applied.lines().count(),
+        docs.len(),
+        "every object accepted:\n{applied}"
+    );
+}
+
+#[tokio::test]
+async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_server_accepts() {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let release_ns = cp.namespace("chart-release").await;
+    let watch_ns = cp.namespace("chart-watch").await;
+    let set = format!(
+        "watchNamespaces={{{watch_ns}}},replicas=2,networkPolicy.enabled=true,\
+         networkPolicy.originPorts={{8443}},networkPolicy.apiServer.cidrs={{10.0.0.1/32}},\
+         podDisruptionBudget.enabled=true,serviceMonitor.enabled=false,\
+         probe.dnsServers={{10.0.0.10:53}},probe.allowCidrs={{10.1.0.0/16}},\
+         probe.httpsPort=8443,probe.caBundle.configMap=cdn-ca,logFormat=text,\
+         reconcileConcurrency=4,probe.concurrency=8,leaderElection.leaseDuration=20s,\
+         image.digest=sha256:{}",
+        "a".repeat(64)
+    );
+    let manifest = template(cp, "hd", &release_ns, &["--set", &set]);
+    let docs = documents(&manifest);
+    let full = "hd-httpsdelivery-operator";
+    assert_eq!(
+        inventory(&docs),
+        [
+            format!("Deployment/{full}@{release_ns}"),
+            format!("NetworkPolicy/{full}@{release_ns}"),
+            format!("PodDisruptionBudget/{full}@{release_ns}"),
+            format!("Role/{full}-leader-election@{release_ns}"),
+            format!("Role/{full}@{watch_ns}"),
+            format!("RoleBinding/{full}-leader-election@{release_ns}"),
+            format!("RoleBinding/{full}@{watch_ns}"),
+            format!("Service/{full}-metrics@{release_ns}"),
+            format!("ServiceAccount/{full}@{release_ns}"),
+        ],
+        "Roles, not ClusterRoles; no ServiceMonitor"
+    );
+
+    let deployment = find(&docs, "Deployment", full);
+    assert_hardened(deployment);
+    assert_eq!(deployment["spec"]["replicas"], json!(2));
+    let args = args(deployment);
+    assert_eq!(
+        args,
+        [
+            "run",
+            "--metrics-addr=0.0.0.0:8080",
+            &format!("--watch-namespace={watch_ns}"),
+            "--leader-elect",
+            &format!("--lease-namespace={release_ns}"),
+            "--lease-duration=20s",
+            "--reconcile-concurrency=4",
+            "--log-format=text",
+            "--dns-server=10.0.0.10:53",
+            "--ca-file=/etc/httpsdelivery-operator/ca/ca.crt",
+            "--https-port=8443",
+            "--allow-cidr=10.1.0.0/16",
+            "--probe-concurrency=8",
+        ]
+    );
+    assert_flags_exist(&args);
+    assert_eq!(
+        container(deployment)["image"],
+        json!(format!("{NAME}@sha256:{}", "a".repeat(64)))
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["volumes"],
+        json!([{"name": "ca-bundle", "configMap": {"name": "cdn-ca"}}])
+    );
+
+    let role = find(&docs, "Role", full);
+    assert_eq!(role["metadata"]["namespace"], json!(watch_ns));
+    assert_eq!(rules(role), operator_rules());
+    let binding = find(&docs, "RoleBinding", full);
+    assert_eq!(binding["metadata"]["namespace"], json!(watch_ns));
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": full, "namespace": release_ns}])
+    );
+    let lease_role = find(&docs, "Role", &format!("{full}-leader-election"));
+    assert_eq!(lease_role["metadata"]["namespace"], json!(release_ns));
+    assert_eq!(rules(lease_role), lease_rules());
+
+    let policy = find(&docs, "NetworkPolicy", full);
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{"ports": [{"port": "metrics", "protocol": "TCP"}]}])
+    );
+    assert_eq!(
+        policy["spec"]["egress"],
+        json!([
+            {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]},
+            {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+             "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]},
+        ])
+    );
+    let pdb = find(&docs, "PodDisruptionBudget", full);
+    assert_eq!(pdb["spec"]["minAvailable"], json!(1));
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+
+    let applied = apply_dry_run(cp, &manifest);
+    assert_eq!(
+        applied.lines().count(),
+        docs.len(),
+        "every object accepted:\n{applied}"
+    );
+
+    // One replica: no PodDisruptionBudget, no leader election unless asked for.
+    let docs = documents(&template(
+        cp,
+        "hd",
+        &release_ns,
+        &["--set", "replicas=1,podDisruptionBudget.enabled=true"],
+    ));
+    assert!(
+        !inventory(&docs)
+            .iter()
+            .any(|o| o.starts_with("PodDisruptionBudget/"))
+    );
+    assert!(!args_of(&docs, full).contains(&"--leader-elect".to_owned()));
+    let docs = documents(&template(
+        cp,
+        "hd",
+        &release_ns,
+        &[
+            "--set",
+            "leaderElection.enabled=true,leaderElection.namespace=leases",
+        ],
+    ));
+    let a = args_of(&docs, full);
+    assert!(
+        a.contains(&"--leader-elect".to_owned())
+            && a.contains(&"--lease-namespace=leases".to_owned()),
+        "{a:?}"
+    );
+    assert_eq!(
+        find(&docs, "Role", &format!("{full}-leader-election"))["metadata"]["namespace"],
+        json!("leases")
+    );
+}
+
+fn args_of(docs: &[Value], name: &str) -> Vec<String> {
+    args(find(docs, "Deployment", name))
+}
+
+#[test]
+fn the_service_monitor_selects_the_metrics_service() {
+    let cp = shared();
+    let docs = documents(&template(
+        cp,
+        NAME,
+        "monitoring-test",
+        &[
+            "--set",
+            "serviceMonitor.enabled=true,serviceMonitor.labels.release=prom",
+        ],
+    ));
+    let monitor = find(&docs, "ServiceMonitor", NAME);
+    assert_eq!(monitor["apiVersion"], json!("monitoring.coreos.com/v1"));
+    assert_eq!(monitor["metadata"]["labels"]["release"], json!("prom"));
+    let service = find(&docs, "Service", &format!("{NAME}-metrics"));
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels");
+    for (k, v) in selector {
+        assert_eq!(&service["metadata"]["labels"][k], v, "{k}");
+    }
+    assert_eq!(
+        monitor["spec"]["endpoints"],
+        json!([{"port": "metrics", "path": "/metrics", "scheme": "http",
+                "interval": "30s", "scrapeTimeout": "10s"}])
+    );
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"]["matchNames"],
+        json!(["monitoring-test"])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// helm install, upgrade, uninstall
+
+#[tokio::test]
+async fn helm_install_creates_every_object_and_uninstall_keeps_the_crd() {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let ns = cp.namespace("chart-install").await;
+    // Cluster-scoped objects are named after the release: a release name of its own.
+    let release = ns.clone();
+    let full = format!("{release}-httpsdelivery-operator");
+    let out = succeed(
+        "helm install",
+        helm(cp, &["install", &release, &chart(), "--namespace", &ns]),
+        None,
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    assert!(
+        out.contains("every namespace (a ClusterRole)"),
+        "NOTES.txt:\n{out}"
+    );
+
+    // Every object of the release exists on the server.
+    let manifest = succeed(
+        "helm get manifest",
+        helm(cp, &["get", "manifest", &release, "--namespace", &ns]),
+        None,
+    );
+    let docs = documents(&manifest);
+    assert_eq!(docs.len(), 5, "{:?}", inventory(&docs));
+    let got = succeed(
+        "kubectl get -f (the release's objects)",
+        kubectl(cp, &["get", "-o", "name", "-f", "-"]),
+        Some(&manifest),
+    );
+    assert_eq!(got.lines().count(), docs.len(), "{got}");
+    // helm skipped the CRD that was already installed, and it is still Established.
+    let crd = succeed(
+        "kubectl get crd",
+        kubectl(
+            cp,
+            &[
+                "get",
+                "crd",
+                "httpsdeliveries.httpsdelivery.dev",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ],
+        ),
+        None,
+    );
+    assert_eq!(crd, "True");
+
+    // The ServiceAccount may do what the operator does, cluster-wide, and nothing more.
+    let sa = format!("system:serviceaccount:{ns}:{full}");
+    for (allowed, args) in [
+        (
+            true,
+            vec![
+                "list",
+                "httpsdeliveries.httpsdelivery.dev",
+                "--all-namespaces",
+            ],
+        ),
+        (true, vec!["watch", "secrets", "--all-namespaces"]),
+        (
+            true,
+            vec![
+                "patch",
+                "httpsdeliveries.httpsdelivery.dev",
+                "--subresource=status",
+                "-n",
+                "anywhere",
+            ],
+        ),
+        (
+            true,
+            vec!["create", "events.events.k8s.io", "-n", "anywhere"],
+        ),
+        (
+            false,
+            vec![
+                "delete",
+                "httpsdeliveries.httpsdelivery.dev",
+                "--all-namespaces",
+            ],
+        ),
+        (
+            false,
+            vec![
+                "update",
+                "httpsdeliveries.httpsdelivery.dev",
+                "-n",
+                "anywhere",
+            ],
+        ),
+        (false, vec!["create", "secrets", "-n", "anywhere"]),
+        (false, vec!["delete", "secrets", "-n", "anywhere"]),
+        (
+            false,
+            vec!["create", "leases.coordination.k8s.io", "-n", &ns],
+        ),
+        (false, vec!["list", "pods", "--all-namespaces"]),
+    ] {
+        assert_can_i(cp, &["--as", &sa], &args, allowed);
+    }
+
+    // An upgrade to two replicas switches leader election on, with its Role.
+    succeed(
+        "helm upgrade",
+        helm(
+            cp,
+            &[
+                "upgrade",
+                &release,
+                &chart(),
+                "--namespace",
+                &ns,
+                "--set",
+                "replicas=2",
+            ],
+        ),
+        None,
+    );
+    let deployment: Value = serde_json::from_str(&succeed(
+        "kubectl get deployment",
+        kubectl(cp, &["get", "deployment", &full, "-n", &ns, "-o", "json"]),
+        None,
+    ))
+    .expect("JSON");
+    assert_eq!(deployment["spec"]["replicas"], json!(2));
+    assert!(args(&deployment).contains(&"--leader-elect".to_owned()));
+    assert!(args(&deployment).contains(&format!("--lease-namespace={ns}")));
+    succeed(
+        "kubectl get the lease Role",
+        kubectl(
+            cp,
+            &[
+                "get",
+                "role,rolebinding",
+                &format!("{full}-leader-election"),
+                "-n",
+                &ns,
+            ],
+        ),
+        None,
+    );
+    assert_can_i(
+        cp,
+        &["--as", &sa],
+        &[
+            "update",
+            &format!("leases.coordination.k8s.io/{NAME}"),
+            "-n",
+            &ns,
+        ],
+        true,
+    );
+
+    // Uninstall removes every object of the release but keeps the CRD (and the deliveries).
+    succeed(
+        "helm uninstall",
+        helm(cp, &["uninstall", &release, "--namespace", &ns]),
+        None,
+    );
+    let left = succeed(
+        "kubectl get -f (after uninstall)",
+        kubectl(cp, &["get", "-o", "name", "--ignore-not-found", "-f", "-"]),
+        Some(&manifest),
+    );
+    assert_eq!(left.trim(), "", "left behind by helm uninstall");
+    succeed(
+        "the CRD is kept",
+        kubectl(cp, &["get", "crd", "httpsdeliveries.httpsdelivery.dev"]),
+        None,
+    );
+}
+
+/// `kubectl auth can-i ARGS` with `who` (impersonation flags or a kubeconfig) must answer
+/// `allowed`.
+fn assert_can_i(cp: &ControlPlane, who: &[&str], args: &[&str], allowed: bool) {
+    let mut cmd = cp.kubectl();
+    cmd.args(who).args(["auth", "can-i"]).args(args);
+    let out = run(cmd, None);
+    let answer = text(&out.stdout);
+    let expected = if allowed { "yes" } else { "no" };
+    assert_eq!(
+        answer.trim(),
+        expected,
+        "can-i {args:?} as {who:?}: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        out.status.success(),
+        allowed,
+        "exit status of can-i {args:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Least privilege, proven with the real operator
+
+/// A running operator process, killed when dropped.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+    metrics_port: u16,
+}
+
+impl Operator {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A bare `GET path` on the operator's health server; the status code.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A kubeconfig for `token`, with the admin kubeconfig's server and CA.
+fn token_kubeconfig(cp: &ControlPlane, token: &str, path: &Path) {
+    let admin: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(cp.kubeconfig_path()).expect("admin kubeconfig"),
+    )
+    .expect("the admin kubeconfig is YAML");
+    let cluster = &admin["clusters"][0]["cluster"];
+    let server = cluster["server"].as_str().expect("server");
+    assert_eq!(server, cp.server());
+    let ca = cluster["certificate-authority"].as_str().expect("CA file");
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testkit", "cluster": {"server": server, "certificate-authority": ca}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "testkit", "user": "operator"}}],
+        "current-context": "operator",
+    });
+    std::fs::write(path, serde_yaml::to_string(&config).expect("YAML")).expect("write kubeconfig");
+}
+
+fn ready(d: &HttpsDelivery) -> Option<(String, String)> {
+    d.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn condition_is(d: &HttpsDelivery, type_: &str, status: &str, reason: &str) -> bool {
+    d.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == status && c.reason == reason)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_charts_service_account_runs_the_operator_to_ready_and_can_do_nothing_else() {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let world = World::start().await.expect("the loopback world");
+    let ns = cp.namespace("least").await;
+    let elsewhere = cp.namespace("elsewhere").await;
+
+    // The chart, as a user installs it for one namespace with leader election.
+    succeed(
+        "helm install (one watch namespace)",
+        helm(
+            cp,
+            &[
+                "install",
+                NAME,
+                &chart(),
+                "--namespace",
+                &ns,
+                "--set",
+                &format!("watchNamespaces={{{ns}}},leaderElection.enabled=true"),
+            ],
+        ),
+        None,
+    );
+
+    // The ServiceAccount's own credentials: a token from the TokenRequest API.
+    let token = succeed(
+        "kubectl create token",
+        kubectl(cp, &["create", "token", NAME, "-n", &ns, "--duration=1h"]),
+        None,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("operator.kubeconfig");
+    token_kubeconfig(cp, token.trim(), &kubeconfig);
+    let as_operator = format!("--kubeconfig={}", kubeconfig.display());
+    let whoami = succeed(
+        "kubectl auth whoami (token)",
+        kubectl(
+            cp,
+            &[
+                &as_operator,
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+        ),
+        None,
+    );
+    assert_eq!(whoami, format!("system:serviceaccount:{ns}:{NAME}"));
+
+    // A healthy delivery whose certificate comes from a Secret (so the Secret is read).
+    let leaf = world.ca.issue(LeafSpec::valid_for(["www.shop.example"]));
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "www-tls"},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": leaf.chain_pem, "tls.key": leaf.key_pem},
+    }))
+    .expect("Secret");
+    let admin = cp.client().await;
+    Api::<Secret>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the Secret");
+    let mut delivery: HttpsDelivery = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("examples/healthy.yaml")).expect("example"),
+    )
+    .expect("examples/healthy.yaml");
+    delivery.metadata.namespace = Some(ns.clone());
+    delivery.spec.certificate.secret_ref = Some(SecretReference {
+        name: "www-tls".into(),
+    });
+    let deliveries: Api<HttpsDelivery> = Api::namespaced(admin.clone(), &ns);
+    deliveries
+        .create(&PostParams::default(), &delivery)
+        .await
+        .expect("create the delivery");
+
+    // The real operator binary, authenticated only by that token.
+    let log = dir.path().join("operator.log");
+    let metrics_port = free_port();
+    let identity = format!("{NAME}-least-privilege");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run")
+        .args(["--watch-namespace", &ns])
+        .args(["--leader-elect", "--lease-namespace", &ns])
+        .args(["--identity", &identity])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(world.probe_args())
+        .env("KUBECONFIG", &kubeconfig)
+        // Debug for the operator's own module, so that a refused watch would show.
+        .env("RUST_LOG", "info,httpsdelivery_operator=debug")
+        .env_remove("WATCH_NAMESPACE")
+        .env_remove("LEASE_NAMESPACE")
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    die_with_parent(&mut cmd);
+    let op = Operator {
+        child: cmd.spawn().expect("start the operator"),
+        log,
+        metrics_port,
+    };
+
+    let started = Instant::now();
+    let within = Duration::from_secs(60);
+    let mut last = None;
+    let d = loop {
+        if let Ok(d) = deliveries.get("www").await {
+            if ready(&d) == Some(("True".into(), "Verified".into())) {
+                break d;
+            }
+            last = d.status;
+        }
+        assert!(
+            started.elapsed() < within,
+            "not Ready=True within {within:?}; last status: {last:#?}\noperator log:\n{}",
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        condition_is(&d, "CertificateValid", "True", "Verified"),
+        "the certificate was read from the Secret: {:#?}",
+        d.status
+    );
+    eprintln!(
+        "Ready=True as the chart's ServiceAccount after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    // It leads through the Lease the chart's Role allows, and reports itself ready.
+    let lease = Api::<Lease>::namespaced(admin.clone(), &ns)
+        .get(NAME)
+        .await
+        .expect("the Lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity),
+        Some(identity.clone())
+    );
+    // Nothing it tried was refused: no watch, read, status patch or Event.
+    let log = op.log();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something:\n{log}"
+    );
+
+    // What the ServiceAccount may do, asked with its own token.
+    let who = [as_operator.as_str()];
+    let hd = "httpsdeliveries.httpsdelivery.dev";
+    let lease_named = format!("leases.coordination.k8s.io/{NAME}");
+    for (allowed, args) in [
+        // What the operator does.
+        (true, vec!["get", hd, "-n", &ns]),
+        (true, vec!["list", hd, "-n", &ns]),
+        (true, vec!["watch", hd, "-n", &ns]),
+        (true, vec!["patch", hd, "--subresource=status", "-n", &ns]),
+        (true, vec!["get", "secrets", "-n", &ns]),
+        (true, vec!["watch", "secrets", "-n", &ns]),
+        (true, vec!["create", "events.events.k8s.io", "-n", &ns]),
+        (true, vec!["patch", "events.events.k8s.io", "-n", &ns]),
+        (
+            true,
+            vec!["create", "leases.coordination.k8s.io", "-n", &ns],
+        ),
+        (true, vec!["update", &lease_named, "-n", &ns]),
+        (true, vec!["watch", &lease_named, "-n", &ns]),
+        // Never a write to Secrets.
+        (false, vec!["create", "secrets", "-n", &ns]),
+        (false, vec!["update", "secrets", "-n", &ns]),
+        (false, vec!["patch", "secrets", "-n", &ns]),
+        (false, vec!["delete", "secrets", "-n", &ns]),
+        // Never a change to a delivery itself: only its status.
+        (false, vec!["delete", hd, "-n", &ns]),
+        (false, vec!["deletecollection", hd, "-n", &ns]),
+        (false, vec!["update", hd, "-n", &ns]),
+        (false, vec!["patch", hd, "-n", &ns]),
+        (false, vec!["create", hd, "-n", &ns]),
+        // Other Leases, and deleting its own.
+        (
+            false,
+            vec!["get", "leases.coordination.k8s.io/someone-else", "-n", &ns],
+        ),
+        (false, vec!["list", "leases.coordination.k8s.io", "-n", &ns]),
+        (false, vec!["delete", &lease_named, "-n", &ns]),
+        // Nothing in another namespace, nothing cluster-wide.
+        (false, vec!["list", hd, "-n", &elsewhere]),
+        (false, vec!["get", "secrets", "-n", &elsewhere]),
+        (
+            false,
+            vec!["create", "events.events.k8s.io", "-n", &elsewhere],
+        ),
+        (
+            false,
+            vec!["create", "leases.coordination.k8s.io", "-n", &elsewhere],
+        ),
+        (false, vec!["list", hd, "--all-namespaces"]),
+        (false, vec!["list", "secrets", "--all-namespaces"]),
+        // Nothing else at all.
+        (false, vec!["get", "pods", "-n", &ns]),
+        (false, vec!["get", "configmaps", "-n", &ns]),
+        (
+            false,
+            vec![
+                "create",
+                "rolebindings.rbac.authorization.k8s.io",
+                "-n",
+                &ns,
+            ],
+        ),
+        (false, vec!["*", "*", "-n", &ns]),
+    ] {
+        assert_can_i(cp, &who, &args, allowed);
+    }
+
+    // And real requests with the token are refused by the API server.
+    for (what, args) in [
+        (
+            "delete the delivery",
+            vec!["delete", "hd", "www", "-n", &ns],
+        ),
+        (
+            "change the delivery's spec",
+            vec![
+                "patch",
+                "hd",
+                "www",
+                "-n",
+                &ns,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"hostname":"evil.shop.example"}}"#,
+            ],
+        ),
+        (
+            "delete the Secret",
+            vec!["delete", "secret", "www-tls", "-n", &ns],
+        ),
+        (
+            "read Secrets elsewhere",
+            vec!["get", "secrets", "-n", &elsewhere],
+        ),
+        (
+            "list deliveries cluster-wide",
+            vec!["get", "hd", "--all-namespaces"],
+        ),
+    ] {
+        let mut cmd = kubectl(cp, &[&as_operator]);
+        cmd.args(&args);
+        let stderr = fail(what, cmd);
+        assert!(
+            stderr.contains("Forbidden") || stderr.contains("forbidden"),
+            "{what}: {stderr}"
+        );
+    }
+    let d = deliveries.get("www").await.expect("the delivery");
+    assert_eq!(d.spec.hostname, "www.shop.example");
+}
+
+/// The chart's readinessProbe is `GET /readyz` on the metrics port: it must answer 200 once the
+/// operator runs and its caches are synced, or no Pod of the chart ever becomes Ready (and
+/// `helm install --wait`, rollouts and the PodDisruptionBudget all stall).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readiness_probe_answers_200_once_the_operator_runs() {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let world = World::start().await.expect("the loopback world");
+    let ns = cp.namespace("readyz").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("operator.log");
+    let metrics_port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run")
+        .args(["--watch-namespace", &ns])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(world.probe_args())
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .env_remove("WATCH_NAMESPACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    die_with_parent(&mut cmd);
+    let op = Operator {
+        child: cmd.spawn().expect("start the operator"),
+        log,
+        metrics_port,
+    };
+    let started = Instant::now();
+    let within = Duration::from_secs(30);
+    let mut healthz = None;
+    let mut readyz = None;
+    while started.elapsed() < within {
+        healthz = http_status(op.metrics_port, "/healthz");
+        readyz = http_status(op.metrics_port, "/readyz");
+        if readyz == Some(200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(healthz, Some(200), "/healthz; operator log:\n{}", op.log());
+    assert_eq!(
+        readyz,
+        Some(200),
+        "/readyz still not 200 after {within:?}; operator log:\n{}",
+        op.log()
+    );
+}
