@@ -81,11 +81,29 @@ impl std::fmt::Display for ConditionStatus {
     }
 }
 
-/// Every reason the operator writes. The names are the contract (DESIGN.md and the README's
-/// troubleshooting table); a new reason is added here and documented there.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    // Shared
+/// Declares the reasons once: the enum and its names cannot drift apart.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $v:ident),* $(,)?) => {
+        /// Every reason the operator writes. The names are the contract (DESIGN.md and the
+        /// README's troubleshooting table); a new reason is added here and documented there.
+        #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[$(Reason::$v,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$v => stringify!($v),)*
+                }
+            }
+        }
+    };
+}
+
+reasons!(
     /// A step that cannot be decided because another one failed first.
     Blocked,
     Verified,
@@ -132,57 +150,7 @@ pub enum Reason {
     // Ready
     HostnameConflict,
     InvalidSpec,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        macro_rules! names {
-            ($($v:ident),* $(,)?) => {
-                match self { $(Reason::$v => stringify!($v),)* }
-            };
-        }
-        names!(
-            Blocked,
-            Verified,
-            SecretNotFound,
-            SecretInvalid,
-            CertificateUnparsable,
-            CertificateUnavailable,
-            HostnameNotCovered,
-            NotYetValid,
-            Expired,
-            ExpiringSoon,
-            KeyMismatch,
-            ChainUntrusted,
-            WeakKey,
-            PlatformMismatch,
-            HostnameMismatch,
-            OriginMismatch,
-            Propagating,
-            Propagated,
-            ChangeTimeUnknown,
-            OriginNotHttpsOnly,
-            HttpsEdgeProtocolDisabled,
-            OriginUnreachable,
-            OriginTlsFailed,
-            OriginCertificateInvalid,
-            ProbeTimeout,
-            TargetForbidden,
-            NoCnameRecord,
-            CnameTargetMismatch,
-            NxDomain,
-            ZoneApex,
-            CnameLoop,
-            DnsTimeout,
-            DnsServerFailure,
-            EdgeUnreachable,
-            EdgeTlsFailed,
-            EdgeCertificateMismatch,
-            HostnameConflict,
-            InvalidSpec,
-        )
-    }
-}
+);
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

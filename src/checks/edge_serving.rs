@@ -4,7 +4,7 @@
 use crate::api::{ConditionStatus, ConditionType, HttpsDeliverySpec, Reason, Verdict};
 use crate::checks::dns::DnsObservation;
 use crate::checks::tls::{TlsObservation, TlsOutcome};
-use crate::checks::{dns_failure, worst};
+use crate::checks::{dns_failure, worst_probe};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EdgeObservation {
@@ -34,19 +34,7 @@ pub fn evaluate(spec: &HttpsDeliverySpec, observed: &EdgeObservation) -> Verdict
             ),
         );
     }
-    let classified: Vec<(ConditionStatus, Reason, String)> = observed
-        .probes
-        .iter()
-        .map(|p| {
-            let (status, reason, fix) = classify(&p.outcome, &spec.hostname);
-            (
-                status,
-                reason,
-                format!("{}: {}{fix}", p.endpoint, p.outcome),
-            )
-        })
-        .collect();
-    match worst(&classified) {
+    match worst_probe(&observed.probes, |o| classify(o, &spec.hostname)) {
         Some((status, reason, detail)) => v(
             status,
             reason,

@@ -189,6 +189,25 @@ pub(crate) fn dns_failure(
     }
 }
 
+/// Classifies each TLS probe and returns the worst, with the endpoint and what it answered.
+pub(crate) fn worst_probe(
+    probes: &[tls::TlsObservation],
+    classify: impl Fn(&tls::TlsOutcome) -> (ConditionStatus, Reason, String),
+) -> Option<(ConditionStatus, Reason, String)> {
+    let classified: Vec<(ConditionStatus, Reason, String)> = probes
+        .iter()
+        .map(|p| {
+            let (status, reason, fix) = classify(&p.outcome);
+            (
+                status,
+                reason,
+                format!("{}: {}{fix}", p.endpoint, p.outcome),
+            )
+        })
+        .collect();
+    worst(&classified)
+}
+
 /// The first False of a list of classified probe results, else the first Unknown, else None.
 pub(crate) fn worst(
     classified: &[(ConditionStatus, Reason, String)],

@@ -6,7 +6,7 @@ use crate::api::{
 };
 use crate::checks::dns::DnsObservation;
 use crate::checks::tls::{TlsObservation, TlsOutcome};
-use crate::checks::{dns_failure, worst};
+use crate::checks::{dns_failure, worst_probe};
 
 /// What the live probe of the origin saw; absent when the settings already fail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,19 +68,7 @@ pub fn evaluate(spec: &HttpsDeliverySpec, observed: Option<&OriginObservation>) 
             ),
         );
     }
-    let classified: Vec<(ConditionStatus, Reason, String)> = observed
-        .probes
-        .iter()
-        .map(|p| {
-            let (status, reason, fix) = classify(&p.outcome);
-            (
-                status,
-                reason,
-                format!("{}: {}{fix}", p.endpoint, p.outcome),
-            )
-        })
-        .collect();
-    match worst(&classified) {
+    match worst_probe(&observed.probes, classify) {
         Some((status, reason, detail)) => v(
             status,
             reason,
@@ -98,7 +86,12 @@ pub fn evaluate(spec: &HttpsDeliverySpec, observed: Option<&OriginObservation>) 
     }
 }
 
-fn classify(outcome: &TlsOutcome) -> (ConditionStatus, Reason, &'static str) {
+fn classify(outcome: &TlsOutcome) -> (ConditionStatus, Reason, String) {
+    let (status, reason, fix) = classify_str(outcome);
+    (status, reason, fix.to_string())
+}
+
+fn classify_str(outcome: &TlsOutcome) -> (ConditionStatus, Reason, &'static str) {
     match outcome {
         TlsOutcome::Handshake {
             verified: Ok(()), ..
