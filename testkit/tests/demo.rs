@@ -58,13 +58,11 @@ fn demo_prints_every_verdict_and_cleans_up() {
         .find_map(|l| l.split(", files in ").nth(1))
         .expect("the demo names its control plane's directory");
     assert!(!std::path::Path::new(dir).exists(), "{dir} was removed");
-    let left = Command::new("pgrep")
-        .args(["-f", dir])
-        .output()
-        .expect("pgrep");
-    assert!(
-        left.stdout.is_empty(),
-        "processes left: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(dir))
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
 }
