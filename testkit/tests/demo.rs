@@ -66,3 +66,51 @@ fn demo_prints_every_verdict_and_cleans_up() {
         .collect();
     assert!(left.is_empty(), "processes left: {left:?}");
 }
+
+/// Interactive mode: it stays up with instructions, and Ctrl-C (SIGINT) stops every process.
+#[test]
+fn demo_stays_up_until_ctrl_c_and_then_cleans_up() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .env_remove("DEMO_EXIT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read the demo's output");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Ctrl-C stops everything.") {
+            break;
+        }
+    }
+    assert!(seen.contains("export KUBECONFIG="), "instructions:\n{seen}");
+    assert!(seen.contains("kubectl patch hd wrong-platform"), "{seen}");
+    assert_eq!(child.try_wait().expect("poll"), None, "the demo stays up");
+    // SAFETY: plain kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let output = child.wait_with_output().expect("wait for the demo");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stopping the operator, the loopback world and the control plane"),
+        "{stderr}"
+    );
+    let dir = stderr
+        .lines()
+        .find_map(|l| l.split(", files in ").nth(1))
+        .expect("the demo names its control plane's directory");
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was removed");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(dir))
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
+}

@@ -179,13 +179,16 @@ async fn demo() -> Result<(), String> {
     );
 
     if !exit_after_print {
+        let stop = signals()?;
         println!(
             "\nThe demo is running. In another terminal:\n\n  export KUBECONFIG={}\n  kubectl get hd -n {NAMESPACE} -w\n\nthen fix a broken delivery and watch it turn Ready, for example:\n\n  kubectl patch hd wrong-platform -n {NAMESPACE} --type merge -p '{{\"spec\":{{\"edgeCname\":{{\"platform\":\"HttpLarge\"}}}}}}'\n  kubectl patch hd http-origin -n {NAMESPACE} --type merge -p '{{\"spec\":{{\"origin\":{{\"protocol\":\"HttpsOnly\",\"httpsEdgeProtocol\":true}}}}}}'\n  kubectl describe hd http-origin -n {NAMESPACE}\n\nkubectl and helm are in {}. The operator's log: {}\nCtrl-C stops everything.",
             cp.kubeconfig_path().display(),
             testkit::controlplane::tools_bin().display(),
             log.display()
         );
-        wait_for_signal().await;
+        // Piped output is block-buffered: show the instructions now, not at exit.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        stop.await;
         eprintln!();
         step("stopping the operator, the loopback world and the control plane");
     }
@@ -196,18 +199,20 @@ async fn demo() -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Registers for SIGINT and SIGTERM now (a signal that arrived before registration would kill
+/// the process without cleanup); the returned future resolves on the first of them.
+fn signals() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
+    })
 }
 
 fn main() {
