@@ -542,3 +542,67 @@ async fn two_replicas_elect_one_writer_and_fail_over() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_older_delivery_keeps_a_hostname_and_the_other_takes_over_when_it_goes() {
+    let (cp, world, ns, api) = setup("conflict").await;
+    let op = Operator::start(cp, &world, &ns, &[]);
+    api.create(
+        &PostParams::default(),
+        &healthy(&ns, "first", json!({"recheckInterval": "1h"})),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        &api,
+        "first",
+        Duration::from_secs(30),
+        &op,
+        "first Ready",
+        |d| is(d, "Ready", "True", "Verified"),
+    )
+    .await;
+    // Creation timestamps have a one-second resolution: make "second" clearly younger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api.create(
+        &PostParams::default(),
+        &healthy(&ns, "second", json!({"recheckInterval": "1h"})),
+    )
+    .await
+    .unwrap();
+    let d = wait_for(
+        &api,
+        "second",
+        Duration::from_secs(30),
+        &op,
+        "second HostnameConflict",
+        |d| is(d, "Ready", "False", "HostnameConflict"),
+    )
+    .await;
+    assert!(
+        condition(&d, "Ready")
+            .unwrap()
+            .2
+            .contains(&format!("{ns}/first"))
+    );
+    assert!(
+        is(
+            &api.get("first").await.unwrap(),
+            "Ready",
+            "True",
+            "Verified"
+        ),
+        "the older one keeps it"
+    );
+    // The owner goes away: the other is Ready within seconds, not at its 1h recheck.
+    api.delete("first", &Default::default()).await.unwrap();
+    wait_for(
+        &api,
+        "second",
+        Duration::from_secs(15),
+        &op,
+        "second Ready after first is deleted",
+        |d| is(d, "Ready", "True", "Verified"),
+    )
+    .await;
+}

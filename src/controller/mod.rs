@@ -346,6 +346,11 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
     let store = controller.store();
     let mapper_store = store.clone();
+    let claims_store = store.clone();
+    let claims: Api<PartialObjectMeta<HttpsDelivery>> = match &config.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let ctx = Arc::new(Context::new(
         client,
         prober,
@@ -390,6 +395,26 @@ pub async fn run(
                             .secret_ref
                             .as_ref()
                             .is_some_and(|r| r.name == name)
+                })
+                .map(|d| {
+                    ObjectRef::<Guarded>::new(&d.name_any())
+                        .within(&d.namespace().unwrap_or_default())
+                })
+                .collect::<Vec<_>>()
+        })
+        // When any delivery appears, changes or goes away, the losers of hostname conflicts are
+        // looked at again at once: the hostname may now be theirs.
+        .watches(claims, watcher::Config::default(), move |_changed| {
+            claims_store
+                .state()
+                .into_iter()
+                .filter_map(|g| g.0.as_ref().ok().cloned())
+                .filter(|d| {
+                    d.status.as_ref().is_some_and(|s| {
+                        s.conditions.iter().any(|c| {
+                            c.type_ == "Ready" && c.reason == Reason::HostnameConflict.as_str()
+                        })
+                    })
                 })
                 .map(|d| {
                     ObjectRef::<Guarded>::new(&d.name_any())
