@@ -145,6 +145,28 @@ fn count(events: &[Event], type_: &str, reason: &str) -> i32 {
         .sum()
 }
 
+/// Creates the healthy example as `name` and waits until it is Ready.
+async fn create_ready(
+    api: &Api<HttpsDelivery>,
+    ns: &str,
+    name: &str,
+    checks: serde_json::Value,
+    op: &Operator,
+) {
+    api.create(&PostParams::default(), &healthy(ns, name, checks))
+        .await
+        .unwrap();
+    wait_for(
+        api,
+        name,
+        Duration::from_secs(30),
+        op,
+        &format!("{name} Ready=True"),
+        |d| is(d, "Ready", "True", "Verified"),
+    )
+    .await;
+}
+
 async fn setup(prefix: &str) -> (&'static ControlPlane, World, String, Api<HttpsDelivery>) {
     let cp = shared();
     cp.install_crds(concat!(env!("CARGO_MANIFEST_DIR"), "/crds"));
@@ -391,21 +413,7 @@ async fn an_edge_cname_change_propagates_without_outside_help() {
 async fn steady_state_writes_nothing() {
     let (cp, world, ns, api) = setup("steady").await;
     let op = Operator::start(cp, &world, &ns, &[]);
-    api.create(
-        &PostParams::default(),
-        &healthy(&ns, "www", json!({"recheckInterval": "1s"})),
-    )
-    .await
-    .unwrap();
-    wait_for(
-        &api,
-        "www",
-        Duration::from_secs(30),
-        &op,
-        "Ready=True",
-        |d| is(d, "Ready", "True", "Verified"),
-    )
-    .await;
+    create_ready(&api, &ns, "www", json!({"recheckInterval": "1s"}), &op).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = api.get("www").await.unwrap().metadata.resource_version;
     let events_before = events(cp, &ns, "www").await.len();
@@ -486,21 +494,7 @@ async fn two_replicas_elect_one_writer_and_fail_over() {
         &ns,
         &[&lease_flags[..], &["--identity", "replica-b"]].concat(),
     );
-    api.create(
-        &PostParams::default(),
-        &healthy(&ns, "www", json!({"recheckInterval": "1s"})),
-    )
-    .await
-    .unwrap();
-    wait_for(
-        &api,
-        "www",
-        Duration::from_secs(30),
-        &a,
-        "Ready=True",
-        |d| is(d, "Ready", "True", "Verified"),
-    )
-    .await;
+    create_ready(&api, &ns, "www", json!({"recheckInterval": "1s"}), &a).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Only the leader writes: the status has one manager besides the creator, and b's metrics
     // show no reconcile.
@@ -547,21 +541,7 @@ async fn two_replicas_elect_one_writer_and_fail_over() {
 async fn the_older_delivery_keeps_a_hostname_and_the_other_takes_over_when_it_goes() {
     let (cp, world, ns, api) = setup("conflict").await;
     let op = Operator::start(cp, &world, &ns, &[]);
-    api.create(
-        &PostParams::default(),
-        &healthy(&ns, "first", json!({"recheckInterval": "1h"})),
-    )
-    .await
-    .unwrap();
-    wait_for(
-        &api,
-        "first",
-        Duration::from_secs(30),
-        &op,
-        "first Ready",
-        |d| is(d, "Ready", "True", "Verified"),
-    )
-    .await;
+    create_ready(&api, &ns, "first", json!({"recheckInterval": "1h"}), &op).await;
     // Creation timestamps have a one-second resolution: make "second" clearly younger.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     api.create(

@@ -52,19 +52,7 @@ fn demo_prints_every_verdict_and_cleans_up() {
             "progress line {step:?} missing:\n{stderr}"
         );
     }
-    // Everything the demo started is gone.
-    let dir = stderr
-        .lines()
-        .find_map(|l| l.split(", files in ").nth(1))
-        .expect("the demo names its control plane's directory");
-    assert!(!std::path::Path::new(dir).exists(), "{dir} was removed");
-    let left: Vec<String> = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(dir))
-        .collect();
-    assert!(left.is_empty(), "processes left: {left:?}");
+    assert_cleaned_up(&stderr);
 }
 
 /// Interactive mode: it stays up with instructions, and Ctrl-C (SIGINT) stops every process.
@@ -101,6 +89,11 @@ fn demo_stays_up_until_ctrl_c_and_then_cleans_up() {
         stderr.contains("stopping the operator, the loopback world and the control plane"),
         "{stderr}"
     );
+    assert_cleaned_up(&stderr);
+}
+
+/// The control plane's directory the demo named is gone, and no process still refers to it.
+fn assert_cleaned_up(stderr: &str) {
     let dir = stderr
         .lines()
         .find_map(|l| l.split(", files in ").nth(1))
