@@ -275,6 +275,11 @@ impl Metrics {
         }
     }
 
+    /// The objects that have per-object series, as (namespace, name).
+    pub fn objects(&self) -> Vec<(String, String)> {
+        self.lock_condition_types().keys().cloned().collect()
+    }
+
     /// Removes every series of a deleted object, so that it stops showing up in dashboards
     /// and alerts.
     pub fn forget(&self, namespace: &str, name: &str) {
@@ -595,7 +600,17 @@ mod tests {
             );
             metrics.set_certificate_not_after("shop", name, Some(1_767_225_600));
         }
+        let mut objects = metrics.objects();
+        objects.sort();
+        assert_eq!(
+            objects,
+            [
+                ("shop".to_string(), "api".to_string()),
+                ("shop".to_string(), "www".to_string())
+            ]
+        );
         metrics.forget("shop", "www");
+        assert_eq!(metrics.objects(), [("shop".to_string(), "api".to_string())]);
         let text = metrics.encode();
         assert!(!text.contains("name=\"www\""), "{text}");
         assert_eq!(

@@ -445,6 +445,15 @@ async fn reconciles(port: u16) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// How many /metrics lines mention `needle`.
+async fn metric_lines(port: u16, needle: &str) -> usize {
+    http_get(port, "/metrics")
+        .await
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
 async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -585,4 +594,14 @@ async fn the_older_delivery_keeps_a_hostname_and_the_other_takes_over_when_it_go
         |d| is(d, "Ready", "True", "Verified"),
     )
     .await;
+    // The deleted delivery's per-object metrics are dropped (checked every 15 s).
+    assert!(metric_lines(op.metrics_port, "name=\"second\"").await > 0);
+    let started = Instant::now();
+    while metric_lines(op.metrics_port, "name=\"first\"").await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "metrics of the deleted delivery linger"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

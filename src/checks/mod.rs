@@ -190,9 +190,9 @@ pub(crate) fn dns_failure(
 }
 
 /// Classifies each TLS probe and returns the worst, with the endpoint and what it answered.
-pub(crate) fn worst_probe(
+pub(crate) fn worst_probe<Fix: std::fmt::Display>(
     probes: &[tls::TlsObservation],
-    classify: impl Fn(&tls::TlsOutcome) -> (ConditionStatus, Reason, String),
+    classify: impl Fn(&tls::TlsOutcome) -> (ConditionStatus, Reason, Fix),
 ) -> Option<(ConditionStatus, Reason, String)> {
     let classified: Vec<(ConditionStatus, Reason, String)> = probes
         .iter()

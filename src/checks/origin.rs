@@ -86,12 +86,7 @@ pub fn evaluate(spec: &HttpsDeliverySpec, observed: Option<&OriginObservation>) 
     }
 }
 
-fn classify(outcome: &TlsOutcome) -> (ConditionStatus, Reason, String) {
-    let (status, reason, fix) = classify_str(outcome);
-    (status, reason, fix.to_string())
-}
-
-fn classify_str(outcome: &TlsOutcome) -> (ConditionStatus, Reason, &'static str) {
+fn classify(outcome: &TlsOutcome) -> (ConditionStatus, Reason, &'static str) {
     match outcome {
         TlsOutcome::Handshake {
             verified: Ok(()), ..

@@ -52,8 +52,6 @@ pub struct Context {
     pub store: Store<Guarded>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
-    /// Objects that have per-object metrics, so that deleted ones can be forgotten.
-    measured: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Context {
@@ -75,9 +73,22 @@ impl Context {
             metrics,
             store,
             failures: Mutex::new(HashMap::new()),
-            measured: Mutex::new(Default::default()),
         }
     }
+}
+
+/// The readable deliveries in the cache that satisfy `pred`, as references to reconcile.
+fn deliveries_where(
+    store: &Store<Guarded>,
+    pred: impl Fn(&HttpsDelivery) -> bool,
+) -> Vec<ObjectRef<Guarded>> {
+    store
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|d| pred(d))
+        .map(|d| ObjectRef::new(&d.name_any()).within(&d.namespace().unwrap_or_default()))
+        .collect()
 }
 
 /// The delivery that keeps `hostname`: the oldest object claiming it (then by namespace/name).
@@ -203,10 +214,6 @@ pub async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
         .map(|v| (v.type_.as_str().to_string(), v.status.as_str().to_string()))
         .collect();
     ctx.metrics.set_conditions(&namespace, &name, &conditions);
-    ctx.measured
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert((namespace.clone(), name.clone()));
     ctx.metrics.set_certificate_not_after(
         &namespace,
         &name,
@@ -300,18 +307,12 @@ async fn forget_deleted(ctx: Arc<Context>) {
                 )
             })
             .collect();
-        let gone: Vec<(String, String)> = {
-            let mut measured = ctx.measured.lock().unwrap_or_else(|e| e.into_inner());
-            let gone: Vec<_> = measured
-                .iter()
-                .filter(|k| !live.contains(*k))
-                .cloned()
-                .collect();
-            for k in &gone {
-                measured.remove(k);
-            }
-            gone
-        };
+        let gone: Vec<(String, String)> = ctx
+            .metrics
+            .objects()
+            .into_iter()
+            .filter(|k| !live.contains(k))
+            .collect();
         for (ns, name) in gone {
             ctx.metrics.forget(&ns, &name);
         }
@@ -384,43 +385,25 @@ pub async fn run(
         // Secrets are watched by metadata only: their keys never enter the operator's cache.
         .watches(secrets, watcher::Config::default(), move |secret| {
             let (ns, name) = (secret.namespace(), secret.name_any());
-            mapper_store
-                .state()
-                .into_iter()
-                .filter_map(|g| g.0.as_ref().ok().cloned())
-                .filter(|d| {
-                    d.namespace() == ns
-                        && d.spec
-                            .certificate
-                            .secret_ref
-                            .as_ref()
-                            .is_some_and(|r| r.name == name)
-                })
-                .map(|d| {
-                    ObjectRef::<Guarded>::new(&d.name_any())
-                        .within(&d.namespace().unwrap_or_default())
-                })
-                .collect::<Vec<_>>()
+            deliveries_where(&mapper_store, |d| {
+                d.namespace() == ns
+                    && d.spec
+                        .certificate
+                        .secret_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+            })
         })
         // When any delivery appears, changes or goes away, the losers of hostname conflicts are
         // looked at again at once: the hostname may now be theirs.
         .watches(claims, watcher::Config::default(), move |_changed| {
-            claims_store
-                .state()
-                .into_iter()
-                .filter_map(|g| g.0.as_ref().ok().cloned())
-                .filter(|d| {
-                    d.status.as_ref().is_some_and(|s| {
-                        s.conditions.iter().any(|c| {
-                            c.type_ == "Ready" && c.reason == Reason::HostnameConflict.as_str()
-                        })
+            deliveries_where(&claims_store, |d| {
+                d.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == "Ready" && c.reason == Reason::HostnameConflict.as_str()
                     })
                 })
-                .map(|d| {
-                    ObjectRef::<Guarded>::new(&d.name_any())
-                        .within(&d.namespace().unwrap_or_default())
-                })
-                .collect::<Vec<_>>()
+            })
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -104,6 +104,16 @@ impl World {
         Err(last_err.unwrap_or_else(|| io::Error::other("no free loopback address pair")))
     }
 
+    /// Where everything listens, for a person.
+    pub fn summary(&self) -> String {
+        format!(
+            "DNS {}, CDN edge {}:{PORT}, origin {}:{PORT}",
+            self.dns.addr(),
+            self.edge_ip,
+            self.origin_ip
+        )
+    }
+
     pub fn ca_file(&self) -> &Path {
         &self.ca_file
     }

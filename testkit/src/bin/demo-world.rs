@@ -13,13 +13,6 @@ async fn main() {
         }
     };
     println!("{}", world.probe_args().join(" "));
-    eprintln!(
-        "DNS on {}, CDN edge on {}:{}, origin on {}:{}; Ctrl-C to stop",
-        world.dns.addr(),
-        world.edge_ip,
-        testkit::world::PORT,
-        world.origin_ip,
-        testkit::world::PORT
-    );
+    eprintln!("{}; Ctrl-C to stop", world.summary());
     let _ = tokio::signal::ctrl_c().await;
 }

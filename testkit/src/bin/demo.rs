@@ -82,14 +82,7 @@ async fn demo() -> Result<(), String> {
     let world = World::start()
         .await
         .map_err(|e| format!("cannot start the loopback world: {e}"))?;
-    eprintln!(
-        "    DNS {}, edge {}:{}, origin {}:{}",
-        world.dns.addr(),
-        world.edge_ip,
-        testkit::world::PORT,
-        world.origin_ip,
-        testkit::world::PORT
-    );
+    eprintln!("    {}", world.summary());
 
     step("installing the CRD and RBAC with the chart (helm install)");
     let chart = root.join("charts/httpsdelivery-operator");
