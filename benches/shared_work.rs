@@ -141,7 +141,12 @@ async fn main() {
             let settings = spec.settings().unwrap_or_default();
             let observed = prober
                 .session()
-                .observe(spec, None, Duration::from_secs(10), now)
+                .observe(
+                    &checks::Targets::of(spec),
+                    None,
+                    Duration::from_secs(10),
+                    now,
+                )
                 .await;
             checks::evaluate(spec, &settings, &observed, &Memory::default(), None, now)
                 .ready()

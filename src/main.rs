@@ -3,14 +3,12 @@
 use clap::{Args, Parser, Subcommand};
 use httpsdelivery_operator::api::HttpsDelivery;
 use httpsdelivery_operator::cli::{self, CheckOptions, Format};
-use httpsdelivery_operator::controller::{self, RunConfig, leader};
-use httpsdelivery_operator::probe::{ProbeConfig, Prober};
-use httpsdelivery_operator::telemetry::{self, Metrics};
+use httpsdelivery_operator::controller::{self, OperatorConfig};
+use httpsdelivery_operator::probe::ProbeConfig;
+use httpsdelivery_operator::telemetry;
 use kube::CustomResourceExt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 #[derive(Parser)]
 #[command(
@@ -110,7 +108,12 @@ impl From<ProbeFlags> for ProbeConfig {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Crd => match serde_yaml::to_string(&HttpsDelivery::crd()) {
+        // Long strings (CEL rules, descriptions) stay on one line rather than being folded at 80
+        // columns; kubectl and helm read either.
+        Command::Crd => match serde_saphyr::to_string_with_options(
+            &HttpsDelivery::crd(),
+            serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX },
+        ) {
             Ok(y) => {
                 print!("{y}");
                 0
@@ -120,155 +123,47 @@ fn main() {
                 1
             }
         },
-        Command::Run(args) => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    std::process::exit(1);
-                }
-            };
-            runtime.block_on(run(*args))
-        }
+        Command::Run(args) => block_on(controller::operate((*args).into())),
         Command::Check {
             paths,
             output,
             now,
             probe,
-        } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    std::process::exit(1);
-                }
-            };
-            runtime.block_on(cli::run(CheckOptions {
-                paths,
-                format: output,
-                now,
-                probe: probe.into(),
-            }))
-        }
+        } => block_on(cli::run(CheckOptions {
+            paths,
+            format: output,
+            now,
+            probe: probe.into(),
+        })),
     };
     std::process::exit(code);
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+/// Runs a subcommand on a multi-threaded runtime; returns its exit code.
+fn block_on(work: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(work),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            1
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }
 
-async fn run(args: RunArgs) -> i32 {
-    telemetry::init_logging(args.log_format);
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build a Kubernetes client from the kubeconfig or the in-cluster config");
-            return 1;
+impl From<RunArgs> for OperatorConfig {
+    fn from(a: RunArgs) -> Self {
+        OperatorConfig {
+            watch_namespace: a.watch_namespace,
+            metrics_addr: a.metrics_addr,
+            leader_elect: a.leader_elect,
+            lease_namespace: a.lease_namespace,
+            lease_duration: a.lease_duration.into(),
+            identity: a.identity,
+            reconcile_concurrency: a.reconcile_concurrency,
+            log_format: a.log_format,
+            probe: a.probe.into(),
         }
-    };
-    let metrics = Metrics::new();
-    let prober = match Prober::new(&args.probe.clone().into()) {
-        Ok(p) => p.with_recorder(Arc::new(metrics.clone())),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot set up the probes");
-            return 1;
-        }
-    };
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
-    let ready = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = {
-        let rx = stop_rx.clone();
-        move || {
-            let mut rx = rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        }
-    };
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    let server = match telemetry::bind(args.metrics_addr).await {
-        Ok(listener) => tokio::spawn(telemetry::serve_listener(
-            listener,
-            metrics.clone(),
-            ready.clone(),
-            stopped(),
-        )),
-        Err(e) => {
-            tracing::error!(addr = %args.metrics_addr, error = %e, "cannot listen for health and metrics");
-            return 1;
-        }
-    };
-    let config = RunConfig {
-        watch_namespace: args.watch_namespace.clone(),
-        identity: identity.clone(),
-        concurrency: args.reconcile_concurrency.max(1),
-    };
-    tracing::info!(identity, watch_namespace = ?args.watch_namespace, leader_elect = args.leader_elect, "starting");
-    let work = controller::run(
-        client.clone(),
-        config,
-        prober,
-        metrics,
-        ready.clone(),
-        stopped(),
-    );
-    let code = if args.leader_elect {
-        let namespace = args
-            .lease_namespace
-            .clone()
-            .or_else(|| args.watch_namespace.clone())
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "default".into());
-        // A standby is healthy and ready to take over: report it ready, as controller-runtime
-        // does, so that rolling updates and disruption budgets work with several replicas.
-        ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut lc = leader::LeaderConfig::new(namespace, identity);
-        lc.lease_duration = args.lease_duration.into();
-        // The grace (how early the leader renews) must stay well inside a short lease.
-        let third = std::time::Duration::from_secs(lc.lease_duration.as_secs() / 3);
-        lc.grace = lc.grace.min(third).max(std::time::Duration::from_secs(1));
-        match leader::run_as_leader(client, lc, || work).await {
-            Ok(()) => 0,
-            Err(e) => {
-                tracing::error!(error = %e, "leader election");
-                1
-            }
-        }
-    } else {
-        work.await;
-        0
-    };
-    ready.store(false, std::sync::atomic::Ordering::Relaxed);
-    server.abort();
-    code
+    }
 }
 
 #[cfg(test)]

@@ -1,49 +1,38 @@
 //! End to end: the real `check` binary on `examples/` against the loopback world.
 
 use serde_json::Value;
-use std::process::Output;
+use testkit::json::{condition, find};
+use testkit::process::text;
 use testkit::world::World;
 
 const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 
-async fn check(world: &World, args: &[&str]) -> Output {
+/// Runs `check ARGS` against the world; asserts its exit code (0 all ready, 1 not every one
+/// ready, 2 bad input) and returns its stdout and stderr.
+async fn check(world: &World, args: &[&str], exit: i32) -> (String, String) {
     let mut cmd = std::process::Command::new(BIN);
     cmd.arg("check").args(args).args(world.probe_args());
-    tokio::task::spawn_blocking(move || cmd.output().expect("run the check binary"))
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run the check binary"))
         .await
-        .expect("join")
+        .expect("join");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(exit),
+        "check {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
 }
 
 fn delivery<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["deliveries"]
-        .as_array()
-        .expect("deliveries")
-        .iter()
-        .find(|d| d["name"] == name)
-        .unwrap_or_else(|| panic!("delivery {name} in {report}"))
-}
-
-fn condition<'a>(d: &'a Value, type_: &str) -> &'a Value {
-    d["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("condition {type_} in {d}"))
+    find(&report["deliveries"], "name", name)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_gets_the_reason_of_its_broken_step() {
     let world = World::start().await.expect("world");
-    let out = check(&world, &["-f", EXAMPLES, "-o", "json"]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "not every example is ready: exit 1\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = check(&world, &["-f", EXAMPLES, "-o", "json"], 1).await;
     let report: Value = serde_json::from_str(&stdout).expect("JSON output");
 
     let www = delivery(&report, "www");
@@ -151,14 +140,7 @@ async fn every_example_gets_the_reason_of_its_broken_step() {
 async fn healthy_example_alone_exits_zero_and_the_table_reads_well() {
     let world = World::start().await.expect("world");
     let healthy = format!("{EXAMPLES}/healthy.yaml");
-    let out = check(&world, &["-f", &healthy]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = check(&world, &["-f", &healthy], 0).await;
     assert!(stdout.starts_with("NAMESPACE   NAME   HOSTNAME           READY   REASON\nshop        www    www.shop.example   True    Verified\n"), "{stdout}");
     assert!(
         stdout.contains("1 deliveries: 1 ready, 0 not ready."),
@@ -166,9 +148,7 @@ async fn healthy_example_alone_exits_zero_and_the_table_reads_well() {
     );
 
     let broken = format!("{EXAMPLES}/broken-5-dns-cname.yaml");
-    let out = check(&world, &["-f", &broken]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1));
+    let (stdout, _) = check(&world, &["-f", &broken], 1).await;
     assert!(
         stdout.contains("shop/moved-cname (cdn-moved.shop.example) is not ready:"),
         "{stdout}"
@@ -190,20 +170,16 @@ async fn yaml_output_and_now_flag() {
     let world = World::start().await.expect("world");
     let healthy = format!("{EXAMPLES}/healthy.yaml");
     // At a time before modifiedAt + 1h, step 3 is still propagating.
-    let out = check(
-        &world,
-        &[
-            "-f",
-            &healthy,
-            "-o",
-            "yaml",
-            "--now",
-            "2026-11-01T10:20:00Z",
-        ],
-    )
-    .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_yaml::from_str(&stdout).expect("YAML output");
+    let args = [
+        "-f",
+        &healthy,
+        "-o",
+        "yaml",
+        "--now",
+        "2026-11-01T10:20:00Z",
+    ];
+    let (stdout, _) = check(&world, &args, 1).await;
+    let report: Value = serde_saphyr::from_str(&stdout).expect("YAML output");
     let c = condition(&report["deliveries"][0], "EdgeCnamePropagated");
     assert_eq!(c["reason"], "Propagating", "{c}");
     assert!(
@@ -219,8 +195,13 @@ async fn a_hostname_claimed_twice_is_a_conflict_for_the_second() {
     let healthy = std::fs::read_to_string(format!("{EXAMPLES}/healthy.yaml")).unwrap();
     let copy = healthy.replace("name: www\n", "name: www-copy\n");
     std::fs::write(dir.path().join("a.yaml"), format!("{healthy}---\n{copy}")).unwrap();
-    let out = check(&world, &["-f", dir.path().to_str().unwrap(), "-o", "json"]).await;
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let (stdout, _) = check(
+        &world,
+        &["-f", dir.path().to_str().unwrap(), "-o", "json"],
+        1,
+    )
+    .await;
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(delivery(&report, "www")["ready"], true);
     let ready = condition(delivery(&report, "www-copy"), "Ready");
     assert_eq!(ready["reason"], "HostnameConflict");
@@ -228,7 +209,6 @@ async fn a_hostname_claimed_twice_is_a_conflict_for_the_second() {
         ready["message"].as_str().unwrap().contains("shop/www"),
         "{ready}"
     );
-    assert_eq!(out.status.code(), Some(1));
 }
 
 /// Every object the API server rejects, `check` rejects too: exit 2, naming the file and the value.
@@ -248,9 +228,7 @@ async fn invalid_manifests_exit_2_naming_file_and_problem() {
             .lines()
             .find_map(|l| l.strip_prefix("# value: "))
             .unwrap_or_else(|| panic!("{} has a `# value:` line", file.display()));
-        let out = check(&world, &["-f", file.to_str().unwrap()]).await;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        let (stdout, stderr) = check(&world, &["-f", file.to_str().unwrap()], 2).await;
         let name = file.file_name().unwrap().to_str().unwrap();
         assert!(
             stderr.contains(name) && stderr.contains("document 1"),
@@ -260,16 +238,18 @@ async fn invalid_manifests_exit_2_naming_file_and_problem() {
             stderr.contains(value),
             "{name}: the refused value {value:?} is named: {stderr}"
         );
-        assert!(out.stdout.is_empty(), "nothing is checked on bad input");
+        assert!(stdout.is_empty(), "nothing is checked on bad input");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreadable_and_non_yaml_input_exit_2() {
     let world = World::start().await.expect("world");
-    let out = check(&world, &["-f", "/nonexistent/deliveries"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/deliveries: cannot read"));
+    let (_, stderr) = check(&world, &["-f", "/nonexistent/deliveries"], 2).await;
+    assert!(
+        stderr.contains("/nonexistent/deliveries: cannot read"),
+        "{stderr}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("broken.yaml");
     std::fs::write(
@@ -277,17 +257,13 @@ async fn unreadable_and_non_yaml_input_exit_2() {
         "apiVersion: httpsdelivery.dev/v1alpha1\nkind: HttpsDelivery\nspec: [unclosed\n",
     )
     .unwrap();
-    let out = check(&world, &["-f", bad.to_str().unwrap()]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (_, stderr) = check(&world, &["-f", bad.to_str().unwrap()], 2).await;
     assert!(
         stderr.contains("broken.yaml (document 1): not valid YAML"),
         "{stderr}"
     );
     // A Secret's content never reaches an error message.
     std::fs::write(&bad, "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\ndata: {tls.key: \"-----BEGIN PRIVATE KEY----- not base64\"}\n").unwrap();
-    let out = check(&world, &["-f", bad.to_str().unwrap()]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (_, stderr) = check(&world, &["-f", bad.to_str().unwrap()], 2).await;
     assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
 }

@@ -231,6 +231,7 @@ fn strings(value: &Value) -> Vec<&str> {
 }
 
 #[test]
+#[ignore = "needs buildah and the static binary: run make test"]
 fn image_builds_offline_from_scratch_and_runs_the_operator() {
     require_buildah();
     let bin = require_static_binary();

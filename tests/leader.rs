@@ -3,7 +3,8 @@
 //! that loses the Lease (taken over, or cut off from the API server) stops its work and fails.
 //!
 //! Every test shares one control plane (`testkit::controlplane::shared`) and keeps to its own
-//! namespace. Needs `make tools`.
+//! namespace. Needs `make tools`, so a plain `cargo test` reports them as ignored: `make test`
+//! runs them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use testkit::controlplane;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
@@ -80,46 +80,75 @@ struct Contender {
     stop: Option<oneshot::Sender<()>>,
 }
 
-/// Starts `identity` contending in its own task with its own client, as a separate replica
-/// would. Its work reports `(identity, start time)` on `started`, then runs until stopped.
-async fn contend(
-    config: LeaderConfig,
-    identity: &'static str,
-    gauge: &Arc<Gauge>,
-    started: &mpsc::UnboundedSender<(&'static str, Instant)>,
-) -> Contender {
-    let client = controlplane::shared().client().await;
-    contend_with(client, config, identity, gauge, started)
+type Starts = (&'static str, Instant);
+
+/// One test's election: its namespace, the gauge of the contenders' work, and the starts they
+/// report, in order.
+struct Election {
+    ns: String,
+    gauge: Arc<Gauge>,
+    started_tx: mpsc::UnboundedSender<Starts>,
+    started: mpsc::UnboundedReceiver<Starts>,
 }
 
-fn contend_with(
-    client: kube::Client,
-    config: LeaderConfig,
-    identity: &'static str,
-    gauge: &Arc<Gauge>,
-    started: &mpsc::UnboundedSender<(&'static str, Instant)>,
-) -> Contender {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (gauge, started) = (gauge.clone(), started.clone());
-    let task = tokio::spawn(run_as_leader(client, config, move || async move {
-        let _running = Running::enter(&gauge);
-        let _ = started.send((identity, Instant::now()));
-        let _ = stopped.await;
-    }));
-    Contender {
-        identity,
-        task,
-        stop: Some(stop),
+impl Election {
+    async fn new(prefix: &str) -> Election {
+        init_logs();
+        let (started_tx, started) = mpsc::unbounded_channel();
+        Election {
+            ns: controlplane::shared().namespace(prefix).await,
+            gauge: Arc::default(),
+            started_tx,
+            started,
+        }
     }
-}
 
-async fn next_start(
-    started: &mut mpsc::UnboundedReceiver<(&'static str, Instant)>,
-) -> (&'static str, Instant) {
-    tokio::time::timeout(PATIENCE, started.recv())
-        .await
-        .expect("a contender should start working")
-        .expect("the contenders are alive")
+    /// Starts `identity` contending in its own task with its own client, as a separate replica
+    /// would. Its work reports `(identity, start time)`, then runs until stopped.
+    async fn contend(&self, identity: &'static str, duration: u64, grace: u64) -> Contender {
+        let client = controlplane::shared().client().await;
+        self.contend_with(client, identity, duration, grace)
+    }
+
+    fn contend_with(
+        &self,
+        client: kube::Client,
+        identity: &'static str,
+        duration: u64,
+        grace: u64,
+    ) -> Contender {
+        let config = config(&self.ns, identity, duration, grace);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (gauge, started) = (self.gauge.clone(), self.started_tx.clone());
+        let task = tokio::spawn(run_as_leader(client, config, move || async move {
+            let _running = Running::enter(&gauge);
+            let _ = started.send((identity, Instant::now()));
+            let _ = stopped.await;
+        }));
+        Contender {
+            identity,
+            task,
+            stop: Some(stop),
+        }
+    }
+
+    /// The next contender that starts working, and when.
+    async fn next_start(&mut self) -> Starts {
+        tokio::time::timeout(PATIENCE, self.started.recv())
+            .await
+            .expect("a contender should start working")
+            .expect("the contenders are alive")
+    }
+
+    /// The most contenders that ever worked at once.
+    fn most(&self) -> usize {
+        self.gauge.most.load(Ordering::SeqCst)
+    }
+
+    /// How many contenders work right now.
+    fn running(&self) -> usize {
+        self.gauge.running.load(Ordering::SeqCst)
+    }
 }
 
 async fn holder(namespace: &str) -> Option<String> {
@@ -165,21 +194,20 @@ async fn finished(contender: Contender) -> Result<(), LeaderError> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn only_one_contender_works_at_a_time() {
-    init_logs();
-    let ns = controlplane::shared().namespace("leader-one").await;
-    let gauge = Arc::new(Gauge::default());
-    let (started_tx, mut started) = mpsc::unbounded_channel();
-    let a = contend(config(&ns, "a", 3, 1), "a", &gauge, &started_tx).await;
-    let b = contend(config(&ns, "b", 3, 1), "b", &gauge, &started_tx).await;
+    let mut election = Election::new("leader-one").await;
+    let ns = election.ns.clone();
+    let a = election.contend("a", 3, 1).await;
+    let b = election.contend("b", 3, 1).await;
 
-    let (first, _) = next_start(&mut started).await;
+    let (first, _) = election.next_start().await;
     let (mut leader, mut follower) = leader_first(a, b, first);
 
     // Several lease times: the leader must keep renewing, the follower must keep waiting.
     let sampling = Instant::now();
     while sampling.elapsed() < Duration::from_secs(8) {
-        let running = gauge.running.load(Ordering::SeqCst);
+        let running = election.running();
         assert_eq!(
             running, 1,
             "exactly one contender works while the Lease is held"
@@ -187,12 +215,15 @@ async fn only_one_contender_works_at_a_time() {
         assert!(!leader.task.is_finished(), "the leader kept the Lease");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(started.try_recv().is_err(), "the follower never started");
+    assert!(
+        election.started.try_recv().is_err(),
+        "the follower never started"
+    );
     assert_eq!(holder(&ns).await.as_deref(), Some(leader.identity));
 
     // Then the other way round, and back to nobody.
     let _ = leader.stop.take().map(|s| s.send(()));
-    let (second, _) = next_start(&mut started).await;
+    let (second, _) = election.next_start().await;
     assert_eq!(second, follower.identity);
     finished(leader)
         .await
@@ -202,8 +233,8 @@ async fn only_one_contender_works_at_a_time() {
         .await
         .expect("a leader whose work ends returns Ok");
 
-    assert_eq!(gauge.most.load(Ordering::SeqCst), 1, "never two at once");
-    assert_eq!(gauge.running.load(Ordering::SeqCst), 0);
+    assert_eq!(election.most(), 1, "never two at once");
+    assert_eq!(election.running(), 0);
     assert_eq!(
         holder(&ns).await,
         None,
@@ -212,22 +243,21 @@ async fn only_one_contender_works_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn released_lease_passes_on_at_once() {
-    init_logs();
-    let ns = controlplane::shared().namespace("leader-release").await;
-    let gauge = Arc::new(Gauge::default());
-    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let mut election = Election::new("leader-release").await;
+    let ns = election.ns.clone();
     // A long lease: waiting for it to run out could not pass the bound below.
-    let a = contend(config(&ns, "a", 20, 5), "a", &gauge, &started_tx).await;
-    let b = contend(config(&ns, "b", 20, 5), "b", &gauge, &started_tx).await;
+    let a = election.contend("a", 20, 5).await;
+    let b = election.contend("b", 20, 5).await;
 
-    let (first, _) = next_start(&mut started).await;
+    let (first, _) = election.next_start().await;
     let (mut leader, follower) = leader_first(a, b, first);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let released = Instant::now();
     let _ = leader.stop.take().map(|s| s.send(()));
-    let (second, at) = next_start(&mut started).await;
+    let (second, at) = election.next_start().await;
     let handover = at - released;
     eprintln!("handover after release: {handover:?}");
     assert_eq!(second, follower.identity);
@@ -239,21 +269,20 @@ async fn released_lease_passes_on_at_once() {
         .await
         .expect("a leader whose work ends returns Ok");
     assert_eq!(holder(&ns).await.as_deref(), Some(follower.identity));
-    assert_eq!(gauge.most.load(Ordering::SeqCst), 1, "never two at once");
+    assert_eq!(election.most(), 1, "never two at once");
     follower.task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn crashed_leader_is_replaced_within_the_lease_time() {
-    init_logs();
-    let ns = controlplane::shared().namespace("leader-crash").await;
-    let gauge = Arc::new(Gauge::default());
-    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let mut election = Election::new("leader-crash").await;
+    let ns = election.ns.clone();
     let (duration, grace) = (3, 1);
-    let a = contend(config(&ns, "a", duration, grace), "a", &gauge, &started_tx).await;
-    let b = contend(config(&ns, "b", duration, grace), "b", &gauge, &started_tx).await;
+    let a = election.contend("a", duration, grace).await;
+    let b = election.contend("b", duration, grace).await;
 
-    let (first, _) = next_start(&mut started).await;
+    let (first, _) = election.next_start().await;
     let (leader, follower) = leader_first(a, b, first);
     // Right after a renewal is the worst moment to crash: the Lease has its whole time left.
     next_renewal(&ns).await;
@@ -268,7 +297,7 @@ async fn crashed_leader_is_replaced_within_the_lease_time() {
         "a crashed leader leaves the Lease held"
     );
 
-    let (second, at) = next_start(&mut started).await;
+    let (second, at) = election.next_start().await;
     let failover = at - crashed;
     eprintln!("failover after crash: {failover:?}");
     assert_eq!(second, follower.identity);
@@ -278,19 +307,18 @@ async fn crashed_leader_is_replaced_within_the_lease_time() {
         "the follower took over {failover:?} after the crash (bound {bound:?})"
     );
     assert_eq!(holder(&ns).await.as_deref(), Some(follower.identity));
-    assert_eq!(gauge.most.load(Ordering::SeqCst), 1, "never two at once");
+    assert_eq!(election.most(), 1, "never two at once");
     follower.task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn leader_that_loses_the_lease_stops_working_and_fails() {
-    init_logs();
-    let ns = controlplane::shared().namespace("leader-lost").await;
-    let gauge = Arc::new(Gauge::default());
-    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let mut election = Election::new("leader-lost").await;
+    let ns = election.ns.clone();
     let (duration, grace) = (3, 1);
-    let leader = contend(config(&ns, "a", duration, grace), "a", &gauge, &started_tx).await;
-    next_start(&mut started).await;
+    let leader = election.contend("a", duration, grace).await;
+    election.next_start().await;
     // Not right after a renewal, whose read-back would notice at once: the next renewal must.
     next_renewal(&ns).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -319,11 +347,7 @@ async fn leader_that_loses_the_lease_stops_working_and_fails() {
         noticed < Duration::from_secs(duration),
         "noticed {noticed:?} after the takeover"
     );
-    assert_eq!(
-        gauge.running.load(Ordering::SeqCst),
-        0,
-        "the work was stopped"
-    );
+    assert_eq!(election.running(), 0, "the work was stopped");
     assert_eq!(holder(&ns).await.as_deref(), Some("intruder"));
 }
 
@@ -366,14 +390,9 @@ impl Relay {
 
     /// An admin client that reaches the API server through this relay.
     async fn client(&self) -> kube::Client {
-        let cp = controlplane::shared();
-        let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path()).expect("read the kubeconfig");
-        let mut config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("load the kubeconfig");
-        config.cluster_url = format!("https://{}", self.addr).parse().expect("a URL");
-        kube::Client::try_from(config).expect("build a kube client")
+        controlplane::shared()
+            .client_at(&format!("https://{}", self.addr))
+            .await
     }
 
     fn cut(&self) {
@@ -388,28 +407,20 @@ impl Drop for Relay {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn partitioned_leader_stops_before_a_successor_starts() {
-    init_logs();
-    let cp = controlplane::shared();
-    let ns = cp.namespace("leader-partition").await;
-    let upstream: SocketAddr = cp
+    let mut election = Election::new("leader-partition").await;
+    let ns = election.ns.clone();
+    let upstream: SocketAddr = controlplane::shared()
         .server()
         .trim_start_matches("https://")
         .parse()
         .expect("the API server's address");
     let relay = Relay::start(upstream).await;
-    let gauge = Arc::new(Gauge::default());
-    let (started_tx, mut started) = mpsc::unbounded_channel();
     let (duration, grace) = (3, 1);
-    let leader = contend_with(
-        relay.client().await,
-        config(&ns, "a", duration, grace),
-        "a",
-        &gauge,
-        &started_tx,
-    );
-    assert_eq!(next_start(&mut started).await.0, "a");
-    let follower = contend(config(&ns, "b", duration, grace), "b", &gauge, &started_tx).await;
+    let leader = election.contend_with(relay.client().await, "a", duration, grace);
+    assert_eq!(election.next_start().await.0, "a");
+    let follower = election.contend("b", duration, grace).await;
     // Once that renewal is confirmed, the leader may work until half the grace before expiry.
     next_renewal(&ns).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -418,13 +429,14 @@ async fn partitioned_leader_stops_before_a_successor_starts() {
     let cut = Instant::now();
     relay.cut();
 
-    let (second, at) = next_start(&mut started).await;
+    let (second, at) = election.next_start().await;
     let failover = at - cut;
     assert_eq!(second, follower.identity);
     let err = finished(leader)
         .await
         .expect_err("a leader that cannot renew fails");
-    let stopped = gauge
+    let stopped = election
+        .gauge
         .last_stop
         .lock()
         .unwrap()
@@ -437,7 +449,7 @@ async fn partitioned_leader_stops_before_a_successor_starts() {
     );
     assert!(matches!(err, LeaderError::Lost { .. }), "{err}");
     assert_eq!(
-        gauge.most.load(Ordering::SeqCst),
+        election.most(),
         1,
         "the old leader stopped before the new one started"
     );
@@ -450,6 +462,7 @@ async fn partitioned_leader_stops_before_a_successor_starts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn invalid_timing_is_refused_before_any_work() {
     let ns = controlplane::shared().namespace("leader-invalid").await;
     let client = controlplane::shared().client().await;

@@ -1,135 +1,57 @@
 //! The operator end to end: the real binary (`run`) against the real control plane, with the
 //! loopback DNS and TLS world standing in for the CDN, the DNS provider and the origin.
 
-use httpsdelivery_operator::api::HttpsDelivery;
+use httpsdelivery_operator::api::{HttpsDelivery, SecretReference};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testkit::controlplane::{ControlPlane, die_with_parent, shared};
+use testkit::controlplane::{ControlPlane, shared};
+use testkit::operator::{Operator, condition, eventually, has_condition, tls_secret};
 use testkit::pki::LeafSpec;
-use testkit::world::World;
+use testkit::world::{World, example};
 
 const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
 
-/// A running operator process; killed when dropped. Its log is kept for failure messages.
-struct Operator {
-    child: Child,
-    log: std::path::PathBuf,
-    metrics_port: u16,
-}
+/// The field manager the operator applies status under.
+const FIELD_MANAGER: &str = "httpsdelivery-operator";
 
-impl Operator {
-    fn start(cp: &ControlPlane, world: &World, namespace: &str, extra: &[&str]) -> Operator {
-        let log = std::env::temp_dir().join(format!(
-            "hd-operator-{namespace}-{}.log",
-            std::process::id() ^ rand_port() as u32
-        ));
-        let file = std::fs::File::create(&log).expect("log file");
-        let metrics_port = rand_port();
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .args(["--watch-namespace", namespace])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(world.probe_args())
-            .args(extra)
-            .env("KUBECONFIG", cp.kubeconfig_path())
-            .env("RUST_LOG", "info,httpsdelivery_operator=debug")
-            .stdout(Stdio::null())
-            .stderr(file);
-        die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("start the operator");
-        Operator {
-            child,
-            log,
-            metrics_port,
-        }
-    }
+/// Bounds a wait for what should happen within seconds, generous for a loaded 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(30);
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+const READY: [&str; 3] = ["Ready", "True", "Verified"];
+const PROPAGATING: [&str; 3] = ["EdgeCnamePropagated", "False", "Propagating"];
+const PROPAGATED: [&str; 3] = ["EdgeCnamePropagated", "True", "Propagated"];
 
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// How many rechecks a window must hold in which nothing may be written: with a 1 s recheck
+/// interval, a few seconds in which the operator demonstrably ran.
+const RECHECKS: u64 = 3;
 
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn rand_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+/// Starts the operator on `namespace`, probing the loopback world.
+fn start(cp: &ControlPlane, world: &World, namespace: &str, extra: &[&str]) -> Operator {
+    let mut args = vec!["--watch-namespace".to_owned(), namespace.to_owned()];
+    args.extend(world.probe_args());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Operator::start(BIN, cp.kubeconfig_path(), args)
 }
 
 /// The healthy example in `namespace`, with test-sized check settings.
 fn healthy(namespace: &str, name: &str, checks: serde_json::Value) -> HttpsDelivery {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/healthy.yaml"
-    ))
-    .unwrap();
-    let mut d: HttpsDelivery = serde_yaml::from_str(&text).unwrap();
+    let mut d: HttpsDelivery = example("healthy.yaml");
     d.metadata.namespace = Some(namespace.into());
     d.metadata.name = Some(name.into());
-    d.spec.checks = Some(serde_json::from_value(checks).unwrap());
+    d.spec.checks = Some(serde_json::from_value(checks).expect("check settings"));
     d
-}
-
-fn condition(d: &HttpsDelivery, type_: &str) -> Option<(String, String, String)> {
-    d.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Polls until `pred` holds on the object, or fails with what was last seen and the log.
-async fn wait_for(
-    api: &Api<HttpsDelivery>,
-    name: &str,
-    within: Duration,
-    op: &Operator,
-    what: &str,
-    pred: impl Fn(&HttpsDelivery) -> bool,
-) -> HttpsDelivery {
-    let start = Instant::now();
-    let mut last = None;
-    while start.elapsed() < within {
-        if let Ok(d) = api.get(name).await {
-            if pred(&d) {
-                return d;
-            }
-            last = Some(d);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!(
-        "timed out after {within:?} waiting for {what}; last status: {:#?}\noperator log:\n{}",
-        last.and_then(|d| d.status),
-        op.log()
-    );
-}
-
-fn is(d: &HttpsDelivery, type_: &str, status: &str, reason: &str) -> bool {
-    condition(d, type_).is_some_and(|(s, r, _)| s == status && r == reason)
 }
 
 async fn events(cp: &ControlPlane, namespace: &str, name: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(cp.client().await, namespace);
     api.list(&ListParams::default())
         .await
-        .unwrap()
+        .expect("list Events")
         .items
         .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
@@ -145,6 +67,30 @@ fn count(events: &[Event], type_: &str, reason: &str) -> i32 {
         .sum()
 }
 
+/// Waits for the Event `type_ reason` of `name`, then holds while the operator rechecks
+/// [`RECHECKS`] times (so that a repeated Event had its chances), and returns the Events then.
+async fn events_after_rechecks(
+    cp: &ControlPlane,
+    ns: &str,
+    name: &str,
+    op: &Operator,
+    type_: &str,
+    reason: &str,
+) -> Vec<Event> {
+    eventually(PATIENCE, async || {
+        let ev = events(cp, ns, name).await;
+        if count(&ev, type_, reason) > 0 {
+            Ok(())
+        } else {
+            Err(format!("{ev:#?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|ev| panic!("no {type_} {reason} Event among {ev}\n{}", op.log()));
+    op.reconciles_more(RECHECKS, PATIENCE).await;
+    events(cp, ns, name).await
+}
+
 /// Creates the healthy example as `name` and waits until it is Ready.
 async fn create_ready(
     api: &Api<HttpsDelivery>,
@@ -152,19 +98,59 @@ async fn create_ready(
     name: &str,
     checks: serde_json::Value,
     op: &Operator,
-) {
+) -> HttpsDelivery {
     api.create(&PostParams::default(), &healthy(ns, name, checks))
         .await
-        .unwrap();
-    wait_for(
-        api,
-        name,
-        Duration::from_secs(30),
-        op,
-        &format!("{name} Ready=True"),
-        |d| is(d, "Ready", "True", "Verified"),
-    )
-    .await;
+        .expect("create the delivery");
+    op.wait_for_condition(api, name, READY, PATIENCE).await
+}
+
+/// The status is written by server-side apply under the operator's field manager and by
+/// nothing else: besides the creator's entry, exactly one managedFields entry, for the status
+/// subresource, operation Apply, owning the status fields.
+fn assert_status_applied_by_the_operator(d: &HttpsDelivery) {
+    let entries = d.metadata.managed_fields.as_deref().unwrap_or_default();
+    let [creator, operator] = entries else {
+        panic!("not the creator plus one status manager: {entries:#?}");
+    };
+    let (creator, operator) = if creator.subresource.is_some() {
+        (operator, creator)
+    } else {
+        (creator, operator)
+    };
+    assert_eq!(
+        (creator.operation.as_deref(), creator.subresource.as_deref()),
+        (Some("Update"), None),
+        "the creator's entry: {entries:#?}"
+    );
+    assert_eq!(
+        (
+            operator.manager.as_deref(),
+            operator.operation.as_deref(),
+            operator.subresource.as_deref()
+        ),
+        (Some(FIELD_MANAGER), Some("Apply"), Some("status")),
+        "{entries:#?}"
+    );
+    let owned = &operator.fields_v1.as_ref().expect("fieldsV1").0["f:status"];
+    for field in ["f:conditions", "f:observedGeneration", "f:dns"] {
+        assert!(
+            owned.get(field).is_some(),
+            "{FIELD_MANAGER} does not own status {field}: {owned:#}"
+        );
+    }
+    let creator_owns = &creator.fields_v1.as_ref().expect("fieldsV1").0;
+    assert!(
+        creator_owns.get("f:status").is_none(),
+        "the creator owns status fields: {creator_owns:#}"
+    );
+}
+
+/// What the real kubectl prints; fails the test when it fails.
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
+    let mut cmd = cp.kubectl();
+    cmd.args(args);
+    testkit::process::succeed(&format!("kubectl {args:?}"), cmd, None)
 }
 
 async fn setup(prefix: &str) -> (&'static ControlPlane, World, String, Api<HttpsDelivery>) {
@@ -177,35 +163,23 @@ async fn setup(prefix: &str) -> (&'static ControlPlane, World, String, Api<Https
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each() {
     let (cp, world, ns, api) = setup("dns").await;
-    let op = Operator::start(cp, &world, &ns, &[]);
-    api.create(
-        &PostParams::default(),
-        &healthy(&ns, "www", json!({"recheckInterval": "1s"})),
-    )
-    .await
-    .unwrap();
-    let d = wait_for(
-        &api,
-        "www",
-        Duration::from_secs(30),
-        &op,
-        "Ready=True",
-        |d| is(d, "Ready", "True", "Verified"),
-    )
-    .await;
-    let status = d.status.unwrap();
+    let op = start(cp, &world, &ns, &[]);
+    let d = create_ready(&api, &ns, "www", json!({"recheckInterval": "1s"}), &op).await;
+    let status = d.status.clone().expect("status");
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.conditions.len(), 7);
     assert_eq!(
-        status.dns.unwrap().chain,
+        status.dns.expect("dns evidence").chain,
         vec!["www.shop.example. IN CNAME cs1.wpc.cdn.example."]
     );
     assert_eq!(
-        status.certificate.unwrap().dns_names,
+        status.certificate.expect("certificate evidence").dns_names,
         vec!["www.shop.example"]
     );
+    assert_status_applied_by_the_operator(&d);
 
     // The customer's DNS provider now points the hostname at another certificate's target.
     world.dns.update(|zones| {
@@ -214,48 +188,28 @@ async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each
             .remove("www.shop.example")
             .cname("www.shop.example", "cs2.wpc.cdn.example");
     });
-    let d = wait_for(
-        &api,
-        "www",
-        Duration::from_secs(20),
-        &op,
-        "DnsConfigured=False",
-        |d| is(d, "DnsConfigured", "False", "CnameTargetMismatch"),
-    )
-    .await;
-    assert!(is(&d, "Ready", "False", "CnameTargetMismatch"));
+    let d = op
+        .wait_for_condition(
+            &api,
+            "www",
+            ["DnsConfigured", "False", "CnameTargetMismatch"],
+            PATIENCE,
+        )
+        .await;
+    assert!(has_condition(&d, "Ready", "False", "CnameTargetMismatch"));
     // Several more rechecks while broken: still exactly one Warning.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let ev = events(cp, &ns, "www").await;
+    let ev = events_after_rechecks(cp, &ns, "www", &op, "Warning", "CnameTargetMismatch").await;
     assert_eq!(count(&ev, "Warning", "CnameTargetMismatch"), 1, "{ev:#?}");
 
     world.dns.set_zones(world.zones());
-    wait_for(
-        &api,
-        "www",
-        Duration::from_secs(20),
-        &op,
-        "Ready=True again",
-        |d| is(d, "Ready", "True", "Verified"),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let ev = events(cp, &ns, "www").await;
+    op.wait_for_condition(&api, "www", READY, PATIENCE).await;
+    let ev = events_after_rechecks(cp, &ns, "www", &op, "Normal", "Verified").await;
     assert_eq!(count(&ev, "Normal", "Verified"), 1, "{ev:#?}");
     assert_eq!(count(&ev, "Warning", "CnameTargetMismatch"), 1, "{ev:#?}");
+    assert_status_applied_by_the_operator(&api.get("www").await.expect("read back"));
 
     // kubectl describe (the real kubectl) shows the conditions with their messages and the Events.
-    let out = cp
-        .kubectl()
-        .args(["describe", "hd", "www", "-n", &ns])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = kubectl(cp, &["describe", "hd", "www", "-n", &ns]);
     for needle in [
         "Type:                  DnsConfigured",
         "Reason:                Verified",
@@ -268,12 +222,7 @@ async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each
             "`kubectl describe` lacks {needle:?}:\n{text}"
         );
     }
-    let out = cp
-        .kubectl()
-        .args(["get", "hd", "-n", &ns])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = kubectl(cp, &["get", "hd", "-n", &ns]);
     assert!(
         text.contains("www.shop.example") && text.contains("True") && text.contains("Verified"),
         "{text}"
@@ -281,36 +230,28 @@ async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn rotating_the_secret_to_an_expired_certificate_is_seen_within_seconds() {
     let (cp, world, ns, api) = setup("rotate").await;
     let secrets: Api<Secret> = Api::namespaced(cp.client().await, &ns);
-    let tls_secret = |leaf: &testkit::pki::Leaf| -> Secret {
-        serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "www-tls"},
-            "type": "kubernetes.io/tls",
-            "stringData": {"tls.crt": leaf.chain_pem, "tls.key": leaf.key_pem}
-        }))
-        .unwrap()
-    };
     let good = world.ca.issue(LeafSpec::valid_for(["www.shop.example"]));
     secrets
-        .create(&PostParams::default(), &tls_secret(&good))
+        .create(&PostParams::default(), &tls_secret("www-tls", &good))
         .await
-        .unwrap();
-    let op = Operator::start(cp, &world, &ns, &[]);
+        .expect("create the Secret");
+    let op = start(cp, &world, &ns, &[]);
     let mut d = healthy(&ns, "www", json!({"recheckInterval": "1h"}));
-    d.spec.certificate.secret_ref = Some(httpsdelivery_operator::api::SecretReference {
+    d.spec.certificate.secret_ref = Some(SecretReference {
         name: "www-tls".into(),
     });
-    api.create(&PostParams::default(), &d).await.unwrap();
-    wait_for(
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create the delivery");
+    op.wait_for_condition(
         &api,
         "www",
-        Duration::from_secs(30),
-        &op,
-        "CertificateValid=True",
-        |d| is(d, "CertificateValid", "True", "Verified"),
+        ["CertificateValid", "True", "Verified"],
+        PATIENCE,
     )
     .await;
 
@@ -322,24 +263,25 @@ async fn rotating_the_secret_to_an_expired_certificate_is_seen_within_seconds() 
         .patch(
             "www-tls",
             &PatchParams::apply("test").force(),
-            &Patch::Apply(tls_secret(&expired)),
+            &Patch::Apply(tls_secret("www-tls", &expired)),
         )
         .await
-        .unwrap();
-    let d = wait_for(
-        &api,
-        "www",
-        Duration::from_secs(15),
-        &op,
-        "CertificateValid=False Expired",
-        |d| is(d, "CertificateValid", "False", "Expired"),
-    )
-    .await;
+        .expect("rotate the Secret");
+    let d = op
+        .wait_for_condition(
+            &api,
+            "www",
+            ["CertificateValid", "False", "Expired"],
+            Duration::from_secs(15),
+        )
+        .await;
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "not at the next recheck (1h)"
     );
-    let (_, _, message) = condition(&d, "CertificateValid").unwrap();
+    let message = condition(&d, "CertificateValid")
+        .expect("CertificateValid")
+        .message;
     assert!(
         message.contains("Secret/www-tls") && message.contains("expired on"),
         "{message}"
@@ -348,184 +290,128 @@ async fn rotating_the_secret_to_an_expired_certificate_is_seen_within_seconds() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn an_edge_cname_change_propagates_without_outside_help() {
     let (cp, world, ns, api) = setup("propagate").await;
-    let op = Operator::start(cp, &world, &ns, &[]);
+    let op = start(cp, &world, &ns, &[]);
     let mut d = healthy(
         &ns,
         "www",
         json!({"recheckInterval": "1h", "propagationDelay": "5s"}),
     );
     d.spec.edge_cname.modified_at = None;
-    api.create(&PostParams::default(), &d).await.unwrap();
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create the delivery");
     // Without modifiedAt the operator starts the clock when it first sees the configuration.
-    let seen = wait_for(
-        &api,
-        "www",
-        Duration::from_secs(30),
-        &op,
-        "Propagating",
-        |d| is(d, "EdgeCnamePropagated", "False", "Propagating"),
-    )
-    .await;
+    let seen = op
+        .wait_for_condition(&api, "www", PROPAGATING, PATIENCE)
+        .await;
     assert!(
-        seen.status.as_ref().unwrap().edge_cname.is_some(),
+        seen.status.as_ref().is_some_and(|s| s.edge_cname.is_some()),
         "change tracking is recorded"
     );
-    wait_for(
-        &api,
-        "www",
-        Duration::from_secs(20),
-        &op,
-        "Propagated",
-        |d| {
-            is(d, "EdgeCnamePropagated", "True", "Propagated") && is(d, "Ready", "True", "Verified")
-        },
-    )
-    .await;
+    op.wait_for_condition(&api, "www", PROPAGATED, PATIENCE)
+        .await;
+    op.wait_for_condition(&api, "www", READY, PATIENCE).await;
 
     // A change of the edge CNAME (a new origin name, and the origin renamed to match) restarts the clock.
     let patch = json!({"spec": {"edgeCname": {"origin": "shop-origin-2"}, "origin": {"name": "shop-origin-2"}}});
     api.patch("www", &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .unwrap();
-    wait_for(
-        &api,
-        "www",
-        Duration::from_secs(20),
-        &op,
-        "Propagating after the change",
-        |d| is(d, "EdgeCnamePropagated", "False", "Propagating"),
-    )
-    .await;
-    wait_for(
-        &api,
-        "www",
-        Duration::from_secs(20),
-        &op,
-        "Propagated after the change",
-        |d| is(d, "EdgeCnamePropagated", "True", "Propagated"),
-    )
-    .await;
+        .expect("change the edge CNAME");
+    op.wait_for_condition(&api, "www", PROPAGATING, PATIENCE)
+        .await;
+    op.wait_for_condition(&api, "www", PROPAGATED, PATIENCE)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn steady_state_writes_nothing() {
     let (cp, world, ns, api) = setup("steady").await;
-    let op = Operator::start(cp, &world, &ns, &[]);
+    let op = start(cp, &world, &ns, &[]);
     create_ready(&api, &ns, "www", json!({"recheckInterval": "1s"}), &op).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = api.get("www").await.unwrap().metadata.resource_version;
+    // Past the reconcile that its own status write triggers: steady state from here on.
+    op.reconciles_more(2, PATIENCE).await;
+    let before = api
+        .get("www")
+        .await
+        .expect("read")
+        .metadata
+        .resource_version;
     let events_before = events(cp, &ns, "www").await.len();
-    let reconciles_before = reconciles(op.metrics_port).await;
-    // Five recheck cycles.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let after = api.get("www").await.unwrap().metadata.resource_version;
-    assert_eq!(before, after, "no status write in steady state");
+    let reconciles_before = op.reconciles();
+    let reconciles_after = op.reconciles_more(RECHECKS, PATIENCE).await;
+    let after = api
+        .get("www")
+        .await
+        .expect("read")
+        .metadata
+        .resource_version;
+    assert_eq!(
+        before, after,
+        "a status write in steady state, during {reconciles_before} -> {reconciles_after} \
+         reconciles"
+    );
     assert_eq!(
         events(cp, &ns, "www").await.len(),
         events_before,
-        "no Event in steady state"
+        "an Event in steady state"
     );
-    let reconciles_after = reconciles(op.metrics_port).await;
-    assert!(
-        reconciles_after >= reconciles_before + 3,
-        "it did recheck: {reconciles_before} -> {reconciles_after}"
-    );
-}
-
-/// The ok-reconcile counter from /metrics.
-async fn reconciles(port: u16) -> u64 {
-    let text = http_get(port, "/metrics").await;
-    text.lines()
-        .filter(|l| {
-            l.starts_with("httpsdelivery_reconciliations_total") && l.contains("outcome=\"ok\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// How many /metrics lines mention `needle`.
-async fn metric_lines(port: u16, needle: &str) -> usize {
-    http_get(port, "/metrics")
-        .await
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("metrics server");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn two_replicas_elect_one_writer_and_fail_over() {
     let (cp, world, ns, api) = setup("leader").await;
     let lease_flags = ["--leader-elect", "--lease-duration", "4s"];
-    let mut a = Operator::start(
+    let mut a = start(
         cp,
         &world,
         &ns,
         &[&lease_flags[..], &["--identity", "replica-a"]].concat(),
     );
-    // Let a take the lease first.
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(cp.client().await, &ns);
-    let holder = || async {
-        leases
-            .get_opt("httpsdelivery-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
+    let leases: Api<Lease> = Api::namespaced(cp.client().await, &ns);
+    let holder_is = |who: &'static str| {
+        let leases = leases.clone();
+        async move || {
+            let holder = leases
+                .get_opt("httpsdelivery-operator")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec?.holder_identity);
+            if holder.as_deref() == Some(who) {
+                Ok(())
+            } else {
+                Err(format!("the Lease is held by {holder:?}"))
+            }
+        }
     };
-    let start = Instant::now();
-    while holder().await.as_deref() != Some("replica-a") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "replica-a never became leader:\n{}",
-            a.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let b = Operator::start(
+    // Let a take the lease first.
+    eventually(PATIENCE, holder_is("replica-a"))
+        .await
+        .unwrap_or_else(|e| panic!("replica-a never became leader ({e}):\n{}", a.log()));
+    let b = start(
         cp,
         &world,
         &ns,
         &[&lease_flags[..], &["--identity", "replica-b"]].concat(),
     );
     create_ready(&api, &ns, "www", json!({"recheckInterval": "1s"}), &a).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // Only the leader writes: the status has one manager besides the creator, and b's metrics
-    // show no reconcile.
-    assert_eq!(
-        reconciles(b.metrics_port).await,
-        0,
-        "the follower reconciled:\n{}",
-        b.log()
-    );
-    assert!(reconciles(a.metrics_port).await > 0);
+    // Only the leader works: while a rechecks, b's metrics show no reconcile, and the status
+    // has the one writer.
+    a.reconciles_more(RECHECKS, PATIENCE).await;
+    assert_eq!(b.reconciles(), 0, "the follower reconciled:\n{}", b.log());
+    assert_status_applied_by_the_operator(&api.get("www").await.expect("read"));
 
     // The leader dies without releasing the lease; b takes over within the lease time.
     let killed = Instant::now();
     a.kill();
-    while holder().await.as_deref() != Some("replica-b") {
-        assert!(
-            killed.elapsed() < Duration::from_secs(15),
-            "replica-b did not take over:\n{}",
-            b.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(Duration::from_secs(15), holder_is("replica-b"))
+        .await
+        .unwrap_or_else(|e| panic!("replica-b did not take over ({e}):\n{}", b.log()));
     let took = killed.elapsed();
     assert!(
         took < Duration::from_secs(4 + 5 + 2),
@@ -535,48 +421,70 @@ async fn two_replicas_elect_one_writer_and_fail_over() {
     world.dns.update(|zones| {
         zones[0] = zones[0].clone().remove("www.shop.example");
     });
-    wait_for(
-        &api,
-        "www",
-        Duration::from_secs(20),
-        &b,
-        "b reports NxDomain",
-        |d| is(d, "DnsConfigured", "False", "NxDomain"),
-    )
-    .await;
+    let d = b
+        .wait_for_condition(
+            &api,
+            "www",
+            ["DnsConfigured", "False", "NxDomain"],
+            PATIENCE,
+        )
+        .await;
+    assert!(b.reconciles() > 0);
+    assert_status_applied_by_the_operator(&d);
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn the_older_delivery_keeps_a_hostname_and_the_other_takes_over_when_it_goes() {
     let (cp, world, ns, api) = setup("conflict").await;
-    let op = Operator::start(cp, &world, &ns, &[]);
-    create_ready(&api, &ns, "first", json!({"recheckInterval": "1h"}), &op).await;
-    // Creation timestamps have a one-second resolution: make "second" clearly younger.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    api.create(
-        &PostParams::default(),
-        &healthy(&ns, "second", json!({"recheckInterval": "1h"})),
-    )
+    let op = start(cp, &world, &ns, &[]);
+    let first = create_ready(&api, &ns, "first", json!({"recheckInterval": "1h"}), &op).await;
+    // Creation timestamps have a one-second resolution: "second" must be created in a later
+    // second to be the younger one.
+    let first_created = first
+        .metadata
+        .creation_timestamp
+        .expect("creationTimestamp")
+        .0;
+    eventually(Duration::from_secs(5), async || {
+        let now = jiff::Timestamp::now();
+        if now.as_second() > first_created.as_second() {
+            Ok(())
+        } else {
+            Err(format!("still {now}"))
+        }
+    })
     .await
-    .unwrap();
-    let d = wait_for(
-        &api,
-        "second",
-        Duration::from_secs(30),
-        &op,
-        "second HostnameConflict",
-        |d| is(d, "Ready", "False", "HostnameConflict"),
-    )
-    .await;
+    .expect("the clock moves on");
+    let second = api
+        .create(
+            &PostParams::default(),
+            &healthy(&ns, "second", json!({"recheckInterval": "1h"})),
+        )
+        .await
+        .expect("create the second delivery");
+    let second_created = second
+        .metadata
+        .creation_timestamp
+        .expect("creationTimestamp")
+        .0;
     assert!(
-        condition(&d, "Ready")
-            .unwrap()
-            .2
-            .contains(&format!("{ns}/first"))
+        second_created > first_created,
+        "second ({second_created}) is younger than first ({first_created})"
     );
+    let d = op
+        .wait_for_condition(
+            &api,
+            "second",
+            ["Ready", "False", "HostnameConflict"],
+            PATIENCE,
+        )
+        .await;
+    let message = condition(&d, "Ready").expect("Ready").message;
+    assert!(message.contains(&format!("{ns}/first")), "{message}");
     assert!(
-        is(
-            &api.get("first").await.unwrap(),
+        has_condition(
+            &api.get("first").await.expect("read first"),
             "Ready",
             "True",
             "Verified"
@@ -584,24 +492,17 @@ async fn the_older_delivery_keeps_a_hostname_and_the_other_takes_over_when_it_go
         "the older one keeps it"
     );
     // The owner goes away: the other is Ready within seconds, not at its 1h recheck.
-    api.delete("first", &Default::default()).await.unwrap();
-    wait_for(
-        &api,
-        "second",
-        Duration::from_secs(15),
-        &op,
-        "second Ready after first is deleted",
-        |d| is(d, "Ready", "True", "Verified"),
-    )
-    .await;
+    api.delete("first", &Default::default())
+        .await
+        .expect("delete first");
+    op.wait_for_condition(&api, "second", READY, Duration::from_secs(15))
+        .await;
     // The deleted delivery's per-object metrics are dropped (checked every 15 s).
-    assert!(metric_lines(op.metrics_port, "name=\"second\"").await > 0);
-    let started = Instant::now();
-    while metric_lines(op.metrics_port, "name=\"first\"").await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "metrics of the deleted delivery linger"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    assert!(op.metric_lines("name=\"second\"") > 0);
+    eventually(PATIENCE, async || match op.metric_lines("name=\"first\"") {
+        0 => Ok(()),
+        n => Err(format!("{n} lines")),
+    })
+    .await
+    .unwrap_or_else(|n| panic!("metrics of the deleted delivery linger: {n}"));
 }

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use testkit::world::World;
+use testkit::json::condition;
+use testkit::world::{World, example};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -105,6 +106,26 @@ impl ApiServerVerifier {
             }
             (seen, handle)
         })
+    }
+}
+
+impl ApiServerVerifier {
+    /// Runs `action` (a reconcile, or one API call) while the verifier plays `scenario`, and
+    /// re-raises the verifier's failures.
+    async fn verify<T>(
+        self,
+        scenario: Scenario,
+        action: impl Future<Output = T>,
+    ) -> (T, Seen, Handle) {
+        let (done_tx, done_rx) = oneshot::channel();
+        let verifier = self.run(scenario, done_rx);
+        let result = action.await;
+        let _ = done_tx.send(());
+        match verifier.await {
+            Ok((seen, handle)) => (result, seen, handle),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("verifier: {e}"),
+        }
     }
 }
 
@@ -230,12 +251,7 @@ async fn event_create(handle: &mut Handle, done: &mut oneshot::Receiver<()>) -> 
 
 /// The healthy example as the API server would hand it to the controller.
 fn healthy_delivery() -> HttpsDelivery {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/healthy.yaml"
-    ))
-    .expect("examples/healthy.yaml");
-    let mut d: HttpsDelivery = serde_yaml::from_str(&text).expect("the healthy example parses");
+    let mut d: HttpsDelivery = example("healthy.yaml");
     assert_eq!(
         (d.metadata.namespace.as_deref(), d.metadata.name.as_deref()),
         (Some("shop"), Some("www"))
@@ -297,32 +313,14 @@ impl Harness {
             .handle
             .take()
             .expect("the handle is back after each reconcile");
-        let (done_tx, done_rx) = oneshot::channel();
-        let verifier = ApiServerVerifier(handle).run(scenario, done_rx);
-        let result = tokio::time::timeout(
+        let reconcile = tokio::time::timeout(
             RECONCILE_LIMIT,
             controller::reconcile(Arc::new(guarded), self.ctx.clone()),
-        )
-        .await
-        .expect("the reconcile finishes");
-        let _ = done_tx.send(());
-        let (seen, handle) = match verifier.await {
-            Ok(v) => v,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("verifier: {e}"),
-        };
+        );
+        let (result, seen, handle) = ApiServerVerifier(handle).verify(scenario, reconcile).await;
         self.handle = Some(handle);
-        (result, seen)
+        (result.expect("the reconcile finishes"), seen)
     }
-}
-
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition in {status:#}"))
 }
 
 /// The structure every applied status has: the operator's seven conditions, each a complete
@@ -379,16 +377,25 @@ fn chain(status: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// Runs the first reconcile of the healthy example and returns the applied status body.
-async fn first_sight(harness: &mut Harness, object: &HttpsDelivery) -> Value {
+/// The loopback world, a harness probing it, and the healthy example after its first
+/// reconcile, with the status body that reconcile applied.
+async fn after_first_sight() -> (World, Harness, HttpsDelivery, Value) {
+    let world = World::start().await.expect("the loopback world");
+    let mut harness = Harness::new(&world).expect("the harness");
+    let object = healthy_delivery();
     let (result, seen) = harness
-        .reconcile(object, Scenario::StatusApply(object.clone()))
+        .reconcile(&object, Scenario::StatusApply(object.clone()))
         .await;
     if let Err(e) = result {
         panic!("first reconcile: {e}");
     }
-    assert!(seen.event.is_none());
-    seen.status_apply.expect("the status apply")
+    assert!(
+        seen.event.is_none(),
+        "no transition on a healthy first sight: {:#?}",
+        seen.event
+    );
+    let applied = seen.status_apply.expect("the status apply");
+    (world, harness, object, applied)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,15 +421,12 @@ async fn apply_status_is_one_forced_server_side_apply_of_the_status() -> TestRes
         edge_cname: None,
     };
 
-    let (done_tx, done_rx) = oneshot::channel();
-    let verifier = ApiServerVerifier(handle).run(Scenario::StatusApply(object), done_rx);
-    let result = controller::apply_status(&client, "shop", "www", &status).await;
-    let _ = done_tx.send(());
-    let (seen, _handle) = match verifier.await {
-        Ok(v) => v,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => return Err(e.into()),
-    };
+    let (result, seen, _handle) = ApiServerVerifier(handle)
+        .verify(
+            Scenario::StatusApply(object),
+            controller::apply_status(&client, "shop", "www", &status),
+        )
+        .await;
     result?;
 
     let body = seen.status_apply.expect("the status apply");
@@ -448,26 +452,15 @@ async fn apply_status_is_one_forced_server_side_apply_of_the_status() -> TestRes
             },
         })
     );
-    assert_eq!(body, controller::status_apply_body(&status));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn first_sight_of_a_healthy_delivery_applies_a_verified_status_and_no_event() -> TestResult {
-    let world = World::start().await?;
-    let mut harness = Harness::new(&world)?;
-    let object = healthy_delivery();
+    // No Event either: no transition on a healthy first sight.
+    let (_world, _harness, object, applied) = after_first_sight().await;
     assert!(object.status.is_none());
-
-    let (result, seen) = harness
-        .reconcile(&object, Scenario::StatusApply(object.clone()))
-        .await;
-    result?;
-    assert!(
-        seen.event.is_none(),
-        "no transition on a healthy first sight"
-    );
-    let status = &seen.status_apply.expect("the status apply")["status"];
+    let status = &applied["status"];
     assert_status_structure(status);
     for type_ in CONDITION_TYPES {
         let c = condition(status, type_);
@@ -492,10 +485,7 @@ async fn first_sight_of_a_healthy_delivery_applies_a_verified_status_and_no_even
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unchanged_status_is_not_written_again() -> TestResult {
-    let world = World::start().await?;
-    let mut harness = Harness::new(&world)?;
-    let mut object = healthy_delivery();
-    let applied = first_sight(&mut harness, &object).await;
+    let (_world, mut harness, mut object, applied) = after_first_sight().await;
 
     // The watch now delivers the object with exactly the status that was applied.
     object.status = Some(serde_json::from_value(applied["status"].clone())?);
@@ -517,10 +507,7 @@ async fn an_unchanged_status_is_not_written_again() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_cname_applies_the_status_then_one_warning_event() -> TestResult {
-    let world = World::start().await?;
-    let mut harness = Harness::new(&world)?;
-    let mut object = healthy_delivery();
-    let mut applied = first_sight(&mut harness, &object).await;
+    let (world, mut harness, mut object, mut applied) = after_first_sight().await;
     assert_eq!(
         condition(&applied["status"], "DnsConfigured")["status"],
         "True"
@@ -547,6 +534,7 @@ async fn a_broken_cname_applies_the_status_then_one_warning_event() -> TestResul
     let (result, seen) = harness
         .reconcile(&object, Scenario::StatusApplyThenEvent(object.clone()))
         .await;
+    let finished = jiff::Timestamp::now();
     result?;
 
     let status = &seen.status_apply.expect("the status apply")["status"];
@@ -571,10 +559,11 @@ async fn a_broken_cname_applies_the_status_then_one_warning_event() -> TestResul
         let c = condition(status, type_);
         let t: jiff::Timestamp = c["lastTransitionTime"].as_str().expect("time").parse()?;
         if type_ == "DnsConfigured" || type_ == "Ready" {
-            // Serialized to the second, so compare with the start truncated to the second.
+            // The reconcile reads the clock itself: its transition time lies within the
+            // reconcile (serialized to the second, so compared to the second).
             assert!(
-                t.as_second() >= started.as_second(),
-                "{type_} moved to now: {c:#}"
+                (started.as_second()..=finished.as_second()).contains(&t.as_second()),
+                "{type_} moved to the time of the reconcile ({started} .. {finished}): {c:#}"
             );
         } else {
             assert_eq!(c["status"], "True", "{c:#}");
@@ -604,6 +593,62 @@ async fn a_broken_cname_applies_the_status_then_one_warning_event() -> TestResul
             "name": "www",
             "uid": UID,
         })
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unparsable_checks_duration_is_ready_false_invalid_spec_and_one_warning() -> TestResult {
+    // A value the CRD's rule refuses today, as an object stored before the rule would hold it:
+    // never silently replaced by the default.
+    let (_world, mut harness, mut object, applied) = after_first_sight().await;
+    object.status = Some(serde_json::from_value(applied["status"].clone())?);
+    object.metadata.generation = Some(GENERATION + 1);
+    object.spec.checks = Some(serde_json::from_value(json!({"timeout": "10 minutes"}))?);
+    let (result, seen) = harness
+        .reconcile(&object, Scenario::StatusApplyThenEvent(object.clone()))
+        .await;
+    let action = result?;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::await_change(),
+        "nothing to recheck until the object changes"
+    );
+    let status = &seen.status_apply.expect("the status apply")["status"];
+    let ready = condition(status, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("InvalidSpec")),
+        "{ready:#}"
+    );
+    let message = ready["message"].as_str().expect("message");
+    assert!(
+        message.contains("spec.checks.timeout") && message.contains("10 minutes"),
+        "{message}"
+    );
+    for type_ in CONDITION_TYPES.iter().filter(|t| **t != "Ready") {
+        let c = condition(status, type_);
+        assert_eq!(
+            (&c["status"], &c["reason"]),
+            (&json!("Unknown"), &json!("InvalidSpec")),
+            "{c:#}"
+        );
+    }
+    assert_eq!(
+        status["edgeCname"], applied["status"]["edgeCname"],
+        "the edge CNAME tracking is kept"
+    );
+    let event = seen.event.expect("one Event");
+    assert_eq!(
+        (&event["type"], &event["reason"]),
+        (&json!("Warning"), &json!("InvalidSpec")),
+        "{event:#}"
+    );
+    assert!(
+        event["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("spec.checks.timeout")),
+        "{event:#}"
     );
     Ok(())
 }

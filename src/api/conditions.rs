@@ -1,10 +1,24 @@
 //! Condition types and reasons of the contract, and the API-convention rules for updating them.
 
+use crate::api::text::{MAX_CONDITION_MESSAGE, truncate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::{Deserialize, Serialize};
 
 /// The conditions the operator owns, in procedure order (Ready last).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 pub enum ConditionType {
     CertificateValid,
     EdgeCnameConfigured,
@@ -27,15 +41,7 @@ impl ConditionType {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ConditionType::CertificateValid => "CertificateValid",
-            ConditionType::EdgeCnameConfigured => "EdgeCnameConfigured",
-            ConditionType::EdgeCnamePropagated => "EdgeCnamePropagated",
-            ConditionType::OriginHttpsReady => "OriginHttpsReady",
-            ConditionType::DnsConfigured => "DnsConfigured",
-            ConditionType::EdgeServing => "EdgeServing",
-            ConditionType::Ready => "Ready",
-        }
+        self.into()
     }
 
     /// The procedure step a person should look at, as the documentation numbers it.
@@ -52,13 +58,18 @@ impl ConditionType {
     }
 }
 
-impl std::fmt::Display for ConditionType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 pub enum ConditionStatus {
     True,
     False,
@@ -67,43 +78,26 @@ pub enum ConditionStatus {
 
 impl ConditionStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ConditionStatus::True => "True",
-            ConditionStatus::False => "False",
-            ConditionStatus::Unknown => "Unknown",
-        }
+        self.into()
     }
 }
 
-impl std::fmt::Display for ConditionStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Declares the reasons once: the enum and its names cannot drift apart.
-macro_rules! reasons {
-    ($($(#[$doc:meta])* $v:ident),* $(,)?) => {
-        /// Every reason the operator writes. The names are the contract (DESIGN.md and the
-        /// README's troubleshooting table); a new reason is added here and documented there.
-        #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Reason {
-            $($(#[$doc])* $v,)*
-        }
-
-        impl Reason {
-            pub const ALL: &'static [Reason] = &[$(Reason::$v,)*];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Reason::$v => stringify!($v),)*
-                }
-            }
-        }
-    };
-}
-
-reasons!(
+/// Every reason the operator writes. The names are the contract (DESIGN.md and the README's
+/// troubleshooting table); a new reason is added here and documented there.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
+pub enum Reason {
     /// A step that cannot be decided because another one failed first.
     Blocked,
     Verified,
@@ -150,11 +144,13 @@ reasons!(
     // Ready
     HostnameConflict,
     InvalidSpec,
-);
+}
 
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+impl Reason {
+    pub const ALL: &'static [Reason] = <Reason as strum::VariantArray>::VARIANTS;
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -187,20 +183,6 @@ impl Verdict {
     }
 }
 
-/// The API server's limit on a condition message.
-pub const MAX_MESSAGE_LEN: usize = 32768;
-
-fn truncate(message: &str, max: usize) -> String {
-    if message.len() <= max {
-        return message.to_string();
-    }
-    let mut end = max.saturating_sub(3);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &message[..end])
-}
-
 /// Builds the new condition list from verdicts, keeping `lastTransitionTime` from `existing`
 /// when the status did not change, and keeping conditions of other owners untouched.
 pub fn merge_conditions(
@@ -225,7 +207,7 @@ pub fn merge_conditions(
             type_: v.type_.as_str().to_string(),
             status: v.status.as_str().to_string(),
             reason: v.reason.as_str().to_string(),
-            message: truncate(&v.message, MAX_MESSAGE_LEN),
+            message: truncate(&v.message, MAX_CONDITION_MESSAGE),
             observed_generation: generation,
             last_transition_time,
         });
@@ -301,10 +283,15 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_truncated_on_a_char_boundary() {
-        let long = "é".repeat(MAX_MESSAGE_LEN);
-        let t = truncate(&long, MAX_MESSAGE_LEN);
-        assert!(t.len() <= MAX_MESSAGE_LEN);
-        assert!(t.ends_with("..."));
+    fn long_messages_fit_the_api_limit() {
+        let v = Verdict::new(
+            ConditionType::DnsConfigured,
+            ConditionStatus::False,
+            Reason::NxDomain,
+            "é".repeat(MAX_CONDITION_MESSAGE),
+        );
+        let out = merge_conditions(&[], &[v], Some(1), ts("2026-01-01T00:00:00Z"));
+        assert!(out[0].message.len() <= MAX_CONDITION_MESSAGE);
+        assert!(out[0].message.ends_with("..."));
     }
 }

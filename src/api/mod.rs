@@ -1,6 +1,7 @@
 //! The `HttpsDelivery` custom resource: spec, status and the schema rules the API server enforces.
 
 pub mod conditions;
+pub mod text;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -28,39 +29,41 @@ pub const DURATION_MESSAGE: &str =
 pub const DURATION_OR_ZERO_RULE: &str = r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$')";
 
 /// The platform of the CDN a certificate was submitted for, and that an edge CNAME lives on.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+)]
 pub enum Platform {
     HttpLarge,
     HttpSmall,
     Adn,
 }
 
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Platform::HttpLarge => "HttpLarge",
-            Platform::HttpSmall => "HttpSmall",
-            Platform::Adn => "Adn",
-        })
-    }
-}
-
 /// The protocol a customer origin accepts from the CDN edge.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+)]
 pub enum OriginProtocol {
     HttpOnly,
     HttpsOnly,
     MatchRequest,
-}
-
-impl std::fmt::Display for OriginProtocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            OriginProtocol::HttpOnly => "HttpOnly",
-            OriginProtocol::HttpsOnly => "HttpsOnly",
-            OriginProtocol::MatchRequest => "MatchRequest",
-        })
-    }
 }
 
 /// One hostname delivered over HTTPS through the CDN, as declared by a platform team.
@@ -342,18 +345,8 @@ impl EdgeCnameSpec {
         h.update(self.platform.to_string().as_bytes());
         h.update([0]);
         h.update(self.origin.as_bytes());
-        hex(&h.finalize())
+        format!("{:x}", h.finalize())
     }
-}
-
-/// Lower-case hex without separators.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]
@@ -464,6 +457,22 @@ mod tests {
             let p = problems(&object(|s| s["origin"]["host"] = json!(bad)));
             assert_eq!(p.len(), 1, "{bad}: {p:?}");
         }
+    }
+
+    #[test]
+    fn the_edge_cname_hash_is_stable() {
+        // Stored in status.edgeCname.configHash: a change of encoding would restart step 3's
+        // propagation wait for every delivery. SHA-256 of "www.shop.example\0HttpLarge\0shop-origin".
+        let edge = EdgeCnameSpec {
+            hostname: "www.shop.example".into(),
+            platform: Platform::HttpLarge,
+            origin: "shop-origin".into(),
+            modified_at: None,
+        };
+        assert_eq!(
+            edge.config_hash(),
+            "e3640fa808478c3c50d0346b79dc45a561c1b252e524b3b6c3da84291e3505ae"
+        );
     }
 
     #[test]

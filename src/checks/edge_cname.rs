@@ -2,8 +2,7 @@
 //! hostname, pointing at the desired origin.
 
 use crate::api::{ConditionStatus, ConditionType, HttpsDeliverySpec, Reason, Verdict};
-use crate::checks::certificate::covers;
-use crate::checks::describe_names;
+use crate::checks::names::{covers, describe_names};
 
 /// `certificate_names` are the DNS names of the certificate under test, when it could be read.
 pub fn evaluate(spec: &HttpsDeliverySpec, certificate_names: Option<&[String]>) -> Verdict {

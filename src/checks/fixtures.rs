@@ -25,7 +25,7 @@ origin:
 "#;
 
 pub fn spec() -> HttpsDeliverySpec {
-    serde_yaml::from_str(HEALTHY).expect("fixture spec parses")
+    serde_saphyr::from_str(HEALTHY).expect("fixture spec parses")
 }
 
 pub fn now() -> jiff::Timestamp {

@@ -4,29 +4,36 @@
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// A delivery's claim on a hostname, in precedence order of the caller's choosing (older first
-/// in the controller, file order in `check`).
+/// A delivery's claim on a hostname. The claim of lowest `precedence` keeps the hostname: the
+/// controller ranks by creation time (then namespace/name), `check` by file order.
 #[derive(Clone, Debug)]
-pub struct Claim<'a> {
+pub struct Claim<'a, P> {
     pub key: String,
     pub hostname: &'a str,
+    pub precedence: P,
 }
 
-/// For each losing claim, the key of the claim that keeps the hostname.
-pub fn conflicts(claims: &[Claim<'_>]) -> HashMap<String, String> {
-    let mut owners: HashMap<&str, &str> = HashMap::new();
-    let mut losers = HashMap::new();
+/// The one hostname-conflict rule: for each losing claim, the key of the claim that keeps the
+/// hostname. Claims with the same key are one delivery and never conflict with themselves.
+pub fn conflicts<P: Ord>(claims: &[Claim<'_, P>]) -> HashMap<String, String> {
+    let mut owners: HashMap<&str, &Claim<'_, P>> = HashMap::new();
     for c in claims {
-        match owners.get(c.hostname) {
-            Some(owner) if *owner != c.key => {
-                losers.insert(c.key.clone(), owner.to_string());
-            }
-            _ => {
-                owners.insert(c.hostname, &c.key);
-            }
-        }
+        owners
+            .entry(c.hostname)
+            .and_modify(|owner| {
+                if c.precedence < owner.precedence {
+                    *owner = c;
+                }
+            })
+            .or_insert(c);
     }
-    losers
+    claims
+        .iter()
+        .filter_map(|c| {
+            let owner = owners.get(c.hostname)?;
+            (owner.key != c.key).then(|| (c.key.clone(), owner.key.clone()))
+        })
+        .collect()
 }
 
 /// One certificate and what uses it.
@@ -67,31 +74,36 @@ pub fn certificates<'a>(
 mod tests {
     use super::*;
 
+    fn claim(key: &str, hostname: &'static str, precedence: u32) -> Claim<'static, u32> {
+        Claim {
+            key: key.into(),
+            hostname,
+            precedence,
+        }
+    }
+
     #[test]
-    fn first_claim_keeps_the_hostname() {
+    fn the_claim_of_lowest_precedence_keeps_the_hostname() {
         let claims = [
-            Claim {
-                key: "shop/www".into(),
-                hostname: "www.shop.example",
-            },
-            Claim {
-                key: "shop/api".into(),
-                hostname: "api.shop.example",
-            },
-            Claim {
-                key: "other/www".into(),
-                hostname: "www.shop.example",
-            },
-            Claim {
-                key: "third/www".into(),
-                hostname: "www.shop.example",
-            },
+            claim("other/www", "www.shop.example", 2),
+            claim("shop/www", "www.shop.example", 1),
+            claim("shop/api", "api.shop.example", 5),
+            claim("third/www", "www.shop.example", 3),
         ];
         let c = conflicts(&claims);
-        assert_eq!(c.len(), 2);
+        assert_eq!(c.len(), 2, "{c:?}");
         assert_eq!(c["other/www"], "shop/www");
         assert_eq!(c["third/www"], "shop/www");
-        assert!(!c.contains_key("shop/www"));
+        assert!(!c.contains_key("shop/www") && !c.contains_key("shop/api"));
+    }
+
+    #[test]
+    fn a_delivery_never_conflicts_with_itself() {
+        let claims = [
+            claim("shop/www", "www.shop.example", 1),
+            claim("shop/www", "www.shop.example", 1),
+        ];
+        assert!(conflicts(&claims).is_empty());
     }
 
     #[test]

@@ -6,16 +6,54 @@ pub mod dns;
 pub mod edge_cname;
 pub mod edge_serving;
 pub mod inventory;
+pub mod names;
 pub mod origin;
 pub mod propagation;
 pub mod ready;
+pub mod secret;
 pub mod tls;
+pub mod x509;
 
 use crate::api::{
-    CertificateEvidence, CheckSettings, ConditionStatus, DnsEvidence, EdgeCnameTracking,
-    HttpsDeliverySpec, Reason, Verdict,
+    CertificateEvidence, CheckSettings, ConditionStatus, ConditionType, DnsEvidence,
+    EdgeCnameTracking, HttpsDeliverySpec, Reason, Verdict,
 };
 use jiff::Timestamp;
+
+/// What the observer must look at for one delivery. Deciding what is worth probing is a
+/// judgement (an origin whose settings already fail step 4 is not probed), so it is made here;
+/// the probes only carry it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Targets {
+    pub hostname: String,
+    pub target_cname: String,
+    /// The Secret named by `spec.certificate.secretRef`, if any.
+    pub secret: Option<String>,
+    pub origin: Option<OriginTarget>,
+}
+
+/// The customer origin's live TLS endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginTarget {
+    pub host: String,
+    pub port: u16,
+    pub sni: String,
+}
+
+impl Targets {
+    pub fn of(spec: &HttpsDeliverySpec) -> Targets {
+        Targets {
+            hostname: spec.hostname.clone(),
+            target_cname: spec.certificate.target_cname.clone(),
+            secret: spec.certificate.secret_ref.as_ref().map(|r| r.name.clone()),
+            origin: origin::settings_ok(spec).then(|| OriginTarget {
+                host: spec.origin.host.clone(),
+                port: spec.origin.port,
+                sni: spec.origin_sni().to_string(),
+            }),
+        }
+    }
+}
 
 /// Everything the observer saw for one delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,22 +161,34 @@ pub fn evaluate(
     }
 }
 
-/// "a, b and 2 more" style list of certificate names for messages.
-pub(crate) fn describe_names(names: &[String]) -> String {
-    const SHOWN: usize = 5;
-    if names.is_empty() {
-        return "(none)".into();
-    }
-    let mut s = names
+/// The verdicts for a delivery whose spec cannot be used (a `spec.checks` value that does not
+/// parse, say from an object stored before the schema rule): no step is checked, and Ready
+/// names the field. What the controller remembers is kept.
+pub fn evaluate_invalid(problem: &str, memory: &Memory) -> Evaluation {
+    let mut verdicts: Vec<Verdict> = ConditionType::STEPS
         .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        s.push_str(&format!(" and {} more", names.len() - SHOWN));
+        .map(|t| {
+            Verdict::new(
+                *t,
+                ConditionStatus::Unknown,
+                Reason::InvalidSpec,
+                format!("not checked: the spec is invalid ({problem})."),
+            )
+        })
+        .collect();
+    verdicts.push(Verdict::new(
+        ConditionType::Ready,
+        ConditionStatus::False,
+        Reason::InvalidSpec,
+        format!("the spec is invalid: {problem}; fix the field and apply the object again."),
+    ));
+    Evaluation {
+        verdicts,
+        certificate: None,
+        dns: DnsEvidence::default(),
+        edge_tracking: memory.edge_tracking.clone(),
+        next_change: None,
     }
-    s
 }
 
 /// "in 3 days" or "5 hours ago": how far `t` is from `now`, for messages. Coarse on purpose: a

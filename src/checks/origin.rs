@@ -92,6 +92,14 @@ fn classify(outcome: &TlsOutcome) -> (ConditionStatus, Reason, &'static str) {
             verified: Ok(()), ..
         } => (ConditionStatus::True, Reason::Verified, ""),
         TlsOutcome::Handshake {
+            verified: Err(problem),
+            ..
+        } if problem.is_untrusted() => (
+            ConditionStatus::False,
+            Reason::OriginCertificateInvalid,
+            "; have the origin serve a certificate issued by a trusted CA, followed by its intermediate certificates, or pass a private CA with --ca-file",
+        ),
+        TlsOutcome::Handshake {
             verified: Err(_), ..
         } => (
             ConditionStatus::False,

@@ -19,7 +19,10 @@ impl std::fmt::Display for TlsEndpoint {
 /// Why the served chain did not verify for the SNI name against the trust anchors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChainProblem {
-    /// Not issued by a trusted root (self-signed, missing intermediate, private CA not given).
+    /// A lone self-signed certificate (its subject).
+    SelfSigned(String),
+    /// Not issued by a trusted root (missing intermediate, private CA not given): where the
+    /// chain ends.
     Untrusted(String),
     /// The certificate's names do not cover the SNI name.
     WrongName(String),
@@ -32,12 +35,26 @@ pub enum ChainProblem {
 impl std::fmt::Display for ChainProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            ChainProblem::SelfSigned(subject) => write!(
+                f,
+                "certificate chain is not trusted: the certificate \"{subject}\" is self-signed"
+            ),
             ChainProblem::Untrusted(d) => write!(f, "certificate chain is not trusted: {d}"),
             ChainProblem::WrongName(d) => write!(f, "certificate is not valid for the name: {d}"),
             ChainProblem::Expired(d) => write!(f, "certificate has expired: {d}"),
             ChainProblem::NotYetValid(d) => write!(f, "certificate is not valid yet: {d}"),
             ChainProblem::Other(d) => write!(f, "certificate rejected: {d}"),
         }
+    }
+}
+
+impl ChainProblem {
+    /// Whether the chain fails for want of a trust anchor (rather than a date or a name).
+    pub fn is_untrusted(&self) -> bool {
+        matches!(
+            self,
+            ChainProblem::SelfSigned(_) | ChainProblem::Untrusted(_)
+        )
     }
 }
 
@@ -65,15 +82,6 @@ pub enum TlsOutcome {
     HandshakeFailed(String),
     /// The target guard refused the address (loopback, link-local, cloud metadata).
     Forbidden(String),
-}
-
-impl TlsOutcome {
-    pub fn is_timeout(&self) -> bool {
-        matches!(
-            self,
-            TlsOutcome::ConnectTimeout | TlsOutcome::HandshakeTimeout
-        )
-    }
 }
 
 impl std::fmt::Display for TlsOutcome {

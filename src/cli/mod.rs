@@ -5,7 +5,7 @@ pub mod output;
 
 use crate::api::ConditionStatus;
 use crate::checks::inventory::{self, Claim};
-use crate::checks::{self, Evaluation, Memory};
+use crate::checks::{self, Evaluation, Memory, Targets};
 use crate::probe::{ProbeConfig, Prober};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -45,12 +45,15 @@ pub async fn check_all(
     progress: bool,
 ) -> Vec<Checked> {
     let session = prober.session();
-    let claims: Vec<Claim<'_>> = manifests
+    // Without creation times, the first delivery in file order keeps a hostname.
+    let claims: Vec<Claim<'_, usize>> = manifests
         .deliveries
         .iter()
-        .map(|d| Claim {
+        .enumerate()
+        .map(|(index, d)| Claim {
             key: format!("{}/{}", d.namespace, d.name),
             hostname: &d.delivery.spec.hostname,
+            precedence: index,
         })
         .collect();
     let conflicts = inventory::conflicts(&claims);
@@ -72,7 +75,9 @@ pub async fn check_all(
                     .get(&(d.namespace.clone(), r.name.clone()))
                     .cloned()
             });
-            let observed = session.observe(spec, secret, settings.timeout, now).await;
+            let observed = session
+                .observe(&Targets::of(spec), secret, settings.timeout, now)
+                .await;
             let evaluation = checks::evaluate(
                 spec,
                 &settings,

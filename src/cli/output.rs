@@ -1,6 +1,6 @@
 //! Output formats of `check`: a table for a person, JSON and YAML for machines.
 
-use crate::api::{CertificateEvidence, ConditionStatus, DnsEvidence};
+use crate::api::{CertificateEvidence, ConditionStatus, ConditionType, DnsEvidence, Reason};
 use crate::checks::inventory::{self, CertificateUse};
 use crate::cli::Checked;
 use serde::Serialize;
@@ -89,13 +89,37 @@ pub fn json(results: &[Checked]) -> String {
 }
 
 pub fn yaml(results: &[Checked]) -> String {
-    serde_yaml::to_string(&report(results)).unwrap_or_else(|e| format!("error: {e}\n"))
+    // Long strings stay on one line (serde-saphyr folds them at 80 columns by default), so a
+    // message can be found with grep; multi-line strings are literal blocks.
+    let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
+    serde_saphyr::to_string_with_options(&report(results), options)
+        .unwrap_or_else(|e| format!("error: {e}\n"))
 }
 
 /// One line per delivery with its verdict, then for each delivery that is not ready the failing
 /// steps, what was seen and the fix, then the certificate inventory.
 pub fn table(results: &[Checked]) -> String {
-    let header = ["NAMESPACE", "NAME", "HOSTNAME", "READY", "REASON"];
+    let mut out = summary_table(results);
+    let not_ready: Vec<&Checked> = results
+        .iter()
+        .filter(|r| r.evaluation.ready().status != ConditionStatus::True)
+        .collect();
+    for r in &not_ready {
+        out.push_str(&failing_steps(r));
+    }
+    out.push_str(&inventory_section(&certificate_inventory(results)));
+    out.push_str(&format!(
+        "\n{} deliveries: {} ready, {} not ready.\n",
+        results.len(),
+        results.len() - not_ready.len(),
+        not_ready.len()
+    ));
+    out
+}
+
+/// NAMESPACE NAME HOSTNAME READY REASON, in aligned columns.
+fn summary_table(results: &[Checked]) -> String {
+    let header = ["NAMESPACE", "NAME", "HOSTNAME", "READY", "REASON"].map(str::to_string);
     let rows: Vec<[String; 5]> = results
         .iter()
         .map(|r| {
@@ -109,83 +133,71 @@ pub fn table(results: &[Checked]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
-    let line = |cells: [&str; 5]| {
-        let mut l = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-            if i == 4 {
-                l.push_str(c);
-            } else {
-                l.push_str(&format!("{c:<w$}   "));
-            }
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header);
-    for row in &rows {
-        out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
-    }
-    let mut not_ready = 0;
-    for r in results {
-        let ready = r.evaluation.ready();
-        if ready.status == ConditionStatus::True {
-            continue;
-        }
-        not_ready += 1;
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|cells| {
+            let line: String = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}   "))
+                .collect();
+            line.trim_end().to_string() + "\n"
+        })
+        .collect()
+}
+
+/// The steps of one delivery that are not True: what was seen and the fix.
+fn failing_steps(r: &Checked) -> String {
+    let mut out = format!(
+        "\n{}/{} ({}) is not ready:\n",
+        r.delivery.namespace, r.delivery.name, r.delivery.delivery.spec.hostname
+    );
+    let steps = r
+        .evaluation
+        .verdicts
+        .iter()
+        .filter(|v| v.type_ != ConditionType::Ready && v.status != ConditionStatus::True);
+    for v in steps {
+        let tag = if v.status == ConditionStatus::False {
+            "FAIL"
+        } else {
+            "UNKNOWN"
+        };
         out.push_str(&format!(
-            "\n{}/{} ({}) is not ready:\n",
-            r.delivery.namespace, r.delivery.name, r.delivery.delivery.spec.hostname
+            "  {tag:<7} {}: {}={} {}\n          {}\n",
+            v.type_.step(),
+            v.type_,
+            v.status,
+            v.reason,
+            v.message
         ));
-        for v in r
-            .evaluation
-            .verdicts
-            .iter()
-            .filter(|v| v.type_ != crate::api::ConditionType::Ready)
-        {
-            if v.status == ConditionStatus::True {
-                continue;
-            }
-            let tag = if v.status == ConditionStatus::False {
-                "FAIL"
-            } else {
-                "UNKNOWN"
-            };
-            out.push_str(&format!(
-                "  {tag:<7} {}: {}={} {}\n          {}\n",
-                v.type_.step(),
-                v.type_,
-                v.status,
-                v.reason,
-                v.message
-            ));
-        }
-        if ready.reason == crate::api::Reason::HostnameConflict {
-            out.push_str(&format!("  FAIL    {}\n", ready.message));
-        }
     }
-    let inventory = certificate_inventory(results);
-    if !inventory.is_empty() {
-        out.push_str("\nCertificates:\n");
-        for c in &inventory {
-            out.push_str(&format!(
-                "  {}\n    DNS names: {}\n    hostnames: {}\n    target CNAMEs: {}\n",
-                c.sha256_fingerprint,
-                c.dns_names.join(", "),
-                c.hostnames.join(", "),
-                c.target_cnames.join(", ")
-            ));
-        }
+    let ready = r.evaluation.ready();
+    if ready.reason == Reason::HostnameConflict {
+        out.push_str(&format!("  FAIL    {}\n", ready.message));
     }
-    out.push_str(&format!(
-        "\n{} deliveries: {} ready, {} not ready.\n",
-        results.len(),
-        results.len() - not_ready,
-        not_ready
-    ));
+    out
+}
+
+fn inventory_section(inventory: &[CertificateUse]) -> String {
+    if inventory.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nCertificates:\n");
+    for c in inventory {
+        out.push_str(&format!(
+            "  {}\n    DNS names: {}\n    hostnames: {}\n    target CNAMEs: {}\n",
+            c.sha256_fingerprint,
+            c.dns_names.join(", "),
+            c.hostnames.join(", "),
+            c.target_cnames.join(", ")
+        ));
+    }
     out
 }

@@ -1,16 +1,15 @@
 //! Publishing: the new status (only when something other than timestamps changed), the Events
 //! of transitions, and when to look again. Pure: the reconciler does the I/O.
 
+use crate::api::text::{MAX_EVENT_NOTE, truncate};
 use crate::api::{
-    ConditionStatus, ConditionType, HttpsDeliveryStatus, Verdict, conditions::merge_conditions,
+    ConditionStatus, ConditionType, HttpsDeliveryStatus, Reason, Verdict,
+    conditions::merge_conditions,
 };
 use crate::checks::Evaluation;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use std::time::Duration;
-
-/// The API server's limit on an Event note.
-const MAX_NOTE: usize = 1024;
 
 /// An Event to publish about the delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,41 +50,39 @@ pub fn plan(
 }
 
 /// Warning when a step condition leaves True (or first appears False), Normal when it returns
-/// to True. Ready is left out: it repeats the first failing step.
+/// to True. Ready is left out, since it repeats the first failing step, except when it turns to
+/// InvalidSpec: then no step was checked, and one Warning names the field instead of six.
 pub fn transitions(old: &[Condition], verdicts: &[Verdict]) -> Vec<Transition> {
-    verdicts
+    let before = |t: ConditionType| old.iter().find(|c| c.type_ == t.as_str());
+    let mut events: Vec<Transition> = verdicts
         .iter()
-        .filter(|v| v.type_ != ConditionType::Ready)
+        .filter(|v| v.type_ != ConditionType::Ready && v.reason != Reason::InvalidSpec)
         .filter_map(|v| {
-            let before = old
-                .iter()
-                .find(|c| c.type_ == v.type_.as_str())
-                .map(|c| c.status.as_str());
-            let warning = match (before, v.status) {
+            let warning = match (before(v.type_).map(|c| c.status.as_str()), v.status) {
                 (Some("True"), ConditionStatus::False | ConditionStatus::Unknown) => true,
                 (None, ConditionStatus::False) => true,
                 (Some("False" | "Unknown"), ConditionStatus::True) => false,
                 _ => return None,
             };
-            let note = format!("{}: {}", v.type_, v.message);
-            Some(Transition {
-                warning,
-                reason: v.reason.as_str().to_string(),
-                note: truncate(&note),
-            })
+            Some(event(warning, v))
         })
-        .collect()
+        .collect();
+    if let Some(ready) = verdicts
+        .iter()
+        .find(|v| v.type_ == ConditionType::Ready && v.reason == Reason::InvalidSpec)
+        && before(ConditionType::Ready).is_none_or(|c| c.reason != Reason::InvalidSpec.as_str())
+    {
+        events.push(event(true, ready));
+    }
+    events
 }
 
-fn truncate(s: &str) -> String {
-    if s.len() <= MAX_NOTE {
-        return s.to_string();
+fn event(warning: bool, v: &Verdict) -> Transition {
+    Transition {
+        warning,
+        reason: v.reason.as_str().to_string(),
+        note: truncate(&format!("{}: {}", v.type_, v.message), MAX_EVENT_NOTE),
     }
-    let mut end = MAX_NOTE - 3;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 /// When to look again: at the next moment a verdict changes by the clock (plus a second so the
@@ -242,6 +239,38 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_spec_is_one_warning_until_it_is_fixed() {
+        let ok = evaluation(all(ConditionStatus::True, Reason::Verified));
+        let s0 = plan(None, &ok, Some(1), t("2026-01-01T00:00:00Z"))
+            .status
+            .unwrap();
+        let memory = crate::checks::Memory::default();
+        let invalid = crate::checks::evaluate_invalid(
+            "spec.checks.timeout: \"10 minutes\" is not a duration",
+            &memory,
+        );
+        let p1 = plan(Some(&s0), &invalid, Some(2), t("2026-01-01T00:10:00Z"));
+        assert_eq!(p1.events.len(), 1, "{:?}", p1.events);
+        assert!(p1.events[0].warning);
+        assert_eq!(p1.events[0].reason, "InvalidSpec");
+        assert!(
+            p1.events[0].note.contains("spec.checks.timeout"),
+            "{:?}",
+            p1.events
+        );
+        let s1 = p1.status.expect("written");
+        let ready = s1.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        let p2 = plan(Some(&s1), &invalid, Some(2), t("2026-01-01T00:20:00Z"));
+        assert!(p2.events.is_empty() && p2.status.is_none(), "no duplicate");
+        let p3 = plan(Some(&s1), &ok, Some(3), t("2026-01-01T00:30:00Z"));
+        assert!(p3.events.iter().all(|e| !e.warning), "{:?}", p3.events);
+    }
+
+    #[test]
     fn notes_are_truncated_to_the_api_limit() {
         let long = "x".repeat(5000);
         let v = vec![Verdict::new(
@@ -251,7 +280,7 @@ mod tests {
             long,
         )];
         let events = transitions(&[], &v);
-        assert!(events[0].note.len() <= MAX_NOTE);
+        assert!(events[0].note.len() <= MAX_EVENT_NOTE);
     }
 
     #[test]

@@ -4,13 +4,13 @@ pub mod dns;
 pub mod guard;
 pub mod tls;
 
-use crate::api::HttpsDeliverySpec;
-use crate::checks::certificate::{CertificateInput, SecretContent, parse_pem_chain};
+use crate::checks::certificate::CertificateInput;
 use crate::checks::dns::{DnsObservation, DnsOutcome};
 use crate::checks::edge_serving::EdgeObservation;
-use crate::checks::origin::settings_ok;
-use crate::checks::tls::{TlsEndpoint, TlsObservation, TlsOutcome};
-use crate::checks::{Observations, origin};
+use crate::checks::secret::SecretContent;
+use crate::checks::tls::{ChainProblem, TlsEndpoint, TlsObservation, TlsOutcome};
+use crate::checks::x509::parse_pem_chain;
+use crate::checks::{Observations, Targets, origin};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
@@ -122,10 +122,6 @@ impl Prober {
             dns_queries: self.dns.queries(),
             tls_handshakes: self.tls.handshakes(),
         }
-    }
-
-    pub fn tls(&self) -> &tls::TlsProber {
-        &self.tls
     }
 }
 
@@ -254,75 +250,49 @@ impl ProbeSession {
         (dns, probes)
     }
 
-    /// Observes every step of one delivery. `secret` is what the referenced Secret held (None
-    /// when the spec has no secretRef). `now` is the instant chains are verified at.
+    /// Observes every step of one delivery: what `targets` (decided by the checks) names.
+    /// `secret` is what the referenced Secret held. `now` is the instant chains are verified at.
     pub async fn observe(
         &self,
-        spec: &HttpsDeliverySpec,
+        targets: &Targets,
         secret: Option<SecretContent>,
         timeout: Duration,
         now: jiff::Timestamp,
     ) -> Observations {
-        let hostname_dns = self.walk(&spec.hostname, timeout);
+        let hostname_dns = self.walk(&targets.hostname, timeout);
         let edge = self.resolve_and_probe(
-            &spec.certificate.target_cname,
+            &targets.target_cname,
             self.https_port,
-            &spec.hostname,
+            &targets.hostname,
             timeout,
         );
         let origin = async {
-            if settings_ok(spec) {
-                let (dns, probes) = self
-                    .resolve_and_probe(
-                        &spec.origin.host,
-                        spec.origin.port,
-                        spec.origin_sni(),
-                        timeout,
-                    )
-                    .await;
-                Some(origin::OriginObservation { dns, probes })
-            } else {
-                None
-            }
+            let o = targets.origin.as_ref()?;
+            let (dns, probes) = self
+                .resolve_and_probe(&o.host, o.port, &o.sni, timeout)
+                .await;
+            Some(origin::OriginObservation { dns, probes })
         };
         let (dns, (target_dns, edge_probes), origin) = tokio::join!(hostname_dns, edge, origin);
         let target_dns = target_dns.unwrap_or_else(|| DnsObservation {
-            name: spec.certificate.target_cname.clone(),
+            name: targets.target_cname.clone(),
             chain: Vec::new(),
             outcome: DnsOutcome::NoData {
-                name: spec.certificate.target_cname.clone(),
+                name: targets.target_cname.clone(),
             },
         });
         let edge = EdgeObservation {
             target_dns,
             probes: edge_probes,
         };
-
-        let certificate = match (&spec.certificate.secret_ref, secret) {
-            (Some(r), Some(content)) => CertificateInput::Secret {
-                name: r.name.clone(),
-                content,
+        let certificate = match &targets.secret {
+            Some(name) => CertificateInput::Secret {
+                name: name.clone(),
+                content: secret.unwrap_or(SecretContent::NotFound),
             },
-            (Some(r), None) => CertificateInput::Secret {
-                name: r.name.clone(),
-                content: SecretContent::NotFound,
-            },
-            (None, _) => edge_certificate(&edge),
+            None => edge_certificate(&edge),
         };
-        let chain = match &certificate {
-            CertificateInput::Secret {
-                content: SecretContent::Tls { cert_pem, .. },
-                ..
-            } => parse_pem_chain(cert_pem).ok(),
-            CertificateInput::Edge { chain, .. } => Some(chain.clone()),
-            _ => None,
-        };
-        let unix = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
-            now.as_second().max(0).unsigned_abs(),
-        ));
-        let chain_verified = chain
-            .filter(|c| !c.is_empty())
-            .map(|c| self.tls.verify_chain(&c, &spec.hostname, unix));
+        let chain_verified = self.verify_certificate(&certificate, &targets.hostname, now);
         Observations {
             certificate,
             chain_verified,
@@ -330,6 +300,30 @@ impl ProbeSession {
             origin,
             edge,
         }
+    }
+
+    /// Verifies the certificate under test for `hostname` at `now`, as a probe would.
+    fn verify_certificate(
+        &self,
+        certificate: &CertificateInput,
+        hostname: &str,
+        now: jiff::Timestamp,
+    ) -> Option<Result<(), ChainProblem>> {
+        let chain = match certificate {
+            CertificateInput::Secret {
+                content: SecretContent::Tls { cert_pem, .. },
+                ..
+            } => parse_pem_chain(cert_pem).ok()?,
+            CertificateInput::Edge { chain, .. } => chain.clone(),
+            _ => return None,
+        };
+        if chain.is_empty() {
+            return None;
+        }
+        let unix = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+            now.as_second().max(0).unsigned_abs(),
+        ));
+        Some(self.tls.verify_chain(&chain, hostname, unix))
     }
 }
 

@@ -6,6 +6,7 @@
 //! signatures are still verified, so the recorded chain is the one the peer holds the key of.
 
 use crate::checks::tls::{ChainProblem, TlsEndpoint, TlsOutcome};
+use crate::checks::x509::{self, UntrustedChain, ValidityEdge};
 use crate::probe::guard::TargetGuard;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
@@ -399,30 +400,44 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// Turns a verifier error into the problem a person can act on, naming the certificates seen.
+/// Turns a verifier error into what was wrong, naming the certificates seen.
 fn chain_problem(err: &rustls::Error, chain: &[CertificateDer<'_>], name: &str) -> ChainProblem {
     let rustls::Error::InvalidCertificate(cert_err) = err else {
         return ChainProblem::Other(err.to_string());
     };
     match cert_err {
-        CertificateError::UnknownIssuer => ChainProblem::Untrusted(describe_untrusted(chain)),
+        CertificateError::UnknownIssuer => match x509::untrusted_chain(chain) {
+            UntrustedChain::SelfSigned { subject } => ChainProblem::SelfSigned(subject),
+            UntrustedChain::EndsAt { subject, issuer } => ChainProblem::Untrusted(format!(
+                "the chain ends at \"{subject}\", issued by \"{issuer}\", which is not a trusted root"
+            )),
+            UntrustedChain::Unreadable => ChainProblem::Untrusted("issuer unknown".to_owned()),
+        },
         CertificateError::BadSignature => ChainProblem::Untrusted(
             "a certificate's signature does not verify with its issuer's key".to_owned(),
         ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            ChainProblem::WrongName(describe_wrong_name(chain, name))
+            ChainProblem::WrongName(match x509::leaf_names(chain) {
+                names if names.is_empty() => {
+                    format!("the certificate has no subjectAltName covering {name}")
+                }
+                names => format!(
+                    "the certificate is valid for {}, not {name}",
+                    names.join(", ")
+                ),
+            })
         }
         // The check time is left out: it changes every probe, and status must not churn.
         CertificateError::ExpiredContext { not_after, .. } => ChainProblem::Expired(format!(
             "{}not valid after {}",
-            which_certificate(chain, not_after, |v| v.not_after.timestamp()),
+            which_certificate(chain, not_after, ValidityEdge::NotAfter),
             timestamp(*not_after),
         )),
         CertificateError::Expired => ChainProblem::Expired(cert_err.to_string()),
         CertificateError::NotValidYetContext { not_before, .. } => {
             ChainProblem::NotYetValid(format!(
                 "{}not valid before {}",
-                which_certificate(chain, not_before, |v| v.not_before.timestamp()),
+                which_certificate(chain, not_before, ValidityEdge::NotBefore),
                 timestamp(*not_before),
             ))
         }
@@ -438,88 +453,13 @@ fn timestamp(t: UnixTime) -> String {
         .map_or_else(|| format!("{} (UNIX)", t.as_secs()), |ts| ts.to_string())
 }
 
-/// "intermediate CN=... " when the date belongs to a certificate other than the leaf: renewing
-/// the leaf would not fix an expired intermediate.
-fn which_certificate(
-    chain: &[CertificateDer<'_>],
-    at: &UnixTime,
-    date: impl Fn(&x509_parser::certificate::Validity) -> i64,
-) -> String {
+/// "intermediate CN=... is " when the date belongs to a certificate other than the leaf.
+fn which_certificate(chain: &[CertificateDer<'_>], at: &UnixTime, edge: ValidityEdge) -> String {
     let at = i64::try_from(at.as_secs()).unwrap_or(i64::MAX);
-    let owner = chain.iter().enumerate().find_map(|(i, der)| {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        (date(cert.validity()) == at).then(|| (i, cert.subject().to_string()))
-    });
-    match owner {
-        Some((i, subject)) if i > 0 => format!("intermediate \"{subject}\" is "),
-        _ => String::new(),
+    match x509::intermediate_with_date(chain, at, edge) {
+        Some(subject) => format!("intermediate \"{subject}\" is "),
+        None => String::new(),
     }
-}
-
-fn describe_untrusted(chain: &[CertificateDer<'_>]) -> String {
-    let parsed: Vec<_> = chain
-        .iter()
-        .filter_map(|der| {
-            x509_parser::parse_x509_certificate(der)
-                .ok()
-                .map(|(_, c)| c)
-        })
-        .collect();
-    let (Some(leaf), Some(last)) = (parsed.first(), parsed.last()) else {
-        return "issuer unknown".to_owned();
-    };
-    if parsed.len() == 1 && leaf.subject() == leaf.issuer() {
-        return format!(
-            "the certificate \"{}\" is self-signed; serve one issued by a public CA (or pass its \
-             CA with --ca-file)",
-            leaf.subject()
-        );
-    }
-    format!(
-        "the chain ends at \"{}\", issued by \"{}\", which is not a trusted root; serve the \
-         missing intermediate, or pass a private CA with --ca-file",
-        last.subject(),
-        last.issuer()
-    )
-}
-
-fn describe_wrong_name(chain: &[CertificateDer<'_>], name: &str) -> String {
-    let names = chain
-        .first()
-        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
-        .and_then(|(_, cert)| {
-            let san = cert.subject_alternative_name().ok()??;
-            let names: Vec<String> = san
-                .value
-                .general_names
-                .iter()
-                .map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => (*d).to_owned(),
-                    x509_parser::extensions::GeneralName::IPAddress(ip) => ip_name(ip),
-                    other => other.to_string(),
-                })
-                .collect();
-            Some(names)
-        })
-        .unwrap_or_default();
-    if names.is_empty() {
-        format!("the certificate has no subjectAltName covering {name}")
-    } else {
-        format!(
-            "the certificate is valid for {}, not {name}",
-            names.join(", ")
-        )
-    }
-}
-
-fn ip_name(raw: &[u8]) -> String {
-    if let Ok(v4) = <[u8; 4]>::try_from(raw) {
-        return std::net::Ipv4Addr::from(v4).to_string();
-    }
-    if let Ok(v6) = <[u8; 16]>::try_from(raw) {
-        return std::net::Ipv6Addr::from(v6).to_string();
-    }
-    format!("{raw:02x?}")
 }
 
 /// Keeps the first bytes the peer sent, to say what answered when it is not TLS.

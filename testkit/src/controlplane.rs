@@ -18,8 +18,8 @@
 //! process dies abruptly.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -29,11 +29,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rcgen::KeyPair;
+use rustls_pki_types::ServerName;
+
+use crate::pki::{Leaf, LeafSpec, TestCa, ecdsa_key};
 
 /// Overrides where etcd, kube-apiserver, kubectl and helm are taken from.
 pub const TOOLS_BIN_ENV: &str = "HTTPSDELIVERY_TOOLS_BIN";
@@ -203,7 +202,7 @@ impl ControlPlane {
             .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| format!("create the control plane's temp dir: {e}"))?;
-        let pki = Pki::generate()?;
+        let pki = Pki::generate();
         let paths = pki
             .write(&dir.path().join("pki"))
             .map_err(|e| format!("write the control plane's certificates: {e}"))?;
@@ -270,12 +269,21 @@ impl ControlPlane {
     /// A new admin client. A `kube::Client` stays bound to the tokio runtime it was made in and
     /// every `#[tokio::test]` has its own runtime, so each call builds a fresh one.
     pub async fn client(&self) -> kube::Client {
+        self.client_at(&self.server).await
+    }
+
+    /// A new admin client that sends its requests to `server` (e.g. a relay in front of the
+    /// API server) instead; it still expects the API server's certificate.
+    pub async fn client_at(&self, server: &str) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
             .unwrap_or_else(|e| panic!("read {}: {e}", self.kubeconfig.display()));
-        let config =
+        let mut config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                 .await
                 .unwrap_or_else(|e| panic!("load {}: {e}", self.kubeconfig.display()));
+        config.cluster_url = server
+            .parse()
+            .unwrap_or_else(|e| panic!("{server} is not a URL: {e}"));
         kube::Client::try_from(config).unwrap_or_else(|e| panic!("build a kube client: {e}"))
     }
 
@@ -372,15 +380,7 @@ impl ControlPlane {
     fn run_kubectl(&self, args: impl FnOnce(&mut Command) -> &mut Command) -> String {
         let mut cmd = self.kubectl();
         args(&mut cmd);
-        let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed with {}:\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::process::succeed(&format!("{cmd:?}"), cmd, None)
     }
 
     /// Kills kube-apiserver, then etcd, and reaps both; idempotent. The apiserver goes first so
@@ -441,7 +441,7 @@ impl Launch<'_> {
     fn run(self) -> Result<(Processes, u16), Failure> {
         let started = Instant::now();
         let deadline = started + READY_TIMEOUT;
-        let [etcd_port, peer_port, api_port] = free_ports().map_err(|e| Failure {
+        let [etcd_port, peer_port, api_port] = crate::free_ports().map_err(|e| Failure {
             message: format!("find free loopback ports: {e}"),
             port_taken: false,
         })?;
@@ -467,9 +467,7 @@ impl Launch<'_> {
             .arg("--log-level=warn");
         processes.etcd = Some(self.spawn(etcd, "etcd")?);
         self.wait(&mut processes, deadline, "etcd", || {
-            let mut conn = TcpStream::connect_timeout(&loopback(etcd_port), PROBE_TIMEOUT)?;
-            conn.set_read_timeout(Some(PROBE_TIMEOUT))?;
-            http_get(&mut conn, "/health")
+            crate::http::get(etcd_port, "/health")
         })?;
 
         let pki = self.pki;
@@ -515,7 +513,7 @@ impl Launch<'_> {
                 ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
             )
             .map_err(io::Error::other)?;
-            http_get(&mut rustls::StreamOwned::new(tls, conn), "/readyz")
+            crate::http::request(&mut rustls::StreamOwned::new(tls, conn), "/readyz")
         })?;
         Ok((processes, api_port))
     }
@@ -614,42 +612,6 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-/// Ports the kernel considers free right now; all bound at once so that they differ.
-fn free_ports<const N: usize>() -> io::Result<[u16; N]> {
-    let listeners = (0..N)
-        .map(|_| TcpListener::bind(loopback(0)))
-        .collect::<io::Result<Vec<_>>>()?;
-    let mut ports = [0; N];
-    for (port, listener) in ports.iter_mut().zip(&listeners) {
-        *port = listener.local_addr()?.port();
-    }
-    Ok(ports)
-}
-
-/// A bare HTTP/1.1 GET, enough for health endpoints without pulling in an HTTP client.
-fn http_get(conn: &mut (impl Read + Write), path: &str) -> io::Result<(u16, String)> {
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    conn.flush()?;
-    let mut response = Vec::new();
-    if let Err(e) = conn.read_to_end(&mut response) {
-        // Servers may close without a TLS close_notify; what arrived is still the answer.
-        if response.is_empty() {
-            return Err(e);
-        }
-    }
-    let text = String::from_utf8_lossy(&response);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("not an HTTP response: {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((code, body.to_owned()))
-}
-
 fn log_tails(dir: &Path) -> String {
     let mut out = String::new();
     for name in ["kube-apiserver", "etcd"] {
@@ -725,17 +687,15 @@ current-context: testkit
     )
 }
 
-/// Certificates as envtest makes them: a CA for the serving cert, a separate CA for client
-/// certs, and a service-account signing key. All keys are ECDSA P-256, which kube-apiserver
-/// accepts everywhere (including for service-account tokens, signed ES256) and ring generates
-/// in microseconds, unlike RSA.
+/// Certificates as envtest makes them (from [`crate::pki`]): a CA for the serving cert, a
+/// separate CA for client certs, and a service-account signing key. All keys are ECDSA P-256,
+/// which kube-apiserver accepts everywhere (including for service-account tokens, signed ES256)
+/// and ring generates in microseconds, unlike RSA.
 struct Pki {
-    serving_ca: rcgen::Certificate,
-    serving_cert: rcgen::Certificate,
-    serving_key: KeyPair,
-    client_ca: rcgen::Certificate,
-    admin_cert: rcgen::Certificate,
-    admin_key: KeyPair,
+    serving_ca: TestCa,
+    serving: Leaf,
+    client_ca: TestCa,
+    admin: Leaf,
     sa_key: KeyPair,
 }
 
@@ -751,48 +711,19 @@ struct PkiPaths {
 }
 
 impl Pki {
-    fn generate() -> Result<Pki, String> {
-        let err = |what: &str| {
-            let what = what.to_owned();
-            move |e: rcgen::Error| format!("generate the control plane's {what}: {e}")
-        };
-        let key = || KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256);
-
-        let (serving_ca, serving_issuer) = ca("testkit serving CA").map_err(err("serving CA"))?;
-        let serving_key = key().map_err(err("serving key"))?;
-        let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .map_err(err("serving cert"))?;
-        leaf(
-            &mut params,
-            "kube-apiserver",
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let serving_cert = params
-            .signed_by(&serving_key, &serving_issuer)
-            .map_err(err("serving cert"))?;
-
-        let (client_ca, client_issuer) = ca("testkit client CA").map_err(err("client CA"))?;
-        let admin_key = key().map_err(err("admin key"))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err("admin cert"))?;
-        leaf(&mut params, "admin", ExtendedKeyUsagePurpose::ClientAuth);
+    fn generate() -> Pki {
+        let serving_ca = TestCa::new("testkit serving CA");
+        let serving = serving_ca.issue(LeafSpec::valid_for(["localhost", "127.0.0.1"]));
+        let client_ca = TestCa::new("testkit client CA");
         // The group that RBAC's bootstrap policy binds to cluster-admin.
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        let admin_cert = params
-            .signed_by(&admin_key, &client_issuer)
-            .map_err(err("admin cert"))?;
-
-        let sa_key = key().map_err(err("service-account key"))?;
-        Ok(Pki {
+        let admin = client_ca.issue(LeafSpec::client("admin", "system:masters"));
+        Pki {
             serving_ca,
-            serving_cert,
-            serving_key,
+            serving,
             client_ca,
-            admin_cert,
-            admin_key,
-            sa_key,
-        })
+            admin,
+            sa_key: ecdsa_key(),
+        }
     }
 
     fn write(&self, dir: &Path) -> io::Result<PkiPaths> {
@@ -807,12 +738,12 @@ impl Pki {
             sa_key: dir.join("sa.key"),
             sa_pub: dir.join("sa.pub"),
         };
-        fs::write(&paths.serving_ca, self.serving_ca.pem())?;
-        fs::write(&paths.serving_cert, self.serving_cert.pem())?;
-        fs::write(&paths.serving_key, self.serving_key.serialize_pem())?;
-        fs::write(&paths.client_ca, self.client_ca.pem())?;
-        fs::write(&paths.admin_cert, self.admin_cert.pem())?;
-        fs::write(&paths.admin_key, self.admin_key.serialize_pem())?;
+        fs::write(&paths.serving_ca, self.serving_ca.cert_pem())?;
+        fs::write(&paths.serving_cert, &self.serving.chain_pem)?;
+        fs::write(&paths.serving_key, &self.serving.key_pem)?;
+        fs::write(&paths.client_ca, self.client_ca.cert_pem())?;
+        fs::write(&paths.admin_cert, &self.admin.chain_pem)?;
+        fs::write(&paths.admin_key, &self.admin.key_pem)?;
         fs::write(&paths.sa_key, self.sa_key.serialize_pem())?;
         fs::write(&paths.sa_pub, self.sa_key.public_key_pem())?;
         Ok(paths)
@@ -822,50 +753,18 @@ impl Pki {
     fn readiness_tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(self.serving_ca.der().clone())
+            .add(self.serving_ca.cert_der())
             .map_err(|e| format!("trust the serving CA: {e}"))?;
-        let cert: CertificateDer<'static> = self.admin_cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.admin_key.serialize_der()));
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS config: {e}"))?
         .with_root_certificates(roots)
-        .with_client_auth_cert(vec![cert], key)
+        .with_client_auth_cert(self.admin.chain_der.clone(), self.admin.private_key())
         .map_err(|e| format!("TLS client certificate: {e}"))?;
         Ok(Arc::new(config))
     }
-}
-
-fn ca(name: &str) -> Result<(rcgen::Certificate, Issuer<'static, KeyPair>), rcgen::Error> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    validity(&mut params);
-    let cert = params.self_signed(&key)?;
-    Ok((cert, Issuer::new(params, key)))
-}
-
-fn leaf(params: &mut CertificateParams, cn: &str, usage: ExtendedKeyUsagePurpose) {
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![usage];
-    params.use_authority_key_identifier_extension = true;
-    validity(params);
-}
-
-/// From a day ago (clock skew) for a week: longer than any test run.
-fn validity(params: &mut CertificateParams) {
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(7);
 }
 
 #[cfg(test)]
@@ -891,30 +790,5 @@ mod tests {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         );
         assert_ne!(a, random_suffix());
-    }
-
-    #[test]
-    fn http_get_parses_status_and_body() {
-        struct Canned(io::Cursor<&'static [u8]>, Vec<u8>);
-        impl Read for Canned {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                self.0.read(buf)
-            }
-        }
-        impl Write for Canned {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.1.write(buf)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut conn = Canned(
-            io::Cursor::new(b"HTTP/1.1 500 Internal Server Error\r\nA: b\r\n\r\n[-]etcd failed"),
-            Vec::new(),
-        );
-        let (code, body) = http_get(&mut conn, "/readyz").unwrap();
-        assert_eq!((code, body.as_str()), (500, "[-]etcd failed"));
-        assert!(conn.1.starts_with(b"GET /readyz HTTP/1.1\r\n"));
     }
 }

@@ -144,12 +144,18 @@ where
     )
 }
 
-/// What to put in a leaf: its DNS names (or IP addresses) and validity window.
+/// What to put in a leaf: its DNS names (or IP addresses), validity window and subject.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeafSpec {
     pub dns_names: Vec<String>,
     pub not_before: Timestamp,
     pub not_after: Timestamp,
+    /// Subject CN; without it, the first name.
+    pub common_name: Option<String>,
+    /// Subject O: for a Kubernetes client certificate, the user's group.
+    pub organization: Option<String>,
+    /// A TLS client certificate (extended key usage clientAuth) instead of a server's.
+    pub client: bool,
 }
 
 impl LeafSpec {
@@ -164,6 +170,20 @@ impl LeafSpec {
             dns_names: names.into_iter().map(Into::into).collect(),
             not_before: now - DAY,
             not_after: now + 90 * DAY,
+            common_name: None,
+            organization: None,
+            client: false,
+        }
+    }
+
+    /// A client certificate for the user `common_name` in the group `organization` (as
+    /// Kubernetes reads a client certificate's subject), valid from yesterday for 90 days.
+    pub fn client(common_name: &str, organization: &str) -> LeafSpec {
+        LeafSpec {
+            common_name: Some(common_name.to_owned()),
+            organization: Some(organization.to_owned()),
+            client: true,
+            ..LeafSpec::valid_for(Vec::<String>::new())
         }
     }
 
@@ -270,7 +290,8 @@ impl PublicKeyData for RsaSubjectKey {
     }
 }
 
-fn ecdsa_key() -> KeyPair {
+/// A fresh ECDSA P-256 key pair, e.g. for signing service-account tokens.
+pub fn ecdsa_key() -> KeyPair {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("generate a P-256 key")
 }
 
@@ -295,17 +316,26 @@ fn ca_params(name: &str) -> CertificateParams {
 fn leaf_params(spec: &LeafSpec, rsa: bool) -> CertificateParams {
     let mut params =
         CertificateParams::new(spec.dns_names.clone()).expect("valid DNS names in the LeafSpec");
-    if let Some(first) = spec.dns_names.first() {
+    if let Some(cn) = spec.common_name.as_ref().or(spec.dns_names.first()) {
         params.distinguished_name.remove(DnType::CommonName);
         params
             .distinguished_name
-            .push(DnType::CommonName, first.as_str());
+            .push(DnType::CommonName, cn.as_str());
+    }
+    if let Some(o) = &spec.organization {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, o.as_str());
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if rsa {
         params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
     }
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = vec![if spec.client {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
     params.not_before = offset(spec.not_before);
     params.not_after = offset(spec.not_after);
     params.serial_number = Some(unique_serial());
@@ -342,6 +372,23 @@ mod tests {
         assert!(leaf.chain_pem.starts_with(&leaf.cert_pem));
         assert!(leaf.chain_pem.ends_with(&inter.cert_pem()));
         assert!(leaf.key_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+    }
+
+    #[test]
+    fn client_certificates_carry_user_and_group_and_no_names() {
+        let ca = TestCa::new("Test Root");
+        let spec = LeafSpec::client("admin", "system:masters");
+        assert!(spec.dns_names.is_empty() && spec.client);
+        let leaf = ca.issue(spec);
+        let der: &[u8] = leaf.cert_der.as_ref();
+        // The subject's CN and O, and the clientAuth OID (1.3.6.1.5.5.7.3.2), are in the DER.
+        let has = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"admin") && has(b"system:masters"));
+        assert!(has(&[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02]));
+        assert!(
+            !has(&[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01]),
+            "no serverAuth"
+        );
     }
 
     #[test]

@@ -65,25 +65,14 @@ impl World {
             let m = ((seed / 250 + attempt) % 250) as u8 + 1;
             let edge_ip = Ipv4Addr::new(127, 77, n, m);
             let origin_ip = Ipv4Addr::new(127, 78, n, m);
-            let edge = match TlsServer::start(
-                SocketAddr::new(IpAddr::V4(edge_ip), PORT),
-                edge_certs.clone(),
-            )
-            .await
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    last_err = Some(e);
-                    continue;
-                }
+            let servers = async {
+                let at = |ip: Ipv4Addr| SocketAddr::new(IpAddr::V4(ip), PORT);
+                let edge = TlsServer::start(at(edge_ip), edge_certs.clone()).await?;
+                let origin = TlsServer::start(at(origin_ip), origin_certs.clone()).await?;
+                Ok::<_, io::Error>((edge, origin))
             };
-            let origin = match TlsServer::start(
-                SocketAddr::new(IpAddr::V4(origin_ip), PORT),
-                origin_certs.clone(),
-            )
-            .await
-            {
-                Ok(s) => s,
+            let (edge, origin) = match servers.await {
+                Ok(servers) => servers,
                 Err(e) => {
                     last_err = Some(e);
                     continue;
@@ -136,6 +125,16 @@ impl World {
     pub fn zones(&self) -> Vec<Zone> {
         zones(self.edge_ip, self.origin_ip)
     }
+}
+
+/// The manifest `examples/FILE` (one document), e.g. `example::<HttpsDelivery>("healthy.yaml")`.
+pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = crate::controlplane::workspace_root()
+        .join("examples")
+        .join(file);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
 /// The shop's zone (CNAMEs to the CDN) and the CDN's zone (target CNAMEs at the edge).

@@ -2,14 +2,17 @@
 //! CRDs and RBAC installed with helm, the operator running against it, and the examples applied.
 //! Stays up until Ctrl-C; with DEMO_EXIT=1 it prints and exits (cleaning up either way).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::controlplane::{ControlPlane, die_with_parent, workspace_root};
 use testkit::world::World;
 
 const NAMESPACE: &str = "shop";
 const RELEASE_NAMESPACE: &str = "httpsdelivery-system";
+/// How long the operator may take to reconcile every example and publish its Events.
+const PATIENCE: Duration = Duration::from_secs(90);
 
 fn step(text: &str) {
     eprintln!("==> {text}");
@@ -43,23 +46,75 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Every delivery has a Ready condition for its current generation.
-fn all_reconciled(cp: &ControlPlane) -> Result<bool, String> {
+/// The items of `kubectl get RESOURCE -n NAMESPACE -o json`.
+fn list(cp: &ControlPlane, resource: &str) -> Result<Vec<Value>, String> {
     let json = run(
         cp.kubectl()
-            .args(["get", "hd", "-n", NAMESPACE, "-o", "json"]),
-        "kubectl get hd",
+            .args(["get", resource, "-n", NAMESPACE, "-o", "json"]),
+        &format!("kubectl get {resource}"),
     )?;
-    let list: serde_json::Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
-    let items = list["items"].as_array().cloned().unwrap_or_default();
-    Ok(!items.is_empty()
-        && items.iter().all(|d| {
+    let list: Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
+fn conditions(delivery: &Value) -> impl Iterator<Item = &Value> {
+    delivery["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+}
+
+/// Every delivery has a Ready condition for its current generation.
+fn all_reconciled(cp: &ControlPlane) -> Result<bool, String> {
+    let deliveries = list(cp, "hd")?;
+    Ok(!deliveries.is_empty()
+        && deliveries.iter().all(|d| {
             let generation = &d["metadata"]["generation"];
-            d["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Ready" && &c["observedGeneration"] == generation)
-            })
+            conditions(d).any(|c| c["type"] == "Ready" && &c["observedGeneration"] == generation)
         }))
+}
+
+/// Every step that is False has its Warning Event (the operator publishes it right after the
+/// status), so that `kubectl describe` shows it.
+fn all_warnings_published(cp: &ControlPlane) -> Result<bool, String> {
+    let events = list(cp, "events.events.k8s.io")?;
+    let published = |name: &Value, reason: &Value| {
+        events.iter().any(|e| {
+            e["type"] == "Warning" && &e["regarding"]["name"] == name && &e["reason"] == reason
+        })
+    };
+    Ok(list(cp, "hd")?.iter().all(|d| {
+        conditions(d)
+            .filter(|c| c["type"] != "Ready" && c["status"] == "False")
+            .all(|c| published(&d["metadata"]["name"], &c["reason"]))
+    }))
+}
+
+/// Polls `done` until it holds; fails when the operator exits or after [`PATIENCE`].
+async fn wait_until(
+    what: &str,
+    operator: &mut Child,
+    log: &Path,
+    mut done: impl FnMut() -> Result<bool, String>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let operator_log = || std::fs::read_to_string(log).unwrap_or_default();
+    while !done()? {
+        if let Ok(Some(status)) = operator.try_wait() {
+            return Err(format!(
+                "the operator exited ({status}); its log:\n{}",
+                operator_log()
+            ));
+        }
+        if started.elapsed() > PATIENCE {
+            return Err(format!(
+                "{what}: not within {PATIENCE:?}; operator log:\n{}",
+                operator_log()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
 }
 
 async fn demo() -> Result<(), String> {
@@ -130,26 +185,17 @@ async fn demo() -> Result<(), String> {
 
     step("waiting until every delivery is reconciled");
     let started = Instant::now();
-    loop {
-        if all_reconciled(&cp)? {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "the operator exited ({status}); its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ));
-        }
-        if started.elapsed() > Duration::from_secs(90) {
-            return Err(format!(
-                "not every delivery was reconciled within 90s; operator log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    // Events are published right after the status; give them a moment to land.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_until("every delivery reconciled", &mut child, &log, || {
+        all_reconciled(&cp)
+    })
+    .await?;
+    wait_until(
+        "every failed step's Warning Event",
+        &mut child,
+        &log,
+        || all_warnings_published(&cp),
+    )
+    .await?;
     eprintln!("    done in {:.1}s", started.elapsed().as_secs_f64());
 
     println!("$ kubectl get hd -n {NAMESPACE}");

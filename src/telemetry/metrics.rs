@@ -1,30 +1,16 @@
-//! Logs, metrics and the health server.
+//! The operator's Prometheus metrics: per-object condition status and certificate expiry,
+//! reconcile counts, durations and errors, probe durations.
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
-use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
-
-/// Used when `RUST_LOG` is unset or unparsable: the client libraries are chatty at info and
-/// their noise would drown the per-object verdicts.
-const DEFAULT_LOG_FILTER: &str = "info,kube=warn,hickory=warn,rustls=warn";
 
 /// Content type of the OpenMetrics text format, which is what `encode` produces.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -42,46 +28,6 @@ const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
 const DURATION_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-/// Installs the global tracing subscriber, writing to stderr (stdout belongs to command output
-/// such as `crd` and `check -o json`).
-///
-/// The filter comes from `RUST_LOG`, defaulting to `info,kube=warn,hickory=warn,rustls=warn`.
-/// Calling it again is harmless: the first subscriber stays (tests and embedders may have
-/// installed one already).
-pub fn init_logging(format: LogFormat) {
-    let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
-        Ok(filter) => (filter, None),
-        Err(error) => {
-            // Unset is the normal case; only a set-but-invalid value is worth a warning.
-            let bad = std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| error);
-            (EnvFilter::new(DEFAULT_LOG_FILTER), bad)
-        }
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    if installed.is_ok()
-        && let Some(error) = bad_filter
-    {
-        tracing::warn!(%error, default = DEFAULT_LOG_FILTER, "RUST_LOG is invalid, using the default filter");
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConditionLabels {
@@ -415,83 +361,15 @@ impl ReconcileTimer {
     }
 }
 
-#[derive(Clone)]
-struct ServerState {
-    metrics: Metrics,
-    ready: Arc<AtomicBool>,
-}
-
-/// Binds the health and metrics listener; split from [`serve_listener`] so that callers can
-/// bind port 0 and learn the address before serving.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|error| {
-        std::io::Error::new(
-            error.kind(),
-            format!("binding the health and metrics server to {addr}: {error}"),
-        )
-    })
-}
-
-/// Serves `/healthz`, `/readyz` and `/metrics` on `addr` until `shutdown` completes.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    ready: Arc<AtomicBool>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = bind(addr).await?;
-    serve_listener(listener, metrics, ready, shutdown).await
-}
-
-/// Serves `/healthz`, `/readyz` and `/metrics` on an already bound listener until `shutdown`
-/// completes; requests in flight at that moment are answered first.
-///
-/// `/readyz` answers 200 only while `ready` is true, so the process can report itself
-/// unready (e.g. before its caches are synced) without stopping the server.
-pub async fn serve_listener(
-    listener: TcpListener,
-    metrics: Metrics,
-    ready: Arc<AtomicBool>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(ServerState { metrics, ready });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-fn router(state: ServerState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
-        .with_state(state)
-}
-
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz(State(state): State<ServerState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+impl crate::probe::ProbeRecorder for Metrics {
+    fn record(&self, kind: &'static str, outcome: &str, duration: Duration) {
+        self.observe_probe(kind, outcome, duration);
     }
-}
-
-async fn metrics_handler(State(state): State<ServerState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-        state.metrics.encode(),
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
 
     fn conditions(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -702,94 +580,5 @@ mod tests {
     fn encode_is_openmetrics_text() {
         let text = Metrics::new().encode();
         assert!(text.ends_with("# EOF\n"), "{text}");
-    }
-
-    #[test]
-    fn init_logging_twice_does_not_panic() {
-        init_logging(LogFormat::Json);
-        init_logging(LogFormat::Text);
-    }
-
-    /// One HTTP/1.1 request on a fresh connection; returns (status, headers, body).
-    async fn get_once(addr: SocketAddr, path: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("write request");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .expect("read response");
-        let (head, body) = response.split_once("\r\n\r\n").expect("header end");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .expect("status code");
-        (status, head.to_owned(), body.to_owned())
-    }
-
-    #[tokio::test]
-    async fn health_server_answers_and_shuts_down() {
-        let metrics = Metrics::new();
-        metrics.set_conditions("shop", "www", &conditions(&[("Ready", "True")]));
-        let ready = Arc::new(AtomicBool::new(false));
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_listener(listener, metrics, ready.clone(), async {
-            let _ = stopped.await;
-        }));
-
-        let (status, _, body) = get_once(addr, "/healthz").await;
-        assert_eq!((status, body.as_str()), (200, "ok"));
-
-        let (status, _, body) = get_once(addr, "/readyz").await;
-        assert_eq!((status, body.as_str()), (503, "not ready"));
-        ready.store(true, Ordering::Release);
-        let (status, _, body) = get_once(addr, "/readyz").await;
-        assert_eq!((status, body.as_str()), (200, "ready"));
-
-        let (status, head, body) = get_once(addr, "/metrics").await;
-        assert_eq!(status, 200);
-        assert!(
-            head.to_ascii_lowercase()
-                .contains(&format!("content-type: {OPENMETRICS_CONTENT_TYPE}")),
-            "{head}"
-        );
-        assert!(
-            body.contains(&condition_line("shop", "www", "Ready", "True")),
-            "{body}"
-        );
-        assert!(body.ends_with("# EOF\n"));
-
-        let (status, _, _) = get_once(addr, "/nowhere").await;
-        assert_eq!(status, 404);
-
-        stop.send(()).expect("server still running");
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("server stops after shutdown")
-            .expect("server task")
-            .expect("server result");
-        assert!(
-            TcpStream::connect(addr).await.is_err(),
-            "listener closed after shutdown"
-        );
-    }
-
-    #[tokio::test]
-    async fn bind_error_names_the_address() {
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local address");
-        let error = bind(addr).await.expect_err("port in use");
-        assert!(error.to_string().contains(&addr.to_string()), "{error}");
     }
 }

@@ -1,0 +1,312 @@
+//! `run`: the process around the reconciler: client, probes, health server, leader election,
+//! the watches (deliveries, Secrets, hostname claims) and shutdown on SIGTERM.
+
+use super::{Context, Guarded, error_policy, leader, reconcile};
+use crate::api::{HttpsDelivery, Reason};
+use crate::probe::{ProbeConfig, Prober};
+use crate::telemetry::{self, LogFormat, Metrics};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Everything `httpsdelivery-operator run` is told on its command line.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    pub watch_namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    pub leader_elect: bool,
+    pub lease_namespace: Option<String>,
+    pub lease_duration: Duration,
+    pub identity: Option<String>,
+    pub reconcile_concurrency: u16,
+    pub log_format: LogFormat,
+    pub probe: ProbeConfig,
+}
+
+/// Settings of the controller loop itself.
+pub struct RunConfig {
+    pub watch_namespace: Option<String>,
+    pub identity: String,
+    pub concurrency: u16,
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C. Returns the process exit code.
+pub async fn operate(config: OperatorConfig) -> i32 {
+    telemetry::init_logging(config.log_format);
+    let client = match Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build a Kubernetes client from the kubeconfig or the in-cluster config");
+            return 1;
+        }
+    };
+    let metrics = Metrics::new();
+    let prober = match Prober::new(&config.probe) {
+        Ok(p) => p.with_recorder(Arc::new(metrics.clone())),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the probes");
+            return 1;
+        }
+    };
+    let identity = config.identity.clone().unwrap_or_else(default_identity);
+    let ready = Arc::new(AtomicBool::new(false));
+    let stopped = shutdown_on_signal();
+    let server = match telemetry::bind(config.metrics_addr).await {
+        Ok(listener) => tokio::spawn(telemetry::serve_listener(
+            listener,
+            metrics.clone(),
+            ready.clone(),
+            stopped(),
+        )),
+        Err(e) => {
+            tracing::error!(addr = %config.metrics_addr, error = %e, "cannot listen for health and metrics");
+            return 1;
+        }
+    };
+    tracing::info!(identity, watch_namespace = ?config.watch_namespace, leader_elect = config.leader_elect, "starting");
+    let run_config = RunConfig {
+        watch_namespace: config.watch_namespace.clone(),
+        identity: identity.clone(),
+        concurrency: config.reconcile_concurrency.max(1),
+    };
+    let work = run(
+        client.clone(),
+        run_config,
+        prober,
+        metrics,
+        ready.clone(),
+        stopped(),
+    );
+    let code = if config.leader_elect {
+        // A standby is healthy and ready to take over: report it ready, as controller-runtime
+        // does, so that rolling updates and disruption budgets work with several replicas.
+        ready.store(true, Ordering::Relaxed);
+        match leader::run_as_leader(client, leader_config(&config, identity), || work).await {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(error = %e, "leader election");
+                1
+            }
+        }
+    } else {
+        work.await;
+        0
+    };
+    ready.store(false, Ordering::Relaxed);
+    server.abort();
+    code
+}
+
+/// POD_NAME is the usual identity; outside a Pod, the host name and the process id.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+fn leader_config(config: &OperatorConfig, identity: String) -> leader::LeaderConfig {
+    let namespace = config
+        .lease_namespace
+        .clone()
+        .or_else(|| config.watch_namespace.clone())
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let mut lc = leader::LeaderConfig::new(namespace, identity);
+    lc.lease_duration = config.lease_duration;
+    // The grace (how early the leader renews) must stay well inside a short lease.
+    let third = Duration::from_secs(lc.lease_duration.as_secs() / 3);
+    lc.grace = lc.grace.min(third).max(Duration::from_secs(1));
+    lc
+}
+
+/// Starts listening for SIGTERM and Ctrl-C; returns a maker of futures that resolve once
+/// either has arrived (each consumer of the shutdown gets its own).
+fn shutdown_on_signal() -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    move || {
+        let mut rx = stop_rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves. `ready` turns true once the caches are filled.
+pub async fn run(
+    client: Client,
+    config: RunConfig,
+    prober: Prober,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let scope = Scope(config.watch_namespace.clone());
+    let controller = Controller::new(
+        scope.api::<Guarded>(&client),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(controller::Config::default().concurrency(config.concurrency));
+    let store = controller.store();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        prober,
+        metrics,
+        store.clone(),
+        &config.identity,
+    ));
+    tokio::spawn(report_ready_when_synced(store.clone(), ready));
+    tokio::spawn(forget_deleted(ctx.clone()));
+    let (secrets_store, claims_store) = (store.clone(), store);
+    controller
+        // Secrets are watched by metadata only: their keys never enter the operator's cache.
+        .watches(
+            scope.api::<PartialObjectMeta<Secret>>(&client),
+            watcher::Config::default(),
+            move |secret| referencing_secret(&secrets_store, &secret),
+        )
+        // When any delivery appears, changes or goes away, the losers of hostname conflicts are
+        // looked at again at once: the hostname may now be theirs.
+        .watches(
+            scope.api::<PartialObjectMeta<HttpsDelivery>>(&client),
+            watcher::Config::default(),
+            move |_changed| conflict_losers(&claims_store),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+/// The namespace the operator watches, or all of them.
+struct Scope(Option<String>);
+
+impl Scope {
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match &self.0 {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+}
+
+/// The readable deliveries in the cache that satisfy `pred`, as references to reconcile.
+fn deliveries_where(
+    store: &Store<Guarded>,
+    pred: impl Fn(&HttpsDelivery) -> bool,
+) -> Vec<ObjectRef<Guarded>> {
+    store
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|d| pred(d))
+        .map(|d| ObjectRef::new(&d.name_any()).within(&d.namespace().unwrap_or_default()))
+        .collect()
+}
+
+fn referencing_secret(
+    store: &Store<Guarded>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<Guarded>> {
+    let (ns, name) = (secret.namespace(), secret.name_any());
+    deliveries_where(store, |d| {
+        d.namespace() == ns
+            && d.spec
+                .certificate
+                .secret_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+    })
+}
+
+fn conflict_losers(store: &Store<Guarded>) -> Vec<ObjectRef<Guarded>> {
+    deliveries_where(store, |d| {
+        d.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == Reason::HostnameConflict.as_str())
+        })
+    })
+}
+
+/// kube-runtime's Store wakes only the last waiter, and the Controller waits on the same store:
+/// poll, so that this task sees the stored result too.
+async fn report_ready_when_synced(store: Store<Guarded>, ready: Arc<AtomicBool>) {
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+            Ok(Ok(())) => {
+                ready.store(true, Ordering::Relaxed);
+                tracing::info!("caches synced; reconciling");
+                return;
+            }
+            Ok(Err(_)) => return,
+            Err(_) => continue,
+        }
+    }
+}
+
+/// Deleted objects are never reconciled again: drop their per-object metrics from time to time.
+async fn forget_deleted(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        let live: HashSet<(String, String)> = ctx
+            .store
+            .state()
+            .iter()
+            .map(|g| {
+                let meta = match &g.0 {
+                    Ok(d) => &d.metadata,
+                    Err(invalid) => &invalid.metadata,
+                };
+                (
+                    meta.namespace.clone().unwrap_or_default(),
+                    meta.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        for (ns, name) in ctx.metrics.objects() {
+            if !live.contains(&(ns.clone(), name.clone())) {
+                ctx.metrics.forget(&ns, &name);
+            }
+        }
+    }
+}
