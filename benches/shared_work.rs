@@ -8,7 +8,7 @@
 use httpsdelivery_operator::api::{HttpsDelivery, HttpsDeliverySpec};
 use httpsdelivery_operator::checks::{self, Memory};
 use httpsdelivery_operator::cli::{check_all, input};
-use httpsdelivery_operator::probe::{ProbeConfig, Prober};
+use httpsdelivery_operator::probe::{Limits, ProbeConfig, Prober};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use testkit::dns::{DnsFixture, Zone};
@@ -46,6 +46,8 @@ fn config(dns: SocketAddr, ca_file: &std::path::Path) -> ProbeConfig {
         ca_files: vec![ca_file.to_path_buf()],
         https_port: PORT,
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
+        // One run of the engine is one cycle, as in `check`.
+        cache_window: Duration::MAX,
         ..ProbeConfig::default()
     }
 }
@@ -139,14 +141,13 @@ async fn main() {
             let _permit = limit.acquire_owned().await.ok();
             let spec = &d.delivery.spec;
             let settings = spec.settings().unwrap_or_default();
+            let limits = Limits {
+                timeout: Duration::from_secs(10),
+                max_age: Duration::MAX,
+            };
             let observed = prober
-                .session()
-                .observe(
-                    &checks::Targets::of(spec),
-                    None,
-                    Duration::from_secs(10),
-                    now,
-                )
+                .unshared()
+                .observe(&checks::Targets::of(spec), None, limits, now)
                 .await;
             checks::evaluate(spec, &settings, &observed, &Memory::default(), None, now)
                 .ready()

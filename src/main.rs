@@ -69,6 +69,10 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: telemetry::LogFormat,
+    /// The longest a DNS walk or TLS probe is shared with other deliveries; each delivery also
+    /// accepts nothing older than its own recheck interval, nor than a record's TTL.
+    #[arg(long, default_value = "30s")]
+    probe_cache_window: kube::core::Duration,
     #[command(flatten)]
     probe: ProbeFlags,
 }
@@ -87,7 +91,7 @@ struct ProbeFlags {
     /// Permit probes to targets otherwise refused (loopback, link-local, metadata) (repeatable).
     #[arg(long = "allow-cidr")]
     allow_cidrs: Vec<ipnet::IpNet>,
-    /// How many DNS walks and TLS probes run at once.
+    /// How many DNS walks and TLS probes run at once, in the whole process.
     #[arg(long = "probe-concurrency", default_value_t = 64)]
     concurrency: usize,
 }
@@ -161,7 +165,10 @@ impl From<RunArgs> for OperatorConfig {
             identity: a.identity,
             reconcile_concurrency: a.reconcile_concurrency,
             log_format: a.log_format,
-            probe: a.probe.into(),
+            probe: ProbeConfig {
+                cache_window: a.probe_cache_window.into(),
+                ..a.probe.into()
+            },
         }
     }
 }

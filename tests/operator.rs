@@ -506,3 +506,84 @@ async fn the_older_delivery_keeps_a_hostname_and_the_other_takes_over_when_it_go
     .await
     .unwrap_or_else(|n| panic!("metrics of the deleted delivery linger: {n}"));
 }
+
+/// The value of the counter `name` on the operator's /metrics.
+fn counter(op: &Operator, name: &str) -> u64 {
+    let text = op.metrics();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn first_convergence_is_one_reconcile_and_one_write_per_delivery() {
+    // The operator's own status write changes the object (resourceVersion, status) but not its
+    // generation: it must not trigger a second reconcile, a second Secret read or more probes.
+    let (cp, world, ns, api) = setup("converge").await;
+    let secrets: Api<Secret> = Api::namespaced(cp.client().await, &ns);
+    let leaf = world.ca.issue(LeafSpec::valid_for(["www.shop.example"]));
+    secrets
+        .create(&PostParams::default(), &tls_secret("www-tls", &leaf))
+        .await
+        .expect("create the Secret");
+    let op = start(cp, &world, &ns, &[]);
+    let mut d = healthy(&ns, "www", json!({"recheckInterval": "1h"}));
+    d.spec.certificate.secret_ref = Some(SecretReference {
+        name: "www-tls".into(),
+    });
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create the delivery");
+    let ready = op.wait_for_condition(&api, "www", READY, PATIENCE).await;
+    let written = ready.metadata.resource_version.clone();
+    // Time for a self-triggered pass to happen if there were one (the write's watch event
+    // arrives in milliseconds).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(op.reconciles(), 1, "one reconcile\n{}", op.log());
+    assert_eq!(counter(&op, "httpsdelivery_secret_reads_total"), 1);
+    let now = api.get("www").await.expect("get");
+    assert_eq!(now.metadata.resource_version, written, "one status write");
+
+    // A new generation is reconciled, and reads the unchanged Secret from the cache.
+    api.patch(
+        "www",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "httpsdelivery.dev/v1alpha1", "kind": "HttpsDelivery",
+            "spec": {"checks": {"recheckInterval": "2h"}}
+        })),
+    )
+    .await
+    .expect("change the spec");
+    eventually(PATIENCE, async || {
+        let n = op.reconciles();
+        (n == 2).then_some(()).ok_or(format!("{n}"))
+    })
+    .await
+    .unwrap_or_else(|n| panic!("{n} reconciles after a spec change\n{}", op.log()));
+    assert_eq!(
+        counter(&op, "httpsdelivery_secret_reads_total"),
+        1,
+        "an unchanged Secret is not read again"
+    );
+
+    // A changed Secret is read again, once.
+    secrets
+        .patch(
+            "www-tls",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(tls_secret(
+                "www-tls",
+                &world.ca.issue(LeafSpec::valid_for(["www.shop.example"])),
+            )),
+        )
+        .await
+        .expect("rotate the Secret");
+    eventually(PATIENCE, async || {
+        let reads = counter(&op, "httpsdelivery_secret_reads_total");
+        (reads == 2).then_some(()).ok_or(format!("{reads}"))
+    })
+    .await
+    .unwrap_or_else(|n| panic!("{n} Secret reads after a rotation\n{}", op.log()));
+}

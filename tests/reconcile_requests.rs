@@ -9,7 +9,6 @@ use httpsdelivery_operator::telemetry::Metrics;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::client::Body;
 use kube::core::DeserializeGuard;
-use kube::runtime::reflector;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
@@ -267,7 +266,6 @@ fn healthy_delivery() -> HttpsDelivery {
 struct Harness {
     ctx: Arc<Context>,
     handle: Option<Handle>,
-    writer: reflector::store::Writer<DeserializeGuard<HttpsDelivery>>,
 }
 
 impl Harness {
@@ -277,26 +275,20 @@ impl Harness {
             ca_files: vec![world.ca_file().into()],
             https_port: testkit::world::PORT,
             allow_cidrs: vec!["127.0.0.0/8".parse()?],
+            // Each reconcile of a test looks at the world as it is now.
+            cache_window: std::time::Duration::ZERO,
             ..Default::default()
         })?;
         let (mock_service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(mock_service, "default");
-        let (store, writer) = reflector::store::<DeserializeGuard<HttpsDelivery>>();
-        let ctx = Arc::new(Context::new(
-            client,
-            prober,
-            Metrics::new(),
-            store,
-            IDENTITY,
-        ));
+        let ctx = Arc::new(Context::new(client, prober, Metrics::new(), IDENTITY));
         Ok(Harness {
             ctx,
             handle: Some(handle),
-            writer,
         })
     }
 
-    /// Reconciles `object` (also put into the store, as the watch would) while the verifier
+    /// Reconciles `object` (also put into the index, as the watch would) while the verifier
     /// plays `scenario`; re-raises the verifier's failures.
     async fn reconcile(
         &mut self,
@@ -307,8 +299,9 @@ impl Harness {
         Seen,
     ) {
         let guarded = DeserializeGuard(Ok(object.clone()));
-        self.writer
-            .apply_watcher_event(&watcher::Event::Apply(guarded.clone()));
+        self.ctx
+            .index
+            .observe(&watcher::Event::Apply(guarded.clone()));
         let handle = self
             .handle
             .take()

@@ -6,11 +6,12 @@ pub mod output;
 use crate::api::ConditionStatus;
 use crate::checks::inventory::{self, Claim};
 use crate::checks::{self, Evaluation, Memory, Targets};
-use crate::probe::{ProbeConfig, Prober};
+use crate::probe::{Limits, ProbeConfig, Prober};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Exit codes of `check`.
 pub const EXIT_READY: i32 = 0;
@@ -44,7 +45,6 @@ pub async fn check_all(
     now: jiff::Timestamp,
     progress: bool,
 ) -> Vec<Checked> {
-    let session = prober.session();
     // Without creation times, the first delivery in file order keeps a hostname.
     let claims: Vec<Claim<'_, usize>> = manifests
         .deliveries
@@ -60,7 +60,6 @@ pub async fn check_all(
     let total = manifests.deliveries.len();
     let done = Arc::new(AtomicUsize::new(0));
     let futures = manifests.deliveries.iter().map(|d| {
-        let session = session.clone();
         let done = done.clone();
         let conflict = conflicts
             .get(&format!("{}/{}", d.namespace, d.name))
@@ -75,8 +74,13 @@ pub async fn check_all(
                     .get(&(d.namespace.clone(), r.name.clone()))
                     .cloned()
             });
-            let observed = session
-                .observe(&Targets::of(spec), secret, settings.timeout, now)
+            // One run of `check` is one cycle: every observation is shared for all of it.
+            let limits = Limits {
+                timeout: settings.timeout,
+                max_age: Duration::MAX,
+            };
+            let observed = prober
+                .observe(&Targets::of(spec), secret, limits, now)
                 .await;
             let evaluation = checks::evaluate(
                 spec,
@@ -128,7 +132,11 @@ pub async fn run(opts: CheckOptions) -> i32 {
         );
         return EXIT_BAD_INPUT;
     }
-    let prober = match Prober::new(&opts.probe) {
+    let probe = ProbeConfig {
+        cache_window: Duration::MAX,
+        ..opts.probe
+    };
+    let prober = match Prober::new(&probe) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

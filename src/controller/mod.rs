@@ -2,10 +2,12 @@
 //! `reconcile` runs one object through the stages; `run` wires the watches, the health server
 //! and leader election around it.
 
+pub mod index;
 pub mod leader;
 pub mod publish;
 mod reconcile;
 mod run;
+pub mod secrets;
 
 pub use reconcile::{apply_status, error_policy, reconcile, status_apply_body};
 pub use run::{OperatorConfig, RunConfig, operate, run};
@@ -13,10 +15,12 @@ pub use run::{OperatorConfig, RunConfig, operate, run};
 use crate::api::HttpsDelivery;
 use crate::probe::Prober;
 use crate::telemetry::Metrics;
+use index::DeliveryIndex;
 use kube::Client;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
+use secrets::SecretCache;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -48,19 +52,17 @@ pub struct Context {
     pub recorder: Recorder,
     pub prober: Prober,
     pub metrics: Metrics,
-    pub store: Store<Guarded>,
+    /// Who claims each hostname and references each Secret, kept from the watch.
+    pub index: DeliveryIndex,
+    pub secrets: SecretCache,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        prober: Prober,
-        metrics: Metrics,
-        store: Store<Guarded>,
-        identity: &str,
-    ) -> Self {
+    /// A context whose Secrets are read with a GET each time, until [`Context::with_secrets`]
+    /// gives it a watched cache.
+    pub fn new(client: Client, prober: Prober, metrics: Metrics, identity: &str) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: Some(identity.to_string()),
@@ -70,9 +72,15 @@ impl Context {
             client,
             prober,
             metrics,
-            store,
+            index: DeliveryIndex::default(),
+            secrets: SecretCache::unwatched(),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_secrets(mut self, secrets: SecretCache) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Counts a failed reconcile of `object` and returns how long to wait before the next.
@@ -84,6 +92,7 @@ impl Context {
         wait
     }
 
+    /// Forgets the failures of `object` (it reconciled, or it is gone).
     fn forget_failures(&self, object: &ObjectRef<Guarded>) {
         self.failures
             .lock()

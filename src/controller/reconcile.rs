@@ -4,15 +4,16 @@
 use super::{Context, Error, FIELD_MANAGER, Guarded, publish};
 use crate::api::text::{MAX_EVENT_NOTE, truncate};
 use crate::api::{CheckSettings, HttpsDelivery, HttpsDeliveryStatus, Reason};
-use crate::checks::inventory::{self, Claim};
 use crate::checks::secret::SecretContent;
 use crate::checks::{self, Evaluation, Memory, Targets};
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use crate::probe::Limits;
+use crate::telemetry::Totals;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Arc;
 
@@ -50,10 +51,14 @@ pub async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
     let evaluation = match &inputs.settings {
         Ok(settings) => {
             let targets = Targets::of(&delivery.spec);
+            // Observations shared with other deliveries are at most one recheck interval old.
+            let limits = Limits {
+                timeout: settings.timeout,
+                max_age: settings.recheck_interval,
+            };
             let observed = ctx
                 .prober
-                .session()
-                .observe(&targets, inputs.secret.clone(), settings.timeout, now)
+                .observe(&targets, inputs.secret.clone(), limits, now)
                 .await;
             checks::evaluate(
                 &delivery.spec,
@@ -91,60 +96,20 @@ fn namespace_of(delivery: &HttpsDelivery) -> String {
 async fn read_inputs(ctx: &Context, delivery: &HttpsDelivery) -> Inputs {
     let namespace = namespace_of(delivery);
     let secret = match &delivery.spec.certificate.secret_ref {
-        Some(r) => Some(read_secret(&ctx.client, &namespace, &r.name).await),
+        Some(r) => Some(ctx.secrets.read(&ctx.client, &namespace, &r.name).await),
         None => None,
     };
     Inputs {
         settings: delivery.spec.settings().map_err(|e| e.to_string()),
         secret,
-        conflict: hostname_owner(&ctx.store, delivery),
+        conflict: ctx
+            .index
+            .conflict_of(&ObjectRef::new(&delivery.name_any()).within(&namespace)),
         memory: Memory {
             track_edge_changes: true,
             edge_tracking: delivery.status.as_ref().and_then(|s| s.edge_cname.clone()),
         },
     }
-}
-
-async fn read_secret(client: &Client, namespace: &str, name: &str) -> SecretContent {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    match api.get_opt(name).await {
-        Ok(Some(secret)) => SecretContent::from_secret(&secret),
-        Ok(None) => SecretContent::NotFound,
-        // The error's text names the Secret and the cause; it never holds the Secret's data.
-        Err(e) => SecretContent::ReadFailed(e.to_string()),
-    }
-}
-
-/// The delivery that keeps `me`'s hostname when it is another one, by the one conflict rule
-/// (`checks::inventory::conflicts`): the oldest object claiming it, then by namespace/name.
-/// Objects being deleted have given their claim up.
-fn hostname_owner(store: &Store<Guarded>, me: &HttpsDelivery) -> Option<String> {
-    type Precedence = (Option<jiff::Timestamp>, String, String);
-    let key = |d: &HttpsDelivery| format!("{}/{}", namespace_of(d), d.name_any());
-    let precedence = |d: &HttpsDelivery| -> Precedence {
-        (
-            d.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            namespace_of(d),
-            d.name_any(),
-        )
-    };
-    let stored = store.state();
-    let mut claims: Vec<Claim<'_, Precedence>> = stored
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|d| d.spec.hostname == me.spec.hostname && d.metadata.deletion_timestamp.is_none())
-        .map(|d| Claim {
-            key: key(d),
-            hostname: &d.spec.hostname,
-            precedence: precedence(d),
-        })
-        .collect();
-    claims.push(Claim {
-        key: key(me),
-        hostname: &me.spec.hostname,
-        precedence: precedence(me),
-    });
-    inventory::conflicts(&claims).remove(&key(me))
 }
 
 /// Stage 5: the status (when it changed) and the Events of transitions.
@@ -185,8 +150,14 @@ async fn publish_plan(
     Ok(())
 }
 
-/// The per-object metrics: condition statuses and certificate expiry.
+/// The per-object metrics (condition statuses, certificate expiry) and the process's totals.
 fn record(ctx: &Context, delivery: &HttpsDelivery, evaluation: &Evaluation) {
+    let probes = ctx.prober.counters();
+    ctx.metrics.set_totals(Totals {
+        dns_queries: probes.dns_queries,
+        tls_handshakes: probes.tls_handshakes,
+        secret_reads: ctx.secrets.gets(),
+    });
     let (namespace, name) = (namespace_of(delivery), delivery.name_any());
     let conditions: Vec<(String, String)> = evaluation
         .verdicts

@@ -1,17 +1,17 @@
 //! `run`: the process around the reconciler: client, probes, health server, leader election,
 //! the watches (deliveries, Secrets, hostname claims) and shutdown on SIGTERM.
 
+use super::secrets::SecretCache;
 use super::{Context, Guarded, error_policy, leader, reconcile};
-use crate::api::{HttpsDelivery, Reason};
 use crate::probe::{ProbeConfig, Prober};
 use crate::telemetry::{self, LogFormat, Metrics};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
 use std::collections::HashSet;
 use std::future::Future;
@@ -163,6 +163,10 @@ async fn shutdown_signal() {
 }
 
 /// Runs the controller until `shutdown` resolves. `ready` turns true once the caches are filled.
+///
+/// One watch on deliveries feeds the store, the index (hostname claims, Secret references) and
+/// the reconciler; only a new generation reconciles, so the operator's own status writes do not
+/// trigger a second pass. managedFields are dropped before anything is cached.
 pub async fn run(
     client: Client,
     config: RunConfig,
@@ -172,36 +176,62 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let scope = Scope(config.watch_namespace.clone());
-    let controller = Controller::new(
+    let (secret_store, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let ctx = Arc::new(
+        Context::new(client.clone(), prober, metrics, &config.identity)
+            .with_secrets(SecretCache::new(secret_store)),
+    );
+    let (store, writer) = reflector::store::<Guarded>();
+    let (recheck_tx, recheck_rx) = futures::channel::mpsc::unbounded();
+    let index_ctx = ctx.clone();
+    let deliveries = watcher::watcher(
         scope.api::<Guarded>(&client),
         watcher::Config::default().any_semantic(),
     )
-    .with_config(controller::Config::default().concurrency(config.concurrency));
-    let store = controller.store();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        prober,
-        metrics,
-        store.clone(),
-        &config.identity,
-    ));
+    .default_backoff()
+    .modify(|d: &mut Guarded| d.managed_fields_mut().clear())
+    .inspect_ok(move |event| {
+        let change = index_ctx.index.observe(event);
+        for r in change.recheck {
+            let _ = recheck_tx.unbounded_send(r);
+        }
+        for (ns, name) in change.released {
+            index_ctx.secrets.forget(&ns, &name);
+        }
+    })
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let secrets_ctx = ctx.clone();
+    let secrets = watcher::watcher(
+        scope.api::<PartialObjectMeta<Secret>>(&client),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|s: &mut PartialObjectMeta<Secret>| s.managed_fields_mut().clear())
+    .inspect_ok(move |event| match event {
+        watcher::Event::InitDone => secrets_ctx.secrets.mark_listed(),
+        watcher::Event::Delete(s) => secrets_ctx
+            .secrets
+            .forget(&s.namespace().unwrap_or_default(), &s.name_any()),
+        _ => {}
+    })
+    .reflect(secret_writer)
+    .touched_objects();
     tokio::spawn(report_ready_when_synced(store.clone(), ready));
-    tokio::spawn(forget_deleted(ctx.clone()));
-    let (secrets_store, claims_store) = (store.clone(), store);
-    controller
-        // Secrets are watched by metadata only: their keys never enter the operator's cache.
-        .watches(
-            scope.api::<PartialObjectMeta<Secret>>(&client),
-            watcher::Config::default(),
-            move |secret| referencing_secret(&secrets_store, &secret),
-        )
-        // When any delivery appears, changes or goes away, the losers of hostname conflicts are
-        // looked at again at once: the hostname may now be theirs.
-        .watches(
-            scope.api::<PartialObjectMeta<HttpsDelivery>>(&client),
-            watcher::Config::default(),
-            move |_changed| conflict_losers(&claims_store),
-        )
+    tokio::spawn(forget_deleted(ctx.clone(), store.clone()));
+    let mapper_ctx = ctx.clone();
+    Controller::for_stream(deliveries, store)
+        .with_config(controller::Config::default().concurrency(config.concurrency))
+        // A changed Secret reconciles the deliveries that reference it (rotation); Secrets are
+        // watched by metadata only: their keys never enter the operator's cache.
+        .watches_stream(secrets, move |secret| {
+            mapper_ctx
+                .index
+                .referencing(&secret.namespace().unwrap_or_default(), &secret.name_any())
+        })
+        // When the owner of a hostname changes hands, its claimants are looked at again.
+        .reconcile_on(recheck_rx)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -228,45 +258,6 @@ impl Scope {
     }
 }
 
-/// The readable deliveries in the cache that satisfy `pred`, as references to reconcile.
-fn deliveries_where(
-    store: &Store<Guarded>,
-    pred: impl Fn(&HttpsDelivery) -> bool,
-) -> Vec<ObjectRef<Guarded>> {
-    store
-        .state()
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|d| pred(d))
-        .map(|d| ObjectRef::new(&d.name_any()).within(&d.namespace().unwrap_or_default()))
-        .collect()
-}
-
-fn referencing_secret(
-    store: &Store<Guarded>,
-    secret: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<Guarded>> {
-    let (ns, name) = (secret.namespace(), secret.name_any());
-    deliveries_where(store, |d| {
-        d.namespace() == ns
-            && d.spec
-                .certificate
-                .secret_ref
-                .as_ref()
-                .is_some_and(|r| r.name == name)
-    })
-}
-
-fn conflict_losers(store: &Store<Guarded>) -> Vec<ObjectRef<Guarded>> {
-    deliveries_where(store, |d| {
-        d.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.reason == Reason::HostnameConflict.as_str())
-        })
-    })
-}
-
 /// kube-runtime's Store wakes only the last waiter, and the Controller waits on the same store:
 /// poll, so that this task sees the stored result too.
 async fn report_ready_when_synced(store: Store<Guarded>, ready: Arc<AtomicBool>) {
@@ -283,13 +274,13 @@ async fn report_ready_when_synced(store: Store<Guarded>, ready: Arc<AtomicBool>)
     }
 }
 
-/// Deleted objects are never reconciled again: drop their per-object metrics from time to time.
-async fn forget_deleted(ctx: Arc<Context>) {
+/// Deleted objects are never reconciled again: drop their per-object metrics and backoff
+/// state from time to time.
+async fn forget_deleted(ctx: Arc<Context>, store: Store<Guarded>) {
     let mut tick = tokio::time::interval(Duration::from_secs(15));
     loop {
         tick.tick().await;
-        let live: HashSet<(String, String)> = ctx
-            .store
+        let live: HashSet<(String, String)> = store
             .state()
             .iter()
             .map(|g| {
@@ -306,6 +297,7 @@ async fn forget_deleted(ctx: Arc<Context>) {
         for (ns, name) in ctx.metrics.objects() {
             if !live.contains(&(ns.clone(), name.clone())) {
                 ctx.metrics.forget(&ns, &name);
+                ctx.forget_failures(&ObjectRef::new(&name).within(&ns));
             }
         }
     }

@@ -1,5 +1,7 @@
-//! Observation: network I/O (DNS, TLS) behind a target guard, deduplicated per run.
+//! Observation: network I/O (DNS, TLS) behind a target guard, shared by every delivery of the
+//! process through one cache and one concurrency limit.
 
+pub mod cache;
 pub mod dns;
 pub mod guard;
 pub mod tls;
@@ -11,12 +13,11 @@ use crate::checks::secret::SecretContent;
 use crate::checks::tls::{ChainProblem, TlsEndpoint, TlsObservation, TlsOutcome};
 use crate::checks::x509::parse_pem_chain;
 use crate::checks::{Observations, Targets, origin};
+use cache::{Fetched, SharedCache};
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -36,8 +37,11 @@ pub struct ProbeConfig {
     pub allow_cidrs: Vec<ipnet::IpNet>,
     /// Upper bound of one DNS query; each delivery's `checks.timeout` may be shorter.
     pub dns_timeout: Duration,
-    /// How many DNS walks and TLS probes run at once.
+    /// How many DNS walks and TLS probes run at once, across the whole process.
     pub concurrency: usize,
+    /// The longest a DNS walk or TLS probe is reused for other deliveries (and other
+    /// reconciles); each use may ask for a fresher one.
+    pub cache_window: Duration,
 }
 
 impl Default for ProbeConfig {
@@ -49,6 +53,7 @@ impl Default for ProbeConfig {
             allow_cidrs: Vec::new(),
             dns_timeout: Duration::from_secs(10),
             concurrency: 64,
+            cache_window: Duration::from_secs(30),
         }
     }
 }
@@ -66,14 +71,33 @@ pub trait ProbeRecorder: Send + Sync {
     fn record(&self, kind: &'static str, outcome: &str, duration: Duration);
 }
 
-/// The long-lived probers: resolver, TLS client configuration, guard.
+/// How long one delivery's probes may take, and how old a shared observation it accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub max_age: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeCounters {
+    pub dns_queries: u64,
+    pub tls_handshakes: u64,
+}
+
+/// The probers of the process: resolver, TLS client configuration, guard, one concurrency
+/// limit and one cache of observations shared by every delivery.
+#[derive(Clone)]
 pub struct Prober {
     dns: Arc<dns::DnsProber>,
     tls: Arc<tls::TlsProber>,
     guard: Arc<guard::TargetGuard>,
     https_port: u16,
-    concurrency: usize,
     recorder: Option<Arc<dyn ProbeRecorder>>,
+    /// Bounds the DNS walks and TLS probes in flight across the whole process.
+    limit: Arc<Semaphore>,
+    walks: Arc<SharedCache<String, DnsObservation>>,
+    probes: Arc<SharedCache<TlsEndpoint, TlsOutcome>>,
+    window: Duration,
 }
 
 impl Prober {
@@ -96,23 +120,20 @@ impl Prober {
             tls: Arc::new(tls::TlsProber::new(roots)?),
             guard: Arc::new(guard::TargetGuard::new(config.allow_cidrs.clone())),
             https_port: config.https_port,
-            concurrency: config.concurrency.max(1),
             recorder: None,
+            limit: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            walks: Arc::new(SharedCache::new(config.cache_window)),
+            probes: Arc::new(SharedCache::new(config.cache_window)),
+            window: config.cache_window,
         })
     }
 
-    /// A session deduplicates work: each distinct DNS name is walked once and each distinct TLS
-    /// endpoint (address, port, SNI) is probed once for as long as the session lives.
-    pub fn session(&self) -> ProbeSession {
-        ProbeSession {
-            dns: self.dns.clone(),
-            tls: self.tls.clone(),
-            guard: self.guard.clone(),
-            https_port: self.https_port,
-            recorder: self.recorder.clone(),
-            limit: Arc::new(Semaphore::new(self.concurrency)),
-            walks: Arc::new(Mutex::new(HashMap::new())),
-            probes: Arc::new(Mutex::new(HashMap::new())),
+    /// The same probers with an empty cache of their own (a baseline for measuring sharing).
+    pub fn unshared(&self) -> Prober {
+        Prober {
+            walks: Arc::new(SharedCache::new(self.window)),
+            probes: Arc::new(SharedCache::new(self.window)),
+            ..self.clone()
         }
     }
 
@@ -123,98 +144,71 @@ impl Prober {
             tls_handshakes: self.tls.handshakes(),
         }
     }
-}
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProbeCounters {
-    pub dns_queries: u64,
-    pub tls_handshakes: u64,
-}
-
-type SharedWalk = Shared<BoxFuture<'static, DnsObservation>>;
-type SharedProbe = Shared<BoxFuture<'static, TlsOutcome>>;
-
-#[derive(Clone)]
-pub struct ProbeSession {
-    dns: Arc<dns::DnsProber>,
-    tls: Arc<tls::TlsProber>,
-    guard: Arc<guard::TargetGuard>,
-    https_port: u16,
-    recorder: Option<Arc<dyn ProbeRecorder>>,
-    limit: Arc<Semaphore>,
-    walks: Arc<Mutex<HashMap<String, SharedWalk>>>,
-    probes: Arc<Mutex<HashMap<TlsEndpoint, SharedProbe>>>,
-}
-
-impl ProbeSession {
-    /// Walks `name`'s CNAME chain, once per session.
-    pub async fn walk(&self, name: &str, timeout: Duration) -> DnsObservation {
+    /// Walks `name`'s CNAME chain, or reuses a walk no older than `max_age` (nor than the
+    /// cache window, nor than the shortest TTL of the chain).
+    pub async fn walk(&self, name: &str, timeout: Duration, max_age: Duration) -> DnsObservation {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let fut = {
-            let mut walks = self.walks.lock().unwrap_or_else(|e| e.into_inner());
-            walks
-                .entry(name.clone())
-                .or_insert_with(|| {
-                    let dns = self.dns.clone();
-                    let limit = self.limit.clone();
-                    let recorder = self.recorder.clone();
-                    let name = name.clone();
-                    async move {
-                        let _permit = limit.acquire_owned().await.ok();
-                        let started = std::time::Instant::now();
-                        let observed = match tokio::time::timeout(timeout, dns.walk(&name)).await {
-                            Ok(o) => o,
-                            Err(_) => DnsObservation {
-                                name: name.clone(),
-                                chain: Vec::new(),
-                                outcome: DnsOutcome::Timeout { name },
-                            },
-                        };
-                        if let Some(r) = &recorder {
-                            r.record(
-                                "dns",
-                                dns_outcome_label(&observed.outcome),
-                                started.elapsed(),
-                            );
-                        }
-                        observed
-                    }
-                    .boxed()
-                    .shared()
-                })
-                .clone()
+        let (dns, limit, recorder) = (self.dns.clone(), self.limit.clone(), self.recorder.clone());
+        let key = name.clone();
+        let fetch = move || {
+            async move {
+                let _permit = limit.acquire_owned().await.ok();
+                let started = std::time::Instant::now();
+                let observed = match tokio::time::timeout(timeout, dns.walk(&name)).await {
+                    Ok(o) => o,
+                    Err(_) => DnsObservation {
+                        name: name.clone(),
+                        chain: Vec::new(),
+                        outcome: DnsOutcome::Timeout { name },
+                    },
+                };
+                if let Some(r) = &recorder {
+                    r.record(
+                        "dns",
+                        dns_outcome_label(&observed.outcome),
+                        started.elapsed(),
+                    );
+                }
+                let ttl = observed.chain.iter().map(|l| u64::from(l.ttl)).min();
+                Fetched {
+                    max_age: ttl.map_or(Duration::MAX, Duration::from_secs),
+                    value: observed,
+                }
+            }
+            .boxed()
         };
-        fut.await
+        self.walks.get(key, max_age, fetch).await
     }
 
-    /// Probes one TLS endpoint, once per session, through the target guard.
-    pub async fn probe(&self, endpoint: TlsEndpoint, timeout: Duration) -> TlsObservation {
-        let fut = {
-            let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
-            probes
-                .entry(endpoint.clone())
-                .or_insert_with(|| {
-                    let tls = self.tls.clone();
-                    let guard = self.guard.clone();
-                    let limit = self.limit.clone();
-                    let endpoint = endpoint.clone();
-                    let recorder = self.recorder.clone();
-                    async move {
-                        let _permit = limit.acquire_owned().await.ok();
-                        let started = std::time::Instant::now();
-                        let outcome = tls.probe_guarded(&guard, &endpoint, timeout).await;
-                        if let Some(r) = &recorder {
-                            r.record("tls", tls_outcome_label(&outcome), started.elapsed());
-                        }
-                        outcome
-                    }
-                    .boxed()
-                    .shared()
-                })
-                .clone()
+    /// Probes one TLS endpoint through the target guard, or reuses a probe no older than
+    /// `max_age` (nor than the cache window).
+    pub async fn probe(
+        &self,
+        endpoint: TlsEndpoint,
+        timeout: Duration,
+        max_age: Duration,
+    ) -> TlsObservation {
+        let (tls, guard) = (self.tls.clone(), self.guard.clone());
+        let (limit, recorder) = (self.limit.clone(), self.recorder.clone());
+        let target = endpoint.clone();
+        let fetch = move || {
+            async move {
+                let _permit = limit.acquire_owned().await.ok();
+                let started = std::time::Instant::now();
+                let outcome = tls.probe_guarded(&guard, &target, timeout).await;
+                if let Some(r) = &recorder {
+                    r.record("tls", tls_outcome_label(&outcome), started.elapsed());
+                }
+                Fetched {
+                    value: outcome,
+                    max_age: Duration::MAX,
+                }
+            }
+            .boxed()
         };
         TlsObservation {
-            outcome: fut.await,
+            outcome: self.probes.get(endpoint.clone(), max_age, fetch).await,
             endpoint,
         }
     }
@@ -226,12 +220,12 @@ impl ProbeSession {
         host: &str,
         port: u16,
         sni: &str,
-        timeout: Duration,
+        limits: Limits,
     ) -> (Option<DnsObservation>, Vec<TlsObservation>) {
         let (dns, addresses): (Option<DnsObservation>, Vec<IpAddr>) = match host.parse::<IpAddr>() {
             Ok(ip) => (None, vec![ip]),
             Err(_) => {
-                let walk = self.walk(host, timeout).await;
+                let walk = self.walk(host, limits.timeout, limits.max_age).await;
                 let addrs = walk.addresses().to_vec();
                 (Some(walk), addrs)
             }
@@ -243,7 +237,8 @@ impl ProbeSession {
                         address: SocketAddr::new(ip, port),
                         sni: sni.to_string(),
                     },
-                    timeout,
+                    limits.timeout,
+                    limits.max_age,
                 )
             }))
             .await;
@@ -256,20 +251,20 @@ impl ProbeSession {
         &self,
         targets: &Targets,
         secret: Option<SecretContent>,
-        timeout: Duration,
+        limits: Limits,
         now: jiff::Timestamp,
     ) -> Observations {
-        let hostname_dns = self.walk(&targets.hostname, timeout);
+        let hostname_dns = self.walk(&targets.hostname, limits.timeout, limits.max_age);
         let edge = self.resolve_and_probe(
             &targets.target_cname,
             self.https_port,
             &targets.hostname,
-            timeout,
+            limits,
         );
         let origin = async {
             let o = targets.origin.as_ref()?;
             let (dns, probes) = self
-                .resolve_and_probe(&o.host, o.port, &o.sni, timeout)
+                .resolve_and_probe(&o.host, o.port, &o.sni, limits)
                 .await;
             Some(origin::OriginObservation { dns, probes })
         };

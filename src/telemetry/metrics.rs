@@ -91,6 +91,20 @@ struct Inner {
     /// Holding this lock while touching the per-object families keeps a concurrent `forget`
     /// from leaving half an object behind.
     condition_types: Mutex<HashMap<(String, String), BTreeSet<String>>>,
+    dns_queries: Counter,
+    tls_handshakes: Counter,
+    secret_reads: Counter,
+    /// The totals last published, so that counters move by the difference.
+    totals: Mutex<Totals>,
+}
+
+/// Work sent to the outside world since the process started, as its owners count it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub dns_queries: u64,
+    pub tls_handshakes: u64,
+    /// Secrets fetched from the API server (the rest came from the cache).
+    pub secret_reads: u64,
 }
 
 impl Default for Metrics {
@@ -151,6 +165,23 @@ impl Metrics {
             probe_duration.clone(),
         );
 
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let dns_queries = counter(&mut registry, "dns_queries", "DNS queries sent");
+        let tls_handshakes = counter(
+            &mut registry,
+            "tls_handshakes",
+            "TLS handshakes attempted (connections opened by probes)",
+        );
+        let secret_reads = counter(
+            &mut registry,
+            "secret_reads",
+            "Secrets read from the API server (a Secret is read again only when it changed)",
+        );
+
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -161,8 +192,40 @@ impl Metrics {
                 reconcile_duration,
                 probe_duration,
                 condition_types: Mutex::new(HashMap::new()),
+                dns_queries,
+                tls_handshakes,
+                secret_reads,
+                totals: Mutex::new(Totals::default()),
             }),
         }
+    }
+
+    /// Publishes the totals counted by the probes and the Secret cache.
+    pub fn set_totals(&self, now: Totals) {
+        let mut last = self
+            .inner
+            .totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let bump = |counter: &Counter, value: u64, last: u64| {
+            if value > last {
+                counter.inc_by(value - last);
+            }
+        };
+        bump(&self.inner.dns_queries, now.dns_queries, last.dns_queries);
+        bump(
+            &self.inner.tls_handshakes,
+            now.tls_handshakes,
+            last.tls_handshakes,
+        );
+        bump(
+            &self.inner.secret_reads,
+            now.secret_reads,
+            last.secret_reads,
+        );
+        last.dns_queries = last.dns_queries.max(now.dns_queries);
+        last.tls_handshakes = last.tls_handshakes.max(now.tls_handshakes);
+        last.secret_reads = last.secret_reads.max(now.secret_reads);
     }
 
     /// Publishes the conditions of one object as `(type, status)` pairs.
@@ -574,6 +637,32 @@ mod tests {
             "httpsdelivery_probe_duration_seconds_sum{kind=\"tls\",outcome=\"timeout\"}",
         );
         assert_eq!(tls_sum.as_deref(), Some("10.0"));
+    }
+
+    #[test]
+    fn totals_move_the_counters_by_the_difference_and_never_back() {
+        let metrics = Metrics::new();
+        let totals = |d, t, s| Totals {
+            dns_queries: d,
+            tls_handshakes: t,
+            secret_reads: s,
+        };
+        metrics.set_totals(totals(5, 2, 1));
+        metrics.set_totals(totals(12, 2, 1));
+        metrics.set_totals(totals(3, 1, 0));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, "httpsdelivery_dns_queries_total").as_deref(),
+            Some("12")
+        );
+        assert_eq!(
+            sample(&text, "httpsdelivery_tls_handshakes_total").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            sample(&text, "httpsdelivery_secret_reads_total").as_deref(),
+            Some("1")
+        );
     }
 
     #[test]

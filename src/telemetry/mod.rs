@@ -6,4 +6,4 @@ pub mod metrics;
 
 pub use health::{bind, serve_listener};
 pub use logging::{LogFormat, init_logging};
-pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, ReconcileTimer};
+pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, ReconcileTimer, Totals};

@@ -1,0 +1,115 @@
+//! Secrets read once per change. The metadata watch tells which resourceVersion each Secret is
+//! at; a referenced Secret is fetched only when its version is new to this cache, and its
+//! parsed content is dropped when the Secret goes or no delivery references it any more.
+
+use crate::checks::secret::SecretContent;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+type SecretKey = (String, String);
+
+pub struct SecretCache {
+    /// The metadata of every watched Secret (no data), and whether it has been listed once.
+    meta: Option<Store<PartialObjectMeta<Secret>>>,
+    listed: AtomicBool,
+    /// Parsed content by (namespace, name), with the resourceVersion it was read at.
+    parsed: Mutex<HashMap<SecretKey, (String, SecretContent)>>,
+    gets: AtomicU64,
+}
+
+impl SecretCache {
+    /// A cache that follows `meta`, the store of a metadata watch on Secrets.
+    pub fn new(meta: Store<PartialObjectMeta<Secret>>) -> Self {
+        SecretCache {
+            meta: Some(meta),
+            listed: AtomicBool::new(false),
+            parsed: Mutex::new(HashMap::new()),
+            gets: AtomicU64::new(0),
+        }
+    }
+
+    /// A cache without a watch: every read is a GET (for tests of request shapes).
+    pub fn unwatched() -> Self {
+        SecretCache {
+            meta: None,
+            listed: AtomicBool::new(false),
+            parsed: Mutex::new(HashMap::new()),
+            gets: AtomicU64::new(0),
+        }
+    }
+
+    /// The metadata watch has listed every Secret: from now on, one missing from its store
+    /// does not exist.
+    pub fn mark_listed(&self) {
+        self.listed.store(true, Ordering::Release);
+    }
+
+    /// GETs sent since the cache was made.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, (String, SecretContent)>> {
+        self.parsed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What Secret `namespace/name` holds, read from the API only when it changed.
+    pub async fn read(&self, client: &Client, namespace: &str, name: &str) -> SecretContent {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(meta) = &self.meta {
+            match meta.get(&ObjectRef::new(name).within(namespace)) {
+                Some(m) => {
+                    let version = m.resource_version();
+                    if let Some((cached, content)) = self.lock().get(&key)
+                        && Some(cached) == version.as_ref()
+                    {
+                        return content.clone();
+                    }
+                }
+                None if self.listed.load(Ordering::Acquire) => {
+                    self.forget(namespace, name);
+                    return SecretContent::NotFound;
+                }
+                None => {}
+            }
+        }
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(Some(secret)) => {
+                let content = SecretContent::from_secret(&secret);
+                if let Some(version) = secret.resource_version() {
+                    self.lock().insert(key, (version, content.clone()));
+                }
+                content
+            }
+            Ok(None) => {
+                self.forget(namespace, name);
+                SecretContent::NotFound
+            }
+            // The error's text names the Secret and the cause; it never holds the Secret's data.
+            Err(e) => SecretContent::ReadFailed(e.to_string()),
+        }
+    }
+
+    /// Drops what is cached of Secret `namespace/name` (it went, or nothing references it).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.lock()
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// Secrets whose content is cached.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

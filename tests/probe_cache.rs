@@ -1,0 +1,104 @@
+//! The process-wide probe cache: deliveries that share a DNS name or a TLS endpoint share one
+//! walk or handshake per cycle, and a cycle later the world is looked at again.
+
+use httpsdelivery_operator::api::HttpsDelivery;
+use httpsdelivery_operator::checks::Targets;
+use httpsdelivery_operator::probe::{Limits, ProbeConfig, Prober};
+use std::time::Duration;
+use testkit::world::{PORT, World, example};
+
+fn prober(world: &World, window: Duration) -> Prober {
+    Prober::new(&ProbeConfig {
+        dns_servers: vec![world.dns.addr()],
+        ca_files: vec![world.ca_file().into()],
+        https_port: PORT,
+        allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
+        cache_window: window,
+        ..ProbeConfig::default()
+    })
+    .expect("prober")
+}
+
+/// Two deliveries of the healthy example's origin: www and another hostname on the same edge.
+fn targets() -> [Targets; 2] {
+    let www: HttpsDelivery = example("healthy.yaml");
+    let mut other = www.clone();
+    other.spec.hostname = "platform.shop.example".into();
+    other.spec.edge_cname.hostname = "platform.shop.example".into();
+    [Targets::of(&www.spec), Targets::of(&other.spec)]
+}
+
+const CYCLE: Limits = Limits {
+    timeout: Duration::from_secs(5),
+    max_age: Duration::from_secs(600),
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_deliveries_sharing_an_origin_make_one_origin_handshake_per_cycle() {
+    let world = World::start().await.expect("world");
+    let prober = prober(&world, Duration::from_secs(30));
+    let [www, other] = targets();
+    assert_eq!(www.origin, other.origin, "the fixture shares the origin");
+    let now = jiff::Timestamp::now();
+    let (a, b) = tokio::join!(
+        prober.observe(&www, None, CYCLE, now),
+        prober.observe(&other, None, CYCLE, now)
+    );
+    for o in [&a, &b] {
+        let origin = o.origin.as_ref().expect("the origin was probed");
+        assert_eq!(origin.probes.len(), 1, "{origin:?}");
+    }
+    assert_eq!(
+        world.origin.connections(),
+        1,
+        "one origin handshake for both"
+    );
+    assert_eq!(
+        world.edge.connections(),
+        2,
+        "one edge handshake per SNI name (www and platform)"
+    );
+    // The same cycle again (a reconcile of either): nothing new leaves the process.
+    let queries = prober.counters().dns_queries;
+    prober.observe(&www, None, CYCLE, now).await;
+    assert_eq!(world.origin.connections(), 1);
+    assert_eq!(world.edge.connections(), 2);
+    assert_eq!(
+        prober.counters().dns_queries,
+        queries,
+        "DNS walks are shared too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_never_sees_an_observation_older_than_it_accepts() {
+    let world = World::start().await.expect("world");
+    let prober = prober(&world, Duration::from_secs(30));
+    let [www, _] = targets();
+    let now = jiff::Timestamp::now();
+    prober.observe(&www, None, CYCLE, now).await;
+    assert_eq!(world.origin.connections(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = Limits {
+        max_age: Duration::from_millis(100),
+        ..CYCLE
+    };
+    prober.observe(&www, None, fresh, now).await;
+    assert_eq!(
+        world.origin.connections(),
+        2,
+        "older than the delivery's recheck interval: probed again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_reused_past_the_cache_window() {
+    let world = World::start().await.expect("world");
+    let prober = prober(&world, Duration::from_millis(100));
+    let [www, _] = targets();
+    let now = jiff::Timestamp::now();
+    prober.observe(&www, None, CYCLE, now).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    prober.observe(&www, None, CYCLE, now).await;
+    assert_eq!(world.origin.connections(), 2);
+}
