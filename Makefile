@@ -104,11 +104,12 @@ tools-clean:
 #                   packages (apt-get, as root) when it is missing, and says so
 #   make crds       regenerate crds/ from the Rust types (a test fails when they drift)
 #   make bench      the shared-work benchmark (see README)
+#   make bench-scale N=10000   the operator at scale on the real control plane (see README)
 # ---------------------------------------------------------------------------
 
 CARGO ?= cargo
 
-.PHONY: test test-fast test-deps lint crds bench build
+.PHONY: test test-fast test-deps lint crds bench bench-scale build
 
 build:
 	$(CARGO) build --release
@@ -151,6 +152,11 @@ crds:
 
 bench:
 	$(CARGO) bench --bench shared_work
+
+# The operator on the real control plane against N deliveries, beside a raw-apply client.
+N ?= 1000
+bench-scale: tools
+	$(CARGO) bench --bench scale -- $(N)
 
 # ---------------------------------------------------------------------------
 # The quick start: a local control plane, a loopback internet, the chart, the

@@ -79,6 +79,17 @@ impl Zone {
         self.with(name, Data::A(addr))
     }
 
+    /// A wildcard CNAME `*.parent` (RFC 4592): every name one or more labels below `parent`
+    /// that owns nothing itself answers as a CNAME to `target`.
+    pub fn wildcard_cname(mut self, parent: &str, target: &str) -> Self {
+        let parent = self.owned(parent);
+        let target = normalize(target);
+        assert!(valid(&target), "invalid CNAME target {target:?}");
+        self.records
+            .push((format!("*.{parent}"), self.ttl, Data::Cname(target)));
+        self
+    }
+
     pub fn aaaa(self, name: &str, addr: Ipv6Addr) -> Self {
         self.with(name, Data::Aaaa(addr))
     }
@@ -144,6 +155,29 @@ impl Zone {
     }
 
     fn records_of(&self, name: &str) -> Result<Vec<Record>, String> {
+        let own = self.own_records_of(name)?;
+        if !own.is_empty() || self.exists(name) {
+            return Ok(own);
+        }
+        // No such name: the closest wildcard above it answers, with the name as the owner.
+        let mut parent = name;
+        while let Some((_, rest)) = parent.split_once('.') {
+            let wildcard = format!("*.{rest}");
+            let synthesized: Vec<Record> = self
+                .records
+                .iter()
+                .filter(|(owner, _, _)| *owner == wildcard)
+                .map(|(_, ttl, data)| record(name, *ttl, rdata(data)?))
+                .collect::<Result<_, _>>()?;
+            if !synthesized.is_empty() || rest == self.origin {
+                return Ok(synthesized);
+            }
+            parent = rest;
+        }
+        Ok(Vec::new())
+    }
+
+    fn own_records_of(&self, name: &str) -> Result<Vec<Record>, String> {
         let mut out = Vec::new();
         if name == self.origin {
             out.push(self.soa()?);
@@ -154,15 +188,9 @@ impl Zone {
             )?);
         }
         for (owner, ttl, data) in &self.records {
-            if owner != name {
-                continue;
+            if owner == name {
+                out.push(record(owner, *ttl, rdata(data)?)?);
             }
-            let rdata = match data {
-                Data::Cname(target) => RData::CNAME(CNAME(absolute(target)?)),
-                Data::A(addr) => RData::A(A(*addr)),
-                Data::Aaaa(addr) => RData::AAAA(AAAA(*addr)),
-            };
-            out.push(record(owner, *ttl, rdata)?);
         }
         Ok(out)
     }
@@ -496,6 +524,14 @@ fn absolute(name: &str) -> Result<Name, String> {
     Name::from_ascii(format!("{name}.")).map_err(|e| format!("{name}: {e}"))
 }
 
+fn rdata(data: &Data) -> Result<RData, String> {
+    Ok(match data {
+        Data::Cname(target) => RData::CNAME(CNAME(absolute(target)?)),
+        Data::A(addr) => RData::A(A(*addr)),
+        Data::Aaaa(addr) => RData::AAAA(AAAA(*addr)),
+    })
+}
+
 fn record(name: &str, ttl: u32, data: RData) -> Result<Record, String> {
     Ok(Record::from_rdata(absolute(name)?, ttl, data))
 }
@@ -534,6 +570,34 @@ mod tests {
                 authorities.len(),
             ),
         }
+    }
+
+    #[test]
+    fn a_wildcard_answers_for_names_that_own_nothing() {
+        let state = State {
+            zones: vec![
+                Zone::new("bench.example")
+                    .wildcard_cname("bench.example", "edge.cdn.example")
+                    .a("own.bench.example", Ipv4Addr::new(192, 0, 2, 3)),
+                Zone::new("cdn.example").a("edge.cdn.example", Ipv4Addr::new(192, 0, 2, 10)),
+            ],
+            ..State::default()
+        };
+        let (code, answers, _) = parts(lookup(&state, "h42.bench.example", RecordType::A).unwrap());
+        assert_eq!(code, ResponseCode::NoError);
+        assert_eq!(
+            answers,
+            [
+                "h42.bench.example. edge.cdn.example.",
+                "edge.cdn.example. 192.0.2.10"
+            ]
+        );
+        let (_, answers, _) = parts(lookup(&state, "own.bench.example", RecordType::A).unwrap());
+        assert_eq!(
+            answers,
+            ["own.bench.example. 192.0.2.3"],
+            "its own records win"
+        );
     }
 
     #[test]
