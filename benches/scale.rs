@@ -411,7 +411,8 @@ async fn main() {
     println!(
         "| {n} | {raw_seconds:.1} | {all:.1} | {:.2} | {first:.1} | {reconciles} | {} | {} | {} | {} | {:.2} | {rss:.0} | {} |",
         all / raw_seconds,
-        delta("PATCH", "httpsdeliveries", "status"),
+        // Server-side apply is counted as the verb APPLY (other clients would PATCH).
+        delta("APPLY", "httpsdeliveries", "status") + delta("PATCH", "httpsdeliveries", "status"),
         delta("GET", "secrets", ""),
         operator_counter(&metrics, "httpsdelivery_dns_queries_total"),
         operator_counter(&metrics, "httpsdelivery_tls_handshakes_total"),
