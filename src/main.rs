@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use httpsdelivery_operator::api::HttpsDelivery;
 use httpsdelivery_operator::cli::{self, CheckOptions, Format};
-use httpsdelivery_operator::controller::{self, OperatorConfig};
+use httpsdelivery_operator::controller::{self, Bounds, OperatorConfig};
 use httpsdelivery_operator::probe::ProbeConfig;
 use httpsdelivery_operator::telemetry;
 use kube::CustomResourceExt;
@@ -34,6 +34,9 @@ enum Command {
         /// Evaluate as of this instant (RFC 3339) instead of now.
         #[arg(long)]
         now: Option<jiff::Timestamp>,
+        /// Files larger than this many bytes are refused without being read.
+        #[arg(long, value_name = "BYTES", default_value_t = cli::input::DEFAULT_MAX_FILE_SIZE)]
+        max_file_size: u64,
         #[command(flatten)]
         probe: ProbeFlags,
     },
@@ -73,6 +76,24 @@ struct RunArgs {
     /// accepts nothing older than its own recheck interval, nor than a record's TTL.
     #[arg(long, default_value = "30s")]
     probe_cache_window: kube::core::Duration,
+    /// No delivery is rechecked more often than this (a smaller recheckInterval is raised to
+    /// it; the CRD refuses less than 30s).
+    #[arg(long, default_value = "30s")]
+    min_recheck_interval: kube::core::Duration,
+    /// A reconcile whose probes have not finished by then is cut short and its probed steps
+    /// reported Unknown (ProbeTimeout).
+    #[arg(long, default_value = "2m")]
+    reconcile_timeout: kube::core::Duration,
+    /// /healthz fails when reconciles are in flight and none finished for this long.
+    #[arg(long, default_value = "5m")]
+    stall_timeout: kube::core::Duration,
+    /// After SIGTERM, how long reconciles in flight may take before the process exits anyway.
+    #[arg(long, default_value = "5s")]
+    shutdown_grace: kube::core::Duration,
+    /// Read and watch only the Secrets carrying this label selector (e.g.
+    /// httpsdelivery.dev/certificate=true); deliveries referencing others get SecretNotAllowed.
+    #[arg(long, env = "SECRET_LABEL_SELECTOR")]
+    secret_label_selector: Option<String>,
     #[command(flatten)]
     probe: ProbeFlags,
 }
@@ -132,13 +153,17 @@ fn main() {
             paths,
             output,
             now,
+            max_file_size,
             probe,
-        } => block_on(cli::run(CheckOptions {
-            paths,
-            format: output,
-            now,
-            probe: probe.into(),
-        })),
+        } => block_on(cli::run_with(
+            CheckOptions {
+                paths,
+                format: output,
+                now,
+                probe: probe.into(),
+            },
+            cli::input::LoadOptions { max_file_size },
+        )),
     };
     std::process::exit(code);
 }
@@ -168,6 +193,13 @@ impl From<RunArgs> for OperatorConfig {
             probe: ProbeConfig {
                 cache_window: a.probe_cache_window.into(),
                 ..a.probe.into()
+            },
+            secret_label_selector: a.secret_label_selector,
+            limits: Bounds {
+                min_recheck_interval: a.min_recheck_interval.into(),
+                reconcile_timeout: a.reconcile_timeout.into(),
+                stall_timeout: a.stall_timeout.into(),
+                shutdown_grace: a.shutdown_grace.into(),
             },
         }
     }

@@ -8,21 +8,49 @@ use testkit::world::World;
 const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 
-/// Runs `check ARGS` against the world; asserts its exit code (0 all ready, 1 not every one
-/// ready, 2 bad input) and returns its stdout and stderr.
-async fn check(world: &World, args: &[&str], exit: i32) -> (String, String) {
+/// Runs `check ARGS` against the world; returns its exit code, stdout and stderr.
+async fn run_check(world: &World, args: &[&str]) -> (Option<i32>, String, String) {
     let mut cmd = std::process::Command::new(BIN);
     cmd.arg("check").args(args).args(world.probe_args());
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("run the check binary"))
         .await
         .expect("join");
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Runs `check ARGS` against the world; asserts its exit code (0 all ready, 1 not every one
+/// ready, 2 bad input) and returns its stdout and stderr.
+async fn check(world: &World, args: &[&str], exit: i32) -> (String, String) {
+    let (code, stdout, stderr) = run_check(world, args).await;
     assert_eq!(
-        out.status.code(),
+        code,
         Some(exit),
         "check {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     (stdout, stderr)
+}
+
+/// The fixtures of `tests/fixtures/DIR`, sorted, with the values of their `# KEY:` lines.
+fn fixtures(dir: &str, key: &str) -> Vec<(std::path::PathBuf, Vec<String>)> {
+    let dir = format!("{}/tests/fixtures/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let prefix = format!("# {key}: ");
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let values = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(&prefix))
+                .map(str::to_string)
+                .collect();
+            (file, values)
+        })
+        .collect()
 }
 
 fn delivery<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -266,4 +294,156 @@ async fn unreadable_and_non_yaml_input_exit_2() {
     std::fs::write(&bad, "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\ndata: {tls.key: \"-----BEGIN PRIVATE KEY----- not base64\"}\n").unwrap();
     let (_, stderr) = check(&world, &["-f", bad.to_str().unwrap()], 2).await;
     assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+}
+
+/// What the API server refuses with strict field validation, `check` refuses too (the same
+/// files go to the API server in `tests/check_agrees.rs`): exit 2, each problem named with its
+/// file, document, field path and line, and nothing checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_api_server_refuses_exits_2_naming_file_document_field_and_line() {
+    let world = World::start().await.expect("world");
+    let cases = fixtures("reject", "check");
+    assert!(cases.len() >= 20, "{cases:?}");
+    let mut problems = Vec::new();
+    for (file, expect) in cases {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!expect.is_empty(), "{name} has no `# check:` line");
+        let (code, stdout, stderr) = run_check(&world, &["-f", file.to_str().unwrap()]).await;
+        if code != Some(2) || !stdout.is_empty() {
+            problems.push(format!(
+                "{name}: exit {code:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            ));
+            continue;
+        }
+        let location = format!("{name} (document ");
+        let missing: Vec<&String> = std::iter::once(&location)
+            .chain(&expect)
+            .filter(|e| !stderr.contains(e.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!("{name}: stderr lacks {missing:?}:\n{stderr}"));
+        }
+        // One problem each: a fixture broken in a second way would pass for the wrong reason.
+        if !stderr.contains("\n1 problem(s) in the input") {
+            problems.push(format!("{name}: more than one problem:\n{stderr}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// What the API server accepts is usable input for `check`: it is checked (exit 0 or 1).
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_api_server_accepts_is_checked() {
+    let world = World::start().await.expect("world");
+    for (file, _) in fixtures("accept", "check") {
+        let (code, stdout, stderr) =
+            run_check(&world, &["-f", file.to_str().unwrap(), "-o", "json"]).await;
+        assert!(
+            matches!(code, Some(0 | 1)),
+            "{}: exit {code:?}\nstderr:\n{stderr}",
+            file.display()
+        );
+        let report: Value = serde_json::from_str(&stdout).expect("JSON output");
+        assert_eq!(
+            report["deliveries"].as_array().map(Vec::len),
+            Some(1),
+            "{report:#}"
+        );
+    }
+}
+
+/// Documents of other kinds and files that hold no manifest are listed on stderr, one line for
+/// each sort; a file named on the command line must be a manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_is_skipped_is_said_in_one_line() {
+    let world = World::start().await.expect("world");
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = std::fs::read_to_string(format!("{EXAMPLES}/healthy.yaml")).unwrap();
+    let others = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n";
+    std::fs::write(dir.path().join("a.yaml"), format!("{healthy}---\n{others}")).unwrap();
+    std::fs::create_dir(dir.path().join(".vscode")).unwrap();
+    std::fs::write(
+        dir.path().join(".vscode/settings.json"),
+        "{\"editor.tabSize\": 2}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("chart/templates")).unwrap();
+    std::fs::write(
+        dir.path().join("chart/Chart.yaml"),
+        "apiVersion: v2\nname: c\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("chart/templates/x.yaml"), "a: {{ .b }}\n").unwrap();
+    let root = dir.path().to_str().unwrap();
+    let (_, stderr) = check(&world, &["-f", root], 0).await;
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("skipped"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("skipped 2 documents that are not HttpsDelivery or Secret: ")
+            && lines[0].contains("a.yaml:2 (v1 ConfigMap), ")
+            && lines[0].contains("a.yaml:3 (apps/v1 Deployment)"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("skipped 2 paths that hold no manifests: ")
+            && lines[1].contains("chart/ (a Helm chart")
+            && lines[1].contains("settings.json (no apiVersion and kind)"),
+        "{stderr}"
+    );
+    let settings = format!("{root}/.vscode/settings.json");
+    let (_, stderr) = check(&world, &["-f", &settings], 2).await;
+    assert!(
+        stderr.contains("settings.json: holds no Kubernetes object"),
+        "{stderr}"
+    );
+}
+
+/// A FIFO among the manifests is refused without being opened: `check` does not wait for a
+/// writer that never comes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_is_refused_and_does_not_block() {
+    let world = World::start().await.expect("world");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!("{EXAMPLES}/healthy.yaml"),
+        dir.path().join("www.yaml"),
+    )
+    .unwrap();
+    let fifo = dir.path().join("pipe.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("check")
+        .arg("-f")
+        .arg(dir.path())
+        .args(world.probe_args());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("start check");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("check blocked on the FIFO");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "pipe.yaml: is a FIFO (named pipe), not a regular file: refused without reading it"
+        ),
+        "{stderr}"
+    );
 }

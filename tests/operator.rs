@@ -26,13 +26,19 @@ const READY: [&str; 3] = ["Ready", "True", "Verified"];
 const PROPAGATING: [&str; 3] = ["EdgeCnamePropagated", "False", "Propagating"];
 const PROPAGATED: [&str; 3] = ["EdgeCnamePropagated", "True", "Propagated"];
 
-/// How many rechecks a window must hold in which nothing may be written: with a 1 s recheck
-/// interval, a few seconds in which the operator demonstrably ran.
+/// How many reconciles a window must hold in which no duplicate Event may appear (each caused
+/// by a new generation, see [`recheck`]), so that the window is not trivially empty.
 const RECHECKS: u64 = 3;
 
-/// Starts the operator on `namespace`, probing the loopback world.
+/// Starts the operator on `namespace`, probing the loopback world. Observations are not shared
+/// across reconciles (a cache window of 0s), so that a reconcile a test causes sees the world
+/// as the test just made it.
 fn start(cp: &ControlPlane, world: &World, namespace: &str, extra: &[&str]) -> Operator {
-    let mut args = vec!["--watch-namespace".to_owned(), namespace.to_owned()];
+    let mut args = vec![
+        "--watch-namespace".to_owned(),
+        namespace.to_owned(),
+        "--probe-cache-window=0s".to_owned(),
+    ];
     args.extend(world.probe_args());
     args.extend(extra.iter().map(|a| a.to_string()));
     Operator::start(BIN, cp.kubeconfig_path(), args)
@@ -67,16 +73,50 @@ fn count(events: &[Event], type_: &str, reason: &str) -> i32 {
         .sum()
 }
 
-/// Waits for the Event `type_ reason` of `name`, then holds while the operator rechecks
+/// A new generation of delivery `name` (spec.checks.expiryWarning toggles between 720h and
+/// 721h, which changes no verdict), so that the operator reconciles it now rather than at the
+/// next recheck (recheckInterval is at least 30s).
+async fn nudge(api: &Api<HttpsDelivery>, name: &str) {
+    let d = api.get(name).await.expect("read the delivery");
+    let next = match d.spec.checks.and_then(|c| c.expiry_warning).as_deref() {
+        Some("720h") => "721h",
+        _ => "720h",
+    };
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"checks": {"expiryWarning": next}}})),
+    )
+    .await
+    .expect("change the spec");
+}
+
+/// Makes the operator reconcile `name` `times` more times, one new generation after another.
+async fn recheck(op: &Operator, api: &Api<HttpsDelivery>, name: &str, times: u64) {
+    for _ in 0..times {
+        let before = op.reconciles();
+        nudge(api, name).await;
+        eventually(PATIENCE, async || {
+            let n = op.reconciles();
+            (n > before).then_some(()).ok_or(format!("{n}"))
+        })
+        .await
+        .unwrap_or_else(|n| panic!("no reconcile after a new generation ({n}):\n{}", op.log()));
+    }
+}
+
+/// Waits for the Event `type_ reason` of `name`, then has the operator recheck it
 /// [`RECHECKS`] times (so that a repeated Event had its chances), and returns the Events then.
 async fn events_after_rechecks(
     cp: &ControlPlane,
-    ns: &str,
+    api: &Api<HttpsDelivery>,
     name: &str,
     op: &Operator,
     type_: &str,
     reason: &str,
 ) -> Vec<Event> {
+    let ns = api.namespace().unwrap_or_default().to_string();
+    let ns = ns.as_str();
     eventually(PATIENCE, async || {
         let ev = events(cp, ns, name).await;
         if count(&ev, type_, reason) > 0 {
@@ -87,7 +127,7 @@ async fn events_after_rechecks(
     })
     .await
     .unwrap_or_else(|ev| panic!("no {type_} {reason} Event among {ev}\n{}", op.log()));
-    op.reconciles_more(RECHECKS, PATIENCE).await;
+    recheck(op, api, name, RECHECKS).await;
     events(cp, ns, name).await
 }
 
@@ -167,7 +207,7 @@ async fn setup(prefix: &str) -> (&'static ControlPlane, World, String, Api<Https
 async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each() {
     let (cp, world, ns, api) = setup("dns").await;
     let op = start(cp, &world, &ns, &[]);
-    let d = create_ready(&api, &ns, "www", json!({"recheckInterval": "1s"}), &op).await;
+    let d = create_ready(&api, &ns, "www", json!({"recheckInterval": "1h"}), &op).await;
     let status = d.status.clone().expect("status");
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.conditions.len(), 7);
@@ -188,6 +228,7 @@ async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each
             .remove("www.shop.example")
             .cname("www.shop.example", "cs2.wpc.cdn.example");
     });
+    nudge(&api, "www").await;
     let d = op
         .wait_for_condition(
             &api,
@@ -198,12 +239,13 @@ async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each
         .await;
     assert!(has_condition(&d, "Ready", "False", "CnameTargetMismatch"));
     // Several more rechecks while broken: still exactly one Warning.
-    let ev = events_after_rechecks(cp, &ns, "www", &op, "Warning", "CnameTargetMismatch").await;
+    let ev = events_after_rechecks(cp, &api, "www", &op, "Warning", "CnameTargetMismatch").await;
     assert_eq!(count(&ev, "Warning", "CnameTargetMismatch"), 1, "{ev:#?}");
 
     world.dns.set_zones(world.zones());
+    nudge(&api, "www").await;
     op.wait_for_condition(&api, "www", READY, PATIENCE).await;
-    let ev = events_after_rechecks(cp, &ns, "www", &op, "Normal", "Verified").await;
+    let ev = events_after_rechecks(cp, &api, "www", &op, "Normal", "Verified").await;
     assert_eq!(count(&ev, "Normal", "Verified"), 1, "{ev:#?}");
     assert_eq!(count(&ev, "Warning", "CnameTargetMismatch"), 1, "{ev:#?}");
     assert_status_applied_by_the_operator(&api.get("www").await.expect("read back"));
@@ -331,9 +373,8 @@ async fn an_edge_cname_change_propagates_without_outside_help() {
 async fn steady_state_writes_nothing() {
     let (cp, world, ns, api) = setup("steady").await;
     let op = start(cp, &world, &ns, &[]);
-    create_ready(&api, &ns, "www", json!({"recheckInterval": "1s"}), &op).await;
-    // Past the reconcile that its own status write triggers: steady state from here on.
-    op.reconciles_more(2, PATIENCE).await;
+    // The shortest recheck the schema allows: the window below holds two real rechecks.
+    create_ready(&api, &ns, "www", json!({"recheckInterval": "30s"}), &op).await;
     let before = api
         .get("www")
         .await
@@ -342,7 +383,7 @@ async fn steady_state_writes_nothing() {
         .resource_version;
     let events_before = events(cp, &ns, "www").await.len();
     let reconciles_before = op.reconciles();
-    let reconciles_after = op.reconciles_more(RECHECKS, PATIENCE).await;
+    let reconciles_after = op.reconciles_more(2, Duration::from_secs(90)).await;
     let after = api
         .get("www")
         .await
@@ -399,10 +440,10 @@ async fn two_replicas_elect_one_writer_and_fail_over() {
         &ns,
         &[&lease_flags[..], &["--identity", "replica-b"]].concat(),
     );
-    create_ready(&api, &ns, "www", json!({"recheckInterval": "1s"}), &a).await;
+    create_ready(&api, &ns, "www", json!({"recheckInterval": "1h"}), &a).await;
     // Only the leader works: while a rechecks, b's metrics show no reconcile, and the status
     // has the one writer.
-    a.reconciles_more(RECHECKS, PATIENCE).await;
+    recheck(&a, &api, "www", RECHECKS).await;
     assert_eq!(b.reconciles(), 0, "the follower reconciled:\n{}", b.log());
     assert_status_applied_by_the_operator(&api.get("www").await.expect("read"));
 
@@ -421,6 +462,7 @@ async fn two_replicas_elect_one_writer_and_fail_over() {
     world.dns.update(|zones| {
         zones[0] = zones[0].clone().remove("www.shop.example");
     });
+    nudge(&api, "www").await;
     let d = b
         .wait_for_condition(
             &api,
@@ -586,4 +628,217 @@ async fn first_convergence_is_one_reconcile_and_one_write_per_delivery() {
     })
     .await
     .unwrap_or_else(|n| panic!("{n} Secret reads after a rotation\n{}", op.log()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn the_status_is_no_secret_oracle_and_a_label_selector_scopes_what_is_read() {
+    let (cp, world, ns, api) = setup("secrets").await;
+    let secrets: Api<Secret> = Api::namespaced(cp.client().await, &ns);
+    let leaf = world.ca.issue(LeafSpec::valid_for(["www.shop.example"]));
+    let mut opaque = tls_secret("opaque", &leaf);
+    opaque.type_ = Some("Opaque".into());
+    secrets
+        .create(&PostParams::default(), &opaque)
+        .await
+        .expect("create an Opaque Secret");
+    let mut labelled = tls_secret("labelled", &leaf);
+    labelled.metadata.labels = Some([("certs".to_string(), "cdn".to_string())].into());
+    for s in [labelled, tls_secret("unlabelled", &leaf)] {
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("create a Secret");
+    }
+    let op = start(cp, &world, &ns, &["--secret-label-selector", "certs=cdn"]);
+    let create = async |name: &str, secret: &str| {
+        let mut d = healthy(&ns, name, json!({"recheckInterval": "1h"}));
+        d.spec.hostname = "www.shop.example".into();
+        d.spec.certificate.secret_ref = Some(SecretReference {
+            name: secret.into(),
+        });
+        api.create(&PostParams::default(), &d)
+            .await
+            .expect("create the delivery");
+    };
+    create("labelled", "labelled").await;
+    op.wait_for_condition(
+        &api,
+        "labelled",
+        ["CertificateValid", "True", "Verified"],
+        PATIENCE,
+    )
+    .await;
+    for (name, secret) in [
+        ("opaque", "opaque"),
+        ("missing", "missing"),
+        ("unlabelled", "unlabelled"),
+    ] {
+        create(name, secret).await;
+    }
+    // Another type and no Secret at all read the same; a Secret outside the selector is never read.
+    let words = |d: &HttpsDelivery| condition(d, "CertificateValid").expect("condition").message;
+    let opaque = op
+        .wait_for_condition(
+            &api,
+            "opaque",
+            ["CertificateValid", "False", "SecretNotAllowed"],
+            PATIENCE,
+        )
+        .await;
+    let missing = op
+        .wait_for_condition(
+            &api,
+            "missing",
+            ["CertificateValid", "False", "SecretNotAllowed"],
+            PATIENCE,
+        )
+        .await;
+    let unlabelled = op
+        .wait_for_condition(
+            &api,
+            "unlabelled",
+            ["CertificateValid", "False", "SecretNotAllowed"],
+            PATIENCE,
+        )
+        .await;
+    assert_eq!(
+        words(&opaque).replace("opaque", "X"),
+        words(&missing).replace("missing", "X"),
+        "a Secret of another type reads like a missing one"
+    );
+    assert!(
+        words(&unlabelled).contains("certs=cdn") && !words(&unlabelled).contains("Opaque"),
+        "{}",
+        words(&unlabelled)
+    );
+    assert_eq!(
+        counter(&op, "httpsdelivery_secret_reads_total"),
+        1,
+        "only the labelled Secret was read"
+    );
+    drop(op);
+
+    // Without a selector: the Opaque Secret still reads as missing, with the same words.
+    let op = start(cp, &world, &ns, &[]);
+    nudge(&api, "opaque").await;
+    nudge(&api, "missing").await;
+    let opaque = op
+        .wait_for_condition(
+            &api,
+            "opaque",
+            ["CertificateValid", "False", "SecretNotFound"],
+            PATIENCE,
+        )
+        .await;
+    let missing = op
+        .wait_for_condition(
+            &api,
+            "missing",
+            ["CertificateValid", "False", "SecretNotFound"],
+            PATIENCE,
+        )
+        .await;
+    assert_eq!(
+        words(&opaque).replace("opaque", "X"),
+        words(&missing).replace("missing", "X")
+    );
+    assert!(
+        words(&missing).starts_with("no kubernetes.io/tls Secret named missing"),
+        "{}",
+        words(&missing)
+    );
+    assert_eq!(
+        counter(&op, "httpsdelivery_secret_reads_total"),
+        2,
+        "the two TLS Secrets named (labelled, unlabelled) are read; the Opaque one never"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn many_claims_on_one_hostname_converge_in_one_pass_and_unrelated_changes_recheck_nobody() {
+    const CLAIMS: usize = 40;
+    let (cp, world, ns, api) = setup("fanout").await;
+    let op = start(cp, &world, &ns, &[]);
+    let owner = create_ready(&api, &ns, "owner", json!({"recheckInterval": "1h"}), &op).await;
+    // creationTimestamp has whole seconds, and a tie goes to the name: let the clock pass the
+    // owner's second so that every claim is younger.
+    let born = owner
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .expect("creationTimestamp")
+        .0
+        .as_second();
+    eventually(PATIENCE, async || {
+        let now = jiff::Timestamp::now().as_second();
+        (now > born).then_some(()).ok_or(format!("{now}"))
+    })
+    .await
+    .expect("the clock moves");
+    for i in 0..CLAIMS {
+        api.create(
+            &PostParams::default(),
+            &healthy(&ns, &format!("claim-{i}"), json!({"recheckInterval": "1h"})),
+        )
+        .await
+        .expect("create a claim");
+    }
+    let mut other = healthy(&ns, "other", json!({"recheckInterval": "1h"}));
+    other.spec.hostname = "platform.shop.example".into();
+    other.spec.edge_cname.hostname = "platform.shop.example".into();
+    api.create(&PostParams::default(), &other)
+        .await
+        .expect("create an unrelated delivery");
+    for i in 0..CLAIMS {
+        op.wait_for_condition(
+            &api,
+            &format!("claim-{i}"),
+            ["Ready", "False", "HostnameConflict"],
+            PATIENCE,
+        )
+        .await;
+    }
+    op.wait_for_condition(&api, "other", READY, PATIENCE).await;
+    // One reconcile each: the younger claims never change the owner, so nobody is re-checked.
+    let converged = op.reconciles();
+    assert!(
+        converged <= (CLAIMS as u64 + 2) * 11 / 10,
+        "{converged} reconciles for {} deliveries",
+        CLAIMS + 2
+    );
+    // A new generation of an unrelated delivery re-checks it alone, not the losers.
+    nudge(&api, "other").await;
+    eventually(PATIENCE, async || {
+        let n = op.reconciles();
+        (n > converged).then_some(n).ok_or(format!("{n}"))
+    })
+    .await
+    .unwrap_or_else(|n| panic!("no reconcile of the nudged delivery ({n})\n{}", op.log()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(op.reconciles(), converged + 1, "losers were re-checked");
+
+    // The owner goes: the oldest loser takes the hostname over, and every claimant is looked at.
+    api.delete("owner", &Default::default())
+        .await
+        .expect("delete the owner");
+    op.wait_for_condition(&api, "claim-0", READY, PATIENCE)
+        .await;
+    op.wait_for_condition(
+        &api,
+        &format!("claim-{}", CLAIMS - 1),
+        ["Ready", "False", "HostnameConflict"],
+        PATIENCE,
+    )
+    .await;
+    let message = condition(
+        &api.get(&format!("claim-{}", CLAIMS - 1))
+            .await
+            .expect("get"),
+        "Ready",
+    )
+    .expect("Ready")
+    .message;
+    assert!(message.contains("/claim-0"), "{message}");
 }

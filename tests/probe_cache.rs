@@ -102,3 +102,75 @@ async fn nothing_is_reused_past_the_cache_window() {
     prober.observe(&www, None, CYCLE, now).await;
     assert_eq!(world.origin.connections(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_hanging_address_cannot_take_every_probe_slot() {
+    use httpsdelivery_operator::checks::tls::TlsEndpoint;
+    use httpsdelivery_operator::probe::PER_ADDRESS;
+    let world = World::start().await.expect("world");
+    let hole = testkit::tls::start_blackhole("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("black hole");
+    // Twice as many probe slots as one address may hold, and three times that many probes
+    // hanging on one address.
+    let prober = Prober::new(&ProbeConfig {
+        concurrency: 2 * PER_ADDRESS,
+        ..config_for(&world)
+    })
+    .expect("prober");
+    let hanging: Vec<_> = (0..3 * 2 * PER_ADDRESS)
+        .map(|i| {
+            let prober = prober.clone();
+            let endpoint = TlsEndpoint {
+                address: hole.addr(),
+                sni: format!("h{i}.shop.example"),
+            };
+            tokio::spawn(async move {
+                prober
+                    .probe(endpoint, Duration::from_secs(3), Duration::MAX)
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let healthy = prober
+        .probe(
+            TlsEndpoint {
+                address: world.origin.addr(),
+                sni: "origin.shop.example".into(),
+            },
+            Duration::from_secs(3),
+            Duration::MAX,
+        )
+        .await;
+    assert!(
+        matches!(
+            healthy.outcome,
+            httpsdelivery_operator::checks::tls::TlsOutcome::Handshake {
+                verified: Ok(()),
+                ..
+            }
+        ),
+        "{:?}",
+        healthy.outcome
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the healthy origin waited behind the hanging address: {:?}",
+        started.elapsed()
+    );
+    for h in hanging {
+        h.abort();
+    }
+}
+
+fn config_for(world: &World) -> ProbeConfig {
+    ProbeConfig {
+        dns_servers: vec![world.dns.addr()],
+        ca_files: vec![world.ca_file().into()],
+        https_port: PORT,
+        allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
+        ..ProbeConfig::default()
+    }
+}

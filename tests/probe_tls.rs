@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use testkit::pki::{self, LeafSpec, TestCa};
 use testkit::tls::{self as fixtures, SniCerts, TlsServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const HOST: &str = "www.shop.example";
@@ -61,6 +63,11 @@ enum Listener {
     Tls(SniCerts),
     Tls12Only(SniCerts),
     PlainHttp,
+    /// A service that speaks first, as SSH, SMTP or a database does: these bytes, chosen by
+    /// whoever runs it, on accept.
+    Banner(&'static [u8]),
+    /// Reads the ClientHello, then resets the connection.
+    Reset,
     HangUp,
     Nothing,
 }
@@ -69,7 +76,54 @@ enum Listener {
 enum Running {
     Tls(TlsServer),
     Tcp { _fixture: fixtures::TcpFixture },
+    Raw { _fixture: RawServer },
     Nothing,
+}
+
+/// A loopback server of this file's own for the non-TLS services the shared fixtures do not
+/// play; stops accepting when dropped.
+struct RawServer(tokio::task::JoinHandle<()>);
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl RawServer {
+    /// `banner`: bytes sent on accept, then a graceful close once the client is done;
+    /// without one, the client's first flight is read and the connection is reset.
+    async fn start(bind: SocketAddr, banner: Option<&'static [u8]>) -> (SocketAddr, RawServer) {
+        let listener = TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(RawServer::serve(tcp, banner));
+            }
+        });
+        (addr, RawServer(task))
+    }
+
+    async fn serve(mut tcp: TcpStream, banner: Option<&'static [u8]>) {
+        let mut buf = [0u8; 4096];
+        let idle = Duration::from_secs(10);
+        match banner {
+            Some(banner) => {
+                let _ = tcp.write_all(banner).await;
+                // Read until the client closes, so that closing sends a FIN, not a reset.
+                while let Ok(Ok(n)) = tokio::time::timeout(idle, tcp.read(&mut buf)).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            None => {
+                let _ = tokio::time::timeout(idle, tcp.read(&mut buf)).await;
+                // SO_LINGER 0: closing sends a reset.
+                let _ = tcp.set_zero_linger();
+            }
+        }
+    }
 }
 
 impl Listener {
@@ -90,6 +144,14 @@ impl Listener {
             Listener::PlainHttp => {
                 let server = fixtures::start_plain_tcp(bind).await.unwrap();
                 (server.addr(), Running::Tcp { _fixture: server })
+            }
+            Listener::Banner(banner) => {
+                let (addr, server) = RawServer::start(bind, Some(banner)).await;
+                (addr, Running::Raw { _fixture: server })
+            }
+            Listener::Reset => {
+                let (addr, server) = RawServer::start(bind, None).await;
+                (addr, Running::Raw { _fixture: server })
             }
             Listener::HangUp => {
                 let server = fixtures::start_hangup(bind).await.unwrap();
@@ -271,12 +333,45 @@ fn cases(pki: &Pki) -> Vec<Case> {
                 ))),
             ),
         ),
+        // What a service that is not TLS said is never repeated: a fixed classification only.
         case(
             "plain HTTP on the TLS port is not TLS",
             Listener::PlainHttp,
             HOST,
-            TlsOutcome::NotTls(
-                "it answered in plain HTTP: \"HTTP/1.1 400 Bad Request\"".to_owned(),
+            TlsOutcome::NotTls("it answered in plain HTTP".to_owned()),
+        ),
+        case(
+            "an HTTP answer with attacker-chosen headers is only plain HTTP",
+            Listener::Banner(
+                b"HTTP/1.1 302 Found\r\nLocation: http://internal.example/?token=s3cret\r\n\r\n",
+            ),
+            HOST,
+            TlsOutcome::NotTls("it answered in plain HTTP".to_owned()),
+        ),
+        case(
+            "an SSH banner is plain text, its version string left out",
+            Listener::Banner(b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n"),
+            HOST,
+            TlsOutcome::NotTls("it answered in plain text".to_owned()),
+        ),
+        case(
+            "a mail server's greeting is plain text, its host name left out",
+            Listener::Banner(b"220 mx1.corp.internal ESMTP Postfix (Debian/GNU)\r\n"),
+            HOST,
+            TlsOutcome::NotTls("it answered in plain text".to_owned()),
+        ),
+        case(
+            "binary bytes are not TLS, and not shown",
+            Listener::Banner(&[0x00, 0x00, 0x00, 0x0a, 0xff, 0x1b, b'[', b'2', b'J']),
+            HOST,
+            TlsOutcome::NotTls("it sent bytes that are not TLS".to_owned()),
+        ),
+        case(
+            "a reset during the handshake fails it",
+            Listener::Reset,
+            HOST,
+            TlsOutcome::HandshakeFailed(
+                "connection reset by the server during the handshake".to_owned(),
             ),
         ),
         case(
@@ -325,7 +420,7 @@ fn cases(pki: &Pki) -> Vec<Case> {
 async fn every_outcome_of_a_probe() {
     let pki = pki();
     let cases = cases(&pki);
-    assert_eq!(cases.len(), 14, "a case went missing");
+    assert_eq!(cases.len(), 19, "a case went missing");
     let problems: Vec<String> =
         futures::future::join_all(cases.into_iter().map(|case| case.run(&pki)))
             .await

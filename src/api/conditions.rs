@@ -1,6 +1,6 @@
 //! Condition types and reasons of the contract, and the API-convention rules for updating them.
 
-use crate::api::text::{MAX_CONDITION_MESSAGE, truncate};
+use crate::api::text::{MAX_CONDITION_MESSAGE, escape_and_truncate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +103,7 @@ pub enum Reason {
     Verified,
     // Step 1
     SecretNotFound,
+    SecretNotAllowed,
     SecretInvalid,
     CertificateUnparsable,
     CertificateUnavailable,
@@ -207,7 +208,9 @@ pub fn merge_conditions(
             type_: v.type_.as_str().to_string(),
             status: v.status.as_str().to_string(),
             reason: v.reason.as_str().to_string(),
-            message: truncate(&v.message, MAX_CONDITION_MESSAGE),
+            // Names in messages come from manifests, certificates and DNS: escaped so that
+            // `kubectl describe` cannot be made to print terminal controls, then cut to fit.
+            message: escape_and_truncate(&v.message, MAX_CONDITION_MESSAGE),
             observed_generation: generation,
             last_transition_time,
         });
@@ -293,5 +296,43 @@ mod tests {
         let out = merge_conditions(&[], &[v], Some(1), ts("2026-01-01T00:00:00Z"));
         assert!(out[0].message.len() <= MAX_CONDITION_MESSAGE);
         assert!(out[0].message.ends_with("..."));
+    }
+
+    #[test]
+    fn control_characters_in_messages_are_escaped_before_the_cut() {
+        let v = |message: String| {
+            Verdict::new(
+                ConditionType::CertificateValid,
+                ConditionStatus::False,
+                Reason::HostnameNotCovered,
+                message,
+            )
+        };
+        let now = ts("2026-01-01T00:00:00Z");
+        let out = merge_conditions(
+            &[],
+            &[v(
+                "subject CN=evil\x1b]0;pwned\x07\r\nstatus: True \u{202e}moc.elpmaxe".into(),
+            )],
+            Some(1),
+            now,
+        );
+        assert_eq!(
+            out[0].message,
+            "subject CN=evil\\x1b]0;pwned\\x07\\r\\nstatus: True \\u{202e}moc.elpmaxe"
+        );
+        // Escaping makes a control four to ten bytes long: the limit holds for what is written.
+        let out = merge_conditions(
+            &[],
+            &[v("\u{9b}".repeat(MAX_CONDITION_MESSAGE))],
+            Some(1),
+            now,
+        );
+        assert!(out[0].message.len() <= MAX_CONDITION_MESSAGE);
+        assert!(
+            out[0].message.ends_with("\\u{9b}..."),
+            "no escape cut in two"
+        );
+        assert!(!out[0].message.chars().any(crate::api::text::is_hostile));
     }
 }

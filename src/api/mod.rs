@@ -1,6 +1,7 @@
 //! The `HttpsDelivery` custom resource: spec, status and the schema rules the API server enforces.
 
 pub mod conditions;
+pub mod duration;
 pub mod text;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -19,14 +20,43 @@ pub const HOSTNAME_MESSAGE: &str = r#"'"' + self + '" must be a lower-case fully
 /// The origin may be a DNS name or an IP address.
 pub const ORIGIN_HOST_RULE: &str = r"isIP(self) || self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')";
 
-/// A Go duration string ("30s", "10m", "1h30m") that is greater than zero.
-pub const DURATION_RULE: &str =
-    r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')";
-pub const DURATION_MESSAGE: &str =
-    r#"'"' + self + '" must be a positive duration such as 30s, 10m, 1h or 1h30m'"#;
+/// The syntax of every duration field: Go durations ("30s", "10m", "1h30m"). The bounds of
+/// each field follow in its own rule, with the same limits as `CheckSettings` (duration.rs
+/// parses exactly this syntax).
+macro_rules! duration_rule {
+    ($bounds:literal) => {
+        concat!(
+            r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && ",
+            $bounds
+        )
+    };
+}
+pub const TIMEOUT_RULE: &str =
+    duration_rule!("duration(self) >= duration('1s') && duration(self) <= duration('60s')");
+pub const TIMEOUT_MESSAGE: &str =
+    r#"'"' + self + '" must be a duration from 1s to 60s, such as 5s or 10s'"#;
+pub const RECHECK_RULE: &str =
+    duration_rule!("duration(self) >= duration('30s') && duration(self) <= duration('168h')");
+pub const RECHECK_MESSAGE: &str =
+    r#"'"' + self + '" must be a duration from 30s to 168h, such as 30s, 10m or 1h'"#;
+pub const PROPAGATION_RULE: &str = duration_rule!("duration(self) <= duration('168h')");
+pub const PROPAGATION_MESSAGE: &str =
+    r#"'"' + self + '" must be a duration from 0s to 168h, such as 0s, 30m or 1h'"#;
+pub const EXPIRY_WARNING_RULE: &str = duration_rule!("duration(self) <= duration('8760h')");
+pub const EXPIRY_WARNING_MESSAGE: &str =
+    r#"'"' + self + '" must be a duration from 0s to 8760h, such as 168h or 720h'"#;
 
-/// A Go duration string that may be zero (a propagation delay of 0s disables step 3's wait).
-pub const DURATION_OR_ZERO_RULE: &str = r"self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$')";
+/// The bounds of each `spec.checks` field: (minimum, maximum), the same as the CRD's rules.
+pub mod bounds {
+    use std::time::Duration;
+    pub const TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+    pub const RECHECK_INTERVAL: (Duration, Duration) =
+        (Duration::from_secs(30), Duration::from_secs(168 * 3600));
+    pub const PROPAGATION_DELAY: (Duration, Duration) =
+        (Duration::ZERO, Duration::from_secs(168 * 3600));
+    pub const EXPIRY_WARNING: (Duration, Duration) =
+        (Duration::ZERO, Duration::from_secs(8760 * 3600));
+}
 
 /// The platform of the CDN a certificate was submitted for, and that an edge CNAME lives on.
 #[derive(
@@ -166,25 +196,27 @@ fn default_https_port() -> u16 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ChecksSpec {
-    /// How often the world is looked at again when nothing is due earlier (default 10m).
+    /// How often the world is looked at again when nothing is due earlier (default 10m; 30s to
+    /// 168h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(Message::Expression(DURATION_MESSAGE.into())))]
+    #[x_kube(validation = Rule::new(RECHECK_RULE).message(Message::Expression(RECHECK_MESSAGE.into())))]
     pub recheck_interval: Option<String>,
-    /// Time the CDN needs after an edge CNAME change (default 1h).
+    /// Time the CDN needs after an edge CNAME change (default 1h; 0s to 168h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message(Message::Expression(r#"'"' + self + '" must be a duration such as 0s, 30s, 10m or 1h'"#.into())))]
+    #[x_kube(validation = Rule::new(PROPAGATION_RULE).message(Message::Expression(PROPAGATION_MESSAGE.into())))]
     pub propagation_delay: Option<String>,
-    /// How long before notAfter the certificate is reported as ExpiringSoon (default 720h).
+    /// How long before notAfter the certificate is reported as ExpiringSoon (default 720h; 0s
+    /// to 8760h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message(Message::Expression(r#"'"' + self + '" must be a duration such as 0s, 168h or 720h'"#.into())))]
+    #[x_kube(validation = Rule::new(EXPIRY_WARNING_RULE).message(Message::Expression(EXPIRY_WARNING_MESSAGE.into())))]
     pub expiry_warning: Option<String>,
-    /// Timeout of each DNS query and TLS probe (default 10s).
+    /// Timeout of each DNS query and TLS probe (default 10s; 1s to 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(Message::Expression(DURATION_MESSAGE.into())))]
+    #[x_kube(validation = Rule::new(TIMEOUT_RULE).message(Message::Expression(TIMEOUT_MESSAGE.into())))]
     pub timeout: Option<String>,
 }
 
@@ -225,23 +257,25 @@ fn parse_duration(
     field: &'static str,
     value: &Option<String>,
     default: std::time::Duration,
+    (min, max): (std::time::Duration, std::time::Duration),
 ) -> Result<std::time::Duration, DurationError> {
     let Some(text) = value else {
         return Ok(default);
     };
-    let parsed: kube::core::Duration = text.parse().map_err(|e| DurationError {
+    let error = |problem: String| DurationError {
         field,
-        value: text.clone(),
-        problem: format!("is not a duration such as 30s, 10m or 1h ({e})"),
-    })?;
-    if parsed.is_negative() {
-        return Err(DurationError {
-            field,
-            value: text.clone(),
-            problem: "is negative".into(),
-        });
+        value: text.chars().take(40).collect(),
+        problem,
+    };
+    let parsed = duration::parse(text).map_err(|e| error(e.to_string()))?;
+    if parsed < min || parsed > max {
+        return Err(error(format!(
+            "is outside {} to {}",
+            kube::core::Duration::from(min),
+            kube::core::Duration::from(max)
+        )));
     }
-    Ok(parsed.into())
+    Ok(parsed)
 }
 
 impl HttpsDeliverySpec {
@@ -256,14 +290,21 @@ impl HttpsDeliverySpec {
                 "recheckInterval",
                 &c.recheck_interval,
                 d.recheck_interval,
+                bounds::RECHECK_INTERVAL,
             )?,
             propagation_delay: parse_duration(
                 "propagationDelay",
                 &c.propagation_delay,
                 d.propagation_delay,
+                bounds::PROPAGATION_DELAY,
             )?,
-            expiry_warning: parse_duration("expiryWarning", &c.expiry_warning, d.expiry_warning)?,
-            timeout: parse_duration("timeout", &c.timeout, d.timeout)?,
+            expiry_warning: parse_duration(
+                "expiryWarning",
+                &c.expiry_warning,
+                d.expiry_warning,
+                bounds::EXPIRY_WARNING,
+            )?,
+            timeout: parse_duration("timeout", &c.timeout, d.timeout, bounds::TIMEOUT)?,
         })
     }
 
@@ -447,6 +488,59 @@ mod tests {
         }
     }
 
+    /// The schema's rules and `settings()` agree on every bound, at and just past each edge.
+    #[test]
+    fn duration_bounds_are_the_same_in_the_schema_and_in_the_code() {
+        let cases = [
+            ("timeout", "1s", true),
+            ("timeout", "999ms", false),
+            ("timeout", "60s", true),
+            ("timeout", "60001ms", false),
+            ("timeout", "2562047h", false),
+            ("recheckInterval", "30s", true),
+            ("recheckInterval", "29s", false),
+            ("recheckInterval", "1ms", false),
+            ("recheckInterval", "168h", true),
+            ("recheckInterval", "169h", false),
+            ("propagationDelay", "0s", true),
+            ("propagationDelay", "168h", true),
+            ("propagationDelay", "168h1s", false),
+            ("expiryWarning", "0s", true),
+            ("expiryWarning", "8760h", true),
+            ("expiryWarning", "8761h", false),
+        ];
+        for (field, value, ok) in cases {
+            let obj = object(|s| s["checks"][field] = json!(value));
+            let schema = problems(&obj);
+            assert_eq!(schema.is_empty(), ok, "schema: {field}={value}: {schema:?}");
+            let spec: HttpsDeliverySpec = serde_json::from_value(obj["spec"].clone()).unwrap();
+            match spec.settings() {
+                Ok(_) => assert!(ok, "code accepted {field}={value}"),
+                Err(e) => {
+                    assert!(!ok, "code refused {field}={value}: {e}");
+                    assert!(
+                        e.to_string().contains(&format!("spec.checks.{field}")),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_overflowing_duration_is_an_error_not_a_panic() {
+        for value in [
+            "99999999999999999999h",
+            "111111111111111111111111111111111h",
+        ] {
+            let obj = object(|s| s["checks"]["timeout"] = json!(value));
+            let spec: HttpsDeliverySpec = serde_json::from_value(obj["spec"].clone()).unwrap();
+            let e = spec.settings().expect_err(value);
+            assert!(e.to_string().contains("too long"), "{e}");
+            assert!(!problems(&obj).is_empty(), "the schema refuses {value} too");
+        }
+    }
+
     #[test]
     fn origin_host_with_port_or_scheme_is_rejected() {
         for bad in [
@@ -479,14 +573,14 @@ mod tests {
     fn settings_apply_defaults_and_parse_go_durations() {
         let spec: HttpsDeliverySpec = serde_json::from_value(
             object(|s| {
-                s["checks"] = json!({"recheckInterval": "1h30m", "timeout": "500ms"});
+                s["checks"] = json!({"recheckInterval": "1h30m", "timeout": "2500ms"});
             })["spec"]
                 .clone(),
         )
         .unwrap();
         let s = spec.settings().unwrap();
         assert_eq!(s.recheck_interval, std::time::Duration::from_secs(5400));
-        assert_eq!(s.timeout, std::time::Duration::from_millis(500));
+        assert_eq!(s.timeout, std::time::Duration::from_millis(2500));
         assert_eq!(s.propagation_delay, std::time::Duration::from_secs(3600));
         assert_eq!(spec.origin.port, 443);
     }

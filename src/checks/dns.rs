@@ -81,24 +81,42 @@ impl DnsObservation {
     }
 }
 
+use crate::api::text::truncate;
 use crate::api::{ConditionStatus, ConditionType, HttpsDeliverySpec, Reason, Verdict};
 
+/// Records of a dig shown in a message: beyond this, the first and last few with a count of the
+/// rest between them (a long CNAME chain, an RRset of hundreds of addresses).
+pub const SUMMARY_RECORDS: usize = 12;
+/// Longest server-failure detail quoted in a message.
+const MAX_DETAIL_BYTES: usize = 256;
+
 impl DnsObservation {
-    /// The dig answer in one line, for messages.
+    /// The dig answer in one line, for messages: at most [`SUMMARY_RECORDS`] records, the start
+    /// and the end of the answer, where the chain begins and where it ends up.
     pub fn dig_summary(&self) -> String {
         let lines = self.dig_lines();
-        let tail = match &self.outcome {
+        let ending = match &self.outcome {
             DnsOutcome::Addresses { .. } | DnsOutcome::ZoneApex { .. } => String::new(),
             DnsOutcome::NoData { name } => format!("{name}. has no A/AAAA records"),
             DnsOutcome::NxDomain { name } => format!("{name}. NXDOMAIN"),
             DnsOutcome::Loop { name } => format!("loops back to {name}."),
             DnsOutcome::TooLong { limit } => format!("longer than {limit} CNAMEs"),
             DnsOutcome::Timeout { name } => format!("{name}. query timed out"),
-            DnsOutcome::ServerFailure { name, detail } => format!("{name}. {detail}"),
+            DnsOutcome::ServerFailure { name, detail } => {
+                format!("{name}. {}", truncate(detail, MAX_DETAIL_BYTES))
+            }
         };
         let mut all = lines;
-        if !tail.is_empty() {
-            all.push(tail);
+        if all.len() > SUMMARY_RECORDS {
+            let (head, tail) = (SUMMARY_RECORDS / 2, SUMMARY_RECORDS / 2 - 1);
+            let omitted = all.len() - head - tail;
+            all.splice(
+                head..all.len() - tail,
+                [format!("... {omitted} more records ...")],
+            );
+        }
+        if !ending.is_empty() {
+            all.push(ending);
         }
         if all.is_empty() {
             "no answer".into()
@@ -144,7 +162,8 @@ pub fn evaluate(spec: &HttpsDeliverySpec, observed: &DnsObservation) -> Verdict 
             ConditionStatus::Unknown,
             Reason::DnsServerFailure,
             format!(
-                "dig {host}: the DNS server failed for {name} ({detail}); cannot tell whether the CNAME is set; will retry."
+                "dig {host}: the DNS server failed for {name} ({}); cannot tell whether the CNAME is set; will retry.",
+                truncate(detail, MAX_DETAIL_BYTES)
             ),
         ),
         DnsOutcome::Loop { name } => v(
@@ -328,5 +347,53 @@ mod tests {
         );
         let (s, r, _) = check(&o);
         assert_eq!((s, r), (ConditionStatus::Unknown, Reason::DnsServerFailure));
+    }
+
+    #[test]
+    fn long_answers_are_summarised_with_both_ends_and_a_count() {
+        // 16 CNAMEs (the walker's limit) ending at 2,000 addresses: a dig a person can read.
+        let names: Vec<String> = (0..=16).map(|i| format!("c{i}.example")).collect();
+        let chain = names.windows(2).map(|w| link(&w[0], &w[1])).collect();
+        let ips: Vec<String> = (0..2000)
+            .map(|i| format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256))
+            .collect();
+        let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+        let o = obs(chain, addresses("c16.example", &ips));
+        let summary = o.dig_summary();
+        assert_eq!(summary.split("; ").count(), SUMMARY_RECORDS, "{summary}");
+        assert!(
+            summary.starts_with("c0.example. IN CNAME c1.example.; "),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("; ... 2005 more records ...; "),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("c16.example. IN A 10.0.7.207"),
+            "{summary}"
+        );
+        let (s, r, m) = check(&o);
+        assert_eq!(
+            (s, r),
+            (ConditionStatus::False, Reason::CnameTargetMismatch)
+        );
+        assert!(m.len() < 2048, "{} bytes: {m}", m.len());
+        // A short answer is shown whole.
+        let (_, _, m) = check(&dns_ok());
+        assert!(!m.contains("more records"), "{m}");
+    }
+
+    #[test]
+    fn server_failure_details_are_bounded() {
+        let o = obs(
+            vec![],
+            DnsOutcome::ServerFailure {
+                name: "www.shop.example".into(),
+                detail: "x".repeat(100_000),
+            },
+        );
+        let (_, _, m) = check(&o);
+        assert!(m.len() < 2 * MAX_DETAIL_BYTES + 512, "{} bytes", m.len());
     }
 }

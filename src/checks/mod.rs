@@ -143,22 +143,54 @@ pub fn evaluate(
         verdicts,
         certificate: cert.evidence,
         dns: DnsEvidence {
-            chain: observed
-                .dns
-                .dig_lines()
-                .into_iter()
-                .filter(|l| l.contains(" CNAME "))
-                .collect(),
-            addresses: observed
-                .dns
-                .addresses()
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
+            chain: bounded_evidence(
+                observed
+                    .dns
+                    .dig_lines()
+                    .into_iter()
+                    .filter(|l| l.contains(" CNAME ")),
+            ),
+            addresses: bounded_evidence(observed.dns.addresses().iter().map(|a| a.to_string())),
         },
         edge_tracking: propagation.tracking,
         next_change,
     }
+}
+
+/// The verdicts when the operator's own reconcile deadline cut the observation short.
+/// `offline` holds what needs no network (the Secret, the spec) and timeouts for the rest: the
+/// steps that need no probe are judged as usual, the others are Unknown `ProbeTimeout`.
+pub fn evaluate_timed_out(
+    spec: &HttpsDeliverySpec,
+    settings: &CheckSettings,
+    offline: &Observations,
+    memory: &Memory,
+    conflict: Option<&str>,
+    now: Timestamp,
+    deadline: std::time::Duration,
+) -> Evaluation {
+    let mut evaluation = evaluate(spec, settings, offline, memory, conflict, now);
+    let message = format!(
+        "not decided: the probes did not finish within the operator's reconcile deadline of {}s; will retry.",
+        deadline.as_secs()
+    );
+    let mut steps: Vec<Verdict> = evaluation
+        .verdicts
+        .iter()
+        .filter(|v| v.type_ != ConditionType::Ready)
+        .cloned()
+        .map(|mut v| {
+            if v.status == ConditionStatus::Unknown {
+                v.reason = Reason::ProbeTimeout;
+                v.message.clone_from(&message);
+            }
+            v
+        })
+        .collect();
+    let ready = ready::evaluate(&steps, conflict, &spec.hostname);
+    steps.push(ready);
+    evaluation.verdicts = steps;
+    evaluation
 }
 
 /// The verdicts for a delivery whose spec cannot be used (a `spec.checks` value that does not
@@ -189,6 +221,15 @@ pub fn evaluate_invalid(problem: &str, memory: &Memory) -> Evaluation {
         edge_tracking: memory.edge_tracking.clone(),
         next_change: None,
     }
+}
+
+/// Entries of a list in status evidence: the first [`x509::MAX_EVIDENCE_NAMES`], each escaped
+/// and bounded, so that status stays small whatever DNS answered (the messages count the rest).
+fn bounded_evidence(items: impl Iterator<Item = String>) -> Vec<String> {
+    items
+        .take(x509::MAX_EVIDENCE_NAMES)
+        .map(|item| x509::shown(&item, 2 * x509::MAX_NAME_BYTES))
+        .collect()
 }
 
 /// "in 3 days" or "5 hours ago": how far `t` is from `now`, for messages. Coarse on purpose: a
@@ -248,14 +289,40 @@ pub(crate) fn worst_probe<Fix: std::fmt::Display>(
         .iter()
         .map(|p| {
             let (status, reason, fix) = classify(&p.outcome);
-            (
-                status,
-                reason,
-                format!("{}: {}{fix}", p.endpoint, p.outcome),
-            )
+            let message = match oversized_handshake(&p.outcome.to_string()) {
+                // The size is the problem, and its fix is the only one that applies.
+                Some(words) => format!("{}: {words}", p.endpoint),
+                None => format!("{}: {}{fix}", p.endpoint, p.outcome),
+            };
+            (status, reason, message)
         })
         .collect();
     worst(&classified)
+}
+
+/// How rustls reports a handshake message over its 64 KiB limit, which in a TLS handshake is the
+/// server's certificate chain (src/probe/tls.rs passes the error on in its Debug form).
+const HANDSHAKE_TOO_LARGE: &str = "HandshakePayloadTooLarge";
+
+/// The words for a probe that failed because the server's certificate chain is too large, if
+/// `detail` (a probe outcome as text) says so.
+pub(crate) fn oversized_handshake(detail: &str) -> Option<String> {
+    detail.contains(HANDSHAKE_TOO_LARGE).then(|| {
+        "TLS handshake failed: the server sent a certificate chain larger than 64 KiB, more than TLS clients such as rustls and Go accept in one handshake message; serve only the leaf and its intermediates (no root, no unrelated certificates), with a certificate of fewer names if the leaf alone is that large".to_string()
+    })
+}
+
+/// `detail` (e.g. "ADDRESS (SNI NAME): OUTCOME") with an outcome of a too-large chain put in
+/// words, the rest kept.
+pub(crate) fn explain_oversized_handshake(detail: &str) -> String {
+    match (
+        oversized_handshake(detail),
+        detail.find("TLS handshake failed"),
+    ) {
+        (Some(words), Some(at)) => format!("{}{words}", &detail[..at]),
+        (Some(words), None) => words,
+        (None, _) => detail.to_string(),
+    }
 }
 
 /// The first False of a list of classified probe results, else the first Unknown, else None.

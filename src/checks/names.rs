@@ -1,5 +1,7 @@
 //! Certificate name matching (RFC 6125) and how lists of names read in messages.
 
+use crate::checks::x509::{MAX_NAME_BYTES, shown};
+
 /// RFC 6125 section 6.4: a presented name matches `hostname` exactly (case-insensitively), or
 /// it is a wildcard `*.rest` whose `*` is the whole left-most label and stands for exactly one
 /// label. A wildcard never matches the apex (`*.example.com` does not match `example.com`) and
@@ -25,7 +27,8 @@ pub fn covers(names: &[String], hostname: &str) -> bool {
     names.iter().any(|n| name_matches(n, hostname))
 }
 
-/// "a, b and 2 more" style list of certificate names for messages.
+/// "a, b and 2 more" style list of certificate names for messages: five names at most, each
+/// escaped and cut to [`MAX_NAME_BYTES`], so a message stays short whatever a certificate holds.
 pub fn describe_names(names: &[String]) -> String {
     const SHOWN: usize = 5;
     if names.is_empty() {
@@ -34,7 +37,7 @@ pub fn describe_names(names: &[String]) -> String {
     let mut s = names
         .iter()
         .take(SHOWN)
-        .cloned()
+        .map(|n| shown(n, MAX_NAME_BYTES))
         .collect::<Vec<_>>()
         .join(", ");
     if names.len() > SHOWN {
@@ -95,5 +98,27 @@ mod tests {
             "n1.example, n2.example, n3.example, n4.example, n5.example and 2 more"
         );
         assert_eq!(describe_names(&[]), "(none)");
+    }
+
+    #[test]
+    fn hostile_names_are_escaped_and_bounded() {
+        let names = vec![
+            "www\x1b[2J.shop.example".to_string(),
+            "\u{202e}elpmaxe.pohs".to_string(),
+            "a".repeat(10_000),
+        ];
+        let described = describe_names(&names);
+        assert!(
+            described.starts_with("www\\x1b[2J.shop.example, \\u{202e}elpmaxe.pohs, aaa"),
+            "{described}"
+        );
+        assert!(!described.chars().any(crate::api::text::is_hostile));
+        assert!(
+            described.len() < 3 * MAX_NAME_BYTES,
+            "{} bytes",
+            described.len()
+        );
+        let many: Vec<String> = (0..5000).map(|i| format!("h{i}.shop.example")).collect();
+        assert!(describe_names(&many).ends_with("h4.shop.example and 4995 more"));
     }
 }

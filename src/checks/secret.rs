@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 /// A private key read from a Secret. Its `Debug` never shows the key: keys must not reach
 /// logs, status, Events, metrics or errors.
+/// The only type of Secret the operator reads.
+pub const TLS_TYPE: &str = "kubernetes.io/tls";
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretKey(Vec<u8>);
 
@@ -25,9 +28,15 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
+/// What a referenced Secret offered. A Secret of another type than kubernetes.io/tls reads as
+/// `NotFound`: the status must not tell a reader of deliveries what else exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretContent {
+    /// No kubernetes.io/tls Secret of that name (missing, or of another type).
     NotFound,
+    /// The operator reads only Secrets with this label selector, and the named one is not
+    /// among them (whether it exists is not known to the operator).
+    NotAllowed { selector: String },
     /// The Secret could not be read for a reason that may pass (API error, forbidden).
     ReadFailed(String),
     /// The Secret exists but is not a usable kubernetes.io/tls Secret.
@@ -39,7 +48,8 @@ pub enum SecretContent {
 }
 
 impl SecretContent {
-    /// What a Secret offers as a TLS certificate.
+    /// What a Secret offers as a TLS certificate. Only kubernetes.io/tls Secrets are read;
+    /// any other type is `NotFound`.
     pub fn from_secret(secret: &Secret) -> SecretContent {
         let mut data: BTreeMap<String, Vec<u8>> = secret
             .data
@@ -52,9 +62,8 @@ impl SecretContent {
         for (k, v) in secret.string_data.clone().unwrap_or_default() {
             data.insert(k, v.into_bytes());
         }
-        let type_ = secret.type_.clone().unwrap_or_else(|| "Opaque".into());
-        if type_ != "kubernetes.io/tls" {
-            return SecretContent::Invalid(format!("its type is {type_}, not kubernetes.io/tls"));
+        if secret.type_.as_deref() != Some(TLS_TYPE) {
+            return SecretContent::NotFound;
         }
         let Some(cert_pem) = data.remove("tls.crt").filter(|c| !c.is_empty()) else {
             return SecretContent::Invalid("it has no tls.crt".into());
@@ -123,11 +132,15 @@ mod tests {
     }
 
     #[test]
-    fn other_types_and_missing_certificates_are_invalid() {
-        assert_eq!(
-            SecretContent::from_secret(&secret(None, &[("tls.crt", "C")], &[])),
-            SecretContent::Invalid("its type is Opaque, not kubernetes.io/tls".into())
-        );
+    fn other_types_read_as_missing_and_missing_certificates_are_invalid() {
+        // A Secret of another type is not read: the status must not be a Secret oracle.
+        for type_ in [None, Some("Opaque"), Some("kubernetes.io/dockerconfigjson")] {
+            assert_eq!(
+                SecretContent::from_secret(&secret(type_, &[("tls.crt", "C")], &[])),
+                SecretContent::NotFound,
+                "{type_:?}"
+            );
+        }
         assert_eq!(
             SecretContent::from_secret(&secret(Some("kubernetes.io/tls"), &[("tls.crt", "")], &[])),
             SecretContent::Invalid("it has no tls.crt".into())

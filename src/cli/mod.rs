@@ -106,9 +106,15 @@ pub async fn check_all(
     futures::future::join_all(futures).await
 }
 
-/// The `check` command. Returns the process exit code.
+/// The `check` command with the default input limits. Returns the process exit code.
 pub async fn run(opts: CheckOptions) -> i32 {
-    let manifests = match input::load(&opts.paths) {
+    run_with(opts, input::LoadOptions::default()).await
+}
+
+/// The `check` command, reading its input within `limits` (e.g. a per-file size limit given on
+/// the command line). Returns the process exit code.
+pub async fn run_with(opts: CheckOptions, limits: input::LoadOptions) -> i32 {
+    let manifests = match input::load_with(&opts.paths, &limits) {
         Ok(m) => m,
         Err(errors) => {
             for e in &errors {
@@ -121,6 +127,10 @@ pub async fn run(opts: CheckOptions) -> i32 {
             return EXIT_BAD_INPUT;
         }
     };
+    // Nothing is skipped silently: what was left aside, and why, in a line each.
+    for notice in manifests.notices() {
+        eprintln!("{notice}");
+    }
     if manifests.deliveries.is_empty() {
         eprintln!(
             "error: no HttpsDelivery (apiVersion httpsdelivery.dev/v1alpha1) found in {}",

@@ -1,9 +1,17 @@
 //! Output formats of `check`: a table for a person, JSON and YAML for machines.
+//!
+//! Names in manifests, certificates and DNS answers may hold terminal controls (ESC, CR, C1
+//! controls, bidi overrides): every string from them is escaped with [`escape_controls`] before
+//! it is printed, in the table and in JSON and YAML as well (serde_json writes C1 controls and
+//! bidi overrides as they are, serde-saphyr writes bidi overrides as they are). Messages read
+//! as the status would show them.
 
+use crate::api::text::escape_controls;
 use crate::api::{CertificateEvidence, ConditionStatus, ConditionType, DnsEvidence, Reason};
 use crate::checks::inventory::{self, CertificateUse};
 use crate::cli::Checked;
 use serde::Serialize;
+use std::borrow::Cow;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -15,13 +23,13 @@ struct Report<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DeliveryReport<'a> {
-    namespace: &'a str,
-    name: &'a str,
-    hostname: &'a str,
+    namespace: Cow<'a, str>,
+    name: Cow<'a, str>,
+    hostname: Cow<'a, str>,
     ready: bool,
     conditions: Vec<ConditionReport<'a>>,
     certificate: serde_json::Value,
-    dns: &'a DnsEvidence,
+    dns: DnsEvidence,
 }
 
 #[derive(Serialize)]
@@ -30,16 +38,16 @@ struct ConditionReport<'a> {
     type_: &'static str,
     status: &'static str,
     reason: &'static str,
-    message: &'a str,
+    message: Cow<'a, str>,
 }
 
 fn report(results: &[Checked]) -> Report<'_> {
     let deliveries = results
         .iter()
         .map(|r| DeliveryReport {
-            namespace: &r.delivery.namespace,
-            name: &r.delivery.name,
-            hostname: &r.delivery.delivery.spec.hostname,
+            namespace: escape_controls(&r.delivery.namespace),
+            name: escape_controls(&r.delivery.name),
+            hostname: escape_controls(&r.delivery.delivery.spec.hostname),
             ready: r.evaluation.ready().status == ConditionStatus::True,
             conditions: r
                 .evaluation
@@ -49,7 +57,7 @@ fn report(results: &[Checked]) -> Report<'_> {
                     type_: v.type_.as_str(),
                     status: v.status.as_str(),
                     reason: v.reason.as_str(),
-                    message: &v.message,
+                    message: escape_controls(&v.message),
                 })
                 .collect(),
             certificate: r
@@ -57,13 +65,48 @@ fn report(results: &[Checked]) -> Report<'_> {
                 .certificate
                 .as_ref()
                 .and_then(|c| serde_json::to_value(c).ok())
+                .map(escape_value)
                 .unwrap_or_else(|| serde_json::json!({})),
-            dns: &r.evaluation.dns,
+            dns: DnsEvidence {
+                chain: escape_all(&r.evaluation.dns.chain),
+                addresses: escape_all(&r.evaluation.dns.addresses),
+            },
+        })
+        .collect();
+    let certificates = certificate_inventory(results)
+        .into_iter()
+        .map(|c| CertificateUse {
+            sha256_fingerprint: escape_controls(&c.sha256_fingerprint).into_owned(),
+            dns_names: escape_all(&c.dns_names),
+            hostnames: escape_all(&c.hostnames),
+            target_cnames: escape_all(&c.target_cnames),
         })
         .collect();
     Report {
         deliveries,
-        certificates: certificate_inventory(results),
+        certificates,
+    }
+}
+
+fn escape_all(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| escape_controls(i).into_owned())
+        .collect()
+}
+
+/// Every string in `value` escaped (evidence is escaped where it is built; this is the sink).
+fn escape_value(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(escape_controls(&s).into_owned()),
+        Value::Array(items) => Value::Array(items.into_iter().map(escape_value).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (escape_controls(&k).into_owned(), escape_value(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -125,18 +168,19 @@ fn summary_table(results: &[Checked]) -> String {
         .map(|r| {
             let ready = r.evaluation.ready();
             [
-                r.delivery.namespace.clone(),
-                r.delivery.name.clone(),
-                r.delivery.delivery.spec.hostname.clone(),
+                escape_controls(&r.delivery.namespace).into_owned(),
+                escape_controls(&r.delivery.name).into_owned(),
+                escape_controls(&r.delivery.delivery.spec.hostname).into_owned(),
                 ready.status.to_string(),
                 ready.reason.to_string(),
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.len());
+    // Widths in characters: `{:<w$}` pads to characters, not bytes.
+    let mut widths = header.clone().map(|h| h.chars().count());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     std::iter::once(&header)
@@ -156,7 +200,9 @@ fn summary_table(results: &[Checked]) -> String {
 fn failing_steps(r: &Checked) -> String {
     let mut out = format!(
         "\n{}/{} ({}) is not ready:\n",
-        r.delivery.namespace, r.delivery.name, r.delivery.delivery.spec.hostname
+        escape_controls(&r.delivery.namespace),
+        escape_controls(&r.delivery.name),
+        escape_controls(&r.delivery.delivery.spec.hostname)
     );
     let steps = r
         .evaluation
@@ -175,12 +221,12 @@ fn failing_steps(r: &Checked) -> String {
             v.type_,
             v.status,
             v.reason,
-            v.message
+            escape_controls(&v.message)
         ));
     }
     let ready = r.evaluation.ready();
     if ready.reason == Reason::HostnameConflict {
-        out.push_str(&format!("  FAIL    {}\n", ready.message));
+        out.push_str(&format!("  FAIL    {}\n", escape_controls(&ready.message)));
     }
     out
 }
@@ -193,11 +239,155 @@ fn inventory_section(inventory: &[CertificateUse]) -> String {
     for c in inventory {
         out.push_str(&format!(
             "  {}\n    DNS names: {}\n    hostnames: {}\n    target CNAMEs: {}\n",
-            c.sha256_fingerprint,
-            c.dns_names.join(", "),
-            c.hostnames.join(", "),
-            c.target_cnames.join(", ")
+            escape_controls(&c.sha256_fingerprint),
+            escape_controls(&c.dns_names.join(", ")),
+            escape_controls(&c.hostnames.join(", ")),
+            escape_controls(&c.target_cnames.join(", "))
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::text::is_hostile;
+    use crate::api::{HttpsDelivery, Verdict};
+    use crate::checks::Evaluation;
+    use crate::checks::fixtures;
+    use crate::cli::input::LoadedDelivery;
+
+    /// Everything a hostile certificate, manifest or DNS answer can put in front of a terminal.
+    const HOSTILE: &str =
+        "CN=evil\x1b]0;owned\x07\x1b[2J\r\nREADY True\u{9b}31m \u{202e}moc.elpmaxe\x7f\0";
+
+    fn hostile_result() -> Checked {
+        let spec = fixtures::spec();
+        let mut verdicts: Vec<Verdict> = ConditionType::STEPS
+            .iter()
+            .map(|t| Verdict::new(*t, ConditionStatus::True, Reason::Verified, "ok"))
+            .collect();
+        verdicts[0] = Verdict::new(
+            ConditionType::CertificateValid,
+            ConditionStatus::False,
+            Reason::HostnameNotCovered,
+            format!("certificate (subject {HOSTILE}) does not cover www.shop.example"),
+        );
+        verdicts.push(Verdict::new(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::HostnameNotCovered,
+            format!("step 1: {HOSTILE}"),
+        ));
+        Checked {
+            delivery: LoadedDelivery {
+                namespace: "shop".into(),
+                name: format!("www{HOSTILE}"),
+                delivery: HttpsDelivery::new("www", spec),
+                origin: "deliveries.yaml".into(),
+            },
+            evaluation: Evaluation {
+                verdicts,
+                certificate: Some(CertificateEvidence {
+                    source: "Secret/www-tls".into(),
+                    subject: HOSTILE.into(),
+                    dns_names: vec![format!("www.shop.example{HOSTILE}")],
+                    issuer: "CN=Test Root".into(),
+                    serial: "01".into(),
+                    sha256_fingerprint: "AA:BB".into(),
+                    not_before: fixtures::now(),
+                    not_after: fixtures::now(),
+                }),
+                dns: DnsEvidence::default(),
+                edge_tracking: None,
+                next_change: None,
+            },
+        }
+    }
+
+    /// No terminal control in `out`, other than the line feeds that end its own lines.
+    fn assert_clean(out: &str) {
+        for (i, line) in out.split('\n').enumerate() {
+            assert!(
+                !line.chars().any(is_hostile),
+                "line {} holds a control character: {line:?}",
+                i + 1
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_escapes_every_cell_and_message() {
+        let out = table(&[hostile_result()]);
+        assert_clean(&out);
+        let escaped = escape_controls(HOSTILE).into_owned();
+        assert!(
+            escaped.contains("\\x1b]0;owned\\x07\\x1b[2J\\r\\nREADY True\\u{9b}31m \\u{202e}moc")
+        );
+        assert!(out.contains(&format!("www{escaped}")), "{out}");
+        assert!(
+            out.contains(&format!("certificate (subject {escaped}) does not cover")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("www.shop.example{escaped}")), "{out}");
+        // The summary's columns stay aligned: the header and the row put READY at one column.
+        let mut lines = out.lines();
+        let (header, row) = (lines.next().unwrap(), lines.next().unwrap());
+        let column = |l: &str, word: &str| l.find(word).map(|b| l[..b].chars().count());
+        assert_eq!(
+            column(header, "READY"),
+            column(row, "   False").map(|c| c + 3)
+        );
+    }
+
+    #[test]
+    fn json_and_yaml_hold_no_raw_controls_and_read_back_escaped() {
+        let results = [hostile_result()];
+        let escaped = escape_controls(HOSTILE).into_owned();
+        let expected = format!("certificate (subject {escaped}) does not cover www.shop.example");
+
+        let json_out = json(&results);
+        // serde_json escapes C0 controls itself, but writes DEL, C1 controls and bidi
+        // overrides as they are: they are escaped before it sees them.
+        assert_clean(&json_out);
+        let parsed: serde_json::Value = serde_json::from_str(&json_out).unwrap();
+        assert_eq!(
+            parsed["deliveries"][0]["conditions"][0]["message"],
+            expected
+        );
+        assert_eq!(
+            parsed["deliveries"][0]["name"],
+            format!("www{escaped}").as_str()
+        );
+
+        let yaml_out = yaml(&results);
+        // serde-saphyr escapes C0 and C1 controls in double-quoted scalars, but writes U+202E
+        // as it is: checked here so that a change of either stays visible.
+        assert_clean(&yaml_out);
+        let parsed: serde_json::Value = serde_saphyr::from_str(&yaml_out).unwrap();
+        assert_eq!(
+            parsed["deliveries"][0]["conditions"][0]["message"],
+            expected
+        );
+    }
+
+    #[test]
+    fn serde_saphyr_itself_escapes_controls_but_not_bidi_overrides() {
+        // What the YAML serializer does with raw text (why `report` escapes first).
+        let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
+        let raw = serde_saphyr::to_string_with_options(
+            &serde_json::json!({"m": "a\x1b[31mb\r\u{9b}c\x7f"}),
+            options,
+        )
+        .unwrap();
+        assert_clean(&raw);
+        let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
+        let bidi =
+            serde_saphyr::to_string_with_options(&serde_json::json!({"m": "a\u{202e}b"}), options)
+                .unwrap();
+        assert!(
+            bidi.contains('\u{202e}'),
+            "serde-saphyr now escapes it: {bidi:?}"
+        );
+    }
 }

@@ -10,11 +10,11 @@ mod run;
 pub mod secrets;
 
 pub use reconcile::{apply_status, error_policy, reconcile, status_apply_body};
-pub use run::{OperatorConfig, RunConfig, operate, run};
+pub use run::{Bounds, OperatorConfig, RunConfig, operate, run};
 
 use crate::api::HttpsDelivery;
 use crate::probe::Prober;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Health, Metrics};
 use index::DeliveryIndex;
 use kube::Client;
 use kube::core::DeserializeGuard;
@@ -22,7 +22,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use secrets::SecretCache;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The one field manager under which status is applied.
@@ -55,6 +55,9 @@ pub struct Context {
     /// Who claims each hostname and references each Secret, kept from the watch.
     pub index: DeliveryIndex,
     pub secrets: SecretCache,
+    pub limits: Bounds,
+    /// The watchdog and readiness of the process.
+    pub health: Arc<Health>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
 }
@@ -74,12 +77,24 @@ impl Context {
             metrics,
             index: DeliveryIndex::default(),
             secrets: SecretCache::unwatched(),
+            limits: Bounds::default(),
+            health: Arc::new(Health::new(Bounds::default().stall_timeout)),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn with_secrets(mut self, secrets: SecretCache) -> Self {
         self.secrets = secrets;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: Bounds) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
         self
     }
 

@@ -1,7 +1,7 @@
 //! Publishing: the new status (only when something other than timestamps changed), the Events
 //! of transitions, and when to look again. Pure: the reconciler does the I/O.
 
-use crate::api::text::{MAX_EVENT_NOTE, truncate};
+use crate::api::text::{MAX_EVENT_NOTE, escape_and_truncate};
 use crate::api::{
     ConditionStatus, ConditionType, HttpsDeliveryStatus, Reason, Verdict,
     conditions::merge_conditions,
@@ -81,7 +81,8 @@ fn event(warning: bool, v: &Verdict) -> Transition {
     Transition {
         warning,
         reason: v.reason.as_str().to_string(),
-        note: truncate(&format!("{}: {}", v.type_, v.message), MAX_EVENT_NOTE),
+        // Escaped (names come from the outside world) before the cut, so the limit holds.
+        note: escape_and_truncate(&format!("{}: {}", v.type_, v.message), MAX_EVENT_NOTE),
     }
 }
 
@@ -281,6 +282,32 @@ mod tests {
         )];
         let events = transitions(&[], &v);
         assert!(events[0].note.len() <= MAX_EVENT_NOTE);
+    }
+
+    #[test]
+    fn notes_escape_control_characters_and_still_fit() {
+        let v = |message: String| {
+            vec![Verdict::new(
+                ConditionType::DnsConfigured,
+                ConditionStatus::False,
+                Reason::CnameTargetMismatch,
+                message,
+            )]
+        };
+        let events = transitions(
+            &[],
+            &v("dig www\x1b[2J\r\n.shop.example \u{202e}elif".into()),
+        );
+        assert_eq!(
+            events[0].note,
+            "DnsConfigured: dig www\\x1b[2J\\r\\n.shop.example \\u{202e}elif"
+        );
+        // 1,000 ESC characters are 1,000 bytes, but 4,000 once escaped: cut after escaping.
+        let events = transitions(&[], &v("\x1b".repeat(1000)));
+        let note = &events[0].note;
+        assert!(note.len() <= MAX_EVENT_NOTE, "{} bytes", note.len());
+        assert!(note.ends_with("\\x1b..."), "{note}");
+        assert!(!note.chars().any(crate::api::text::is_hostile));
     }
 
     #[test]

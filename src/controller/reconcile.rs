@@ -16,12 +16,14 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What a reconcile reads before it looks at the world.
 struct Inputs {
     /// The check settings, or the field that does not parse.
     settings: Result<CheckSettings, String>,
-    secret: Option<SecretContent>,
+    /// The Secret named by spec.certificate.secretRef, if any (read while the probes run).
+    secret: Option<String>,
     /// The delivery that already claims the hostname, when it is another one.
     conflict: Option<String>,
     memory: Memory,
@@ -31,6 +33,7 @@ struct Inputs {
 #[tracing::instrument(skip_all, fields(object, hostname))]
 pub async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_timer();
+    let _work = ctx.health.start_work();
     let delivery = match &guarded.0 {
         Ok(d) => d,
         Err(invalid) => {
@@ -47,28 +50,9 @@ pub async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
     span.record("hostname", delivery.spec.hostname.as_str());
     let now = jiff::Timestamp::now();
 
-    let inputs = read_inputs(&ctx, delivery).await;
+    let inputs = read_inputs(&ctx, delivery);
     let evaluation = match &inputs.settings {
-        Ok(settings) => {
-            let targets = Targets::of(&delivery.spec);
-            // Observations shared with other deliveries are at most one recheck interval old.
-            let limits = Limits {
-                timeout: settings.timeout,
-                max_age: settings.recheck_interval,
-            };
-            let observed = ctx
-                .prober
-                .observe(&targets, inputs.secret.clone(), limits, now)
-                .await;
-            checks::evaluate(
-                &delivery.spec,
-                settings,
-                &observed,
-                &inputs.memory,
-                inputs.conflict.as_deref(),
-                now,
-            )
-        }
+        Ok(settings) => observe_and_evaluate(&ctx, delivery, settings, &inputs, now).await,
         Err(problem) => checks::evaluate_invalid(problem, &inputs.memory),
     };
     let plan = publish::plan(
@@ -77,31 +61,109 @@ pub async fn reconcile(guarded: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
         delivery.metadata.generation,
         now,
     );
-    if let Err(error) = publish_plan(&ctx, delivery, &plan, &evaluation).await {
-        timer.error(error.metric_label());
-        return Err(error);
+    match publish_plan(&ctx, delivery, &plan, &evaluation).await {
+        Ok(()) => {}
+        // The object went away (or its namespace did) while it was being checked.
+        Err(Error::StatusPatch {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.is_not_found() => {
+            ctx.forget_failures(&ObjectRef::from_obj(guarded.as_ref()));
+            timer.ok();
+            return Ok(Action::await_change());
+        }
+        Err(error) => {
+            timer.error(error.metric_label());
+            return Err(error);
+        }
     }
     record(&ctx, delivery, &evaluation);
     ctx.forget_failures(&ObjectRef::from_obj(guarded.as_ref()));
     timer.ok();
-    Ok(schedule(&evaluation, inputs.settings.as_ref().ok(), now))
+    let recheck = inputs
+        .settings
+        .as_ref()
+        .ok()
+        .map(|s| s.recheck_interval.max(ctx.limits.min_recheck_interval));
+    Ok(schedule(&evaluation, recheck, now))
+}
+
+/// Stages 2 and 3: observe (shared with other deliveries, within the operator's own deadline)
+/// and evaluate. A deadline that runs out leaves the probed steps Unknown `ProbeTimeout`.
+async fn observe_and_evaluate(
+    ctx: &Context,
+    delivery: &HttpsDelivery,
+    settings: &CheckSettings,
+    inputs: &Inputs,
+    now: jiff::Timestamp,
+) -> Evaluation {
+    let targets = Targets::of(&delivery.spec);
+    // Observations shared with other deliveries are at most one recheck interval old.
+    let deadline = ctx.limits.reconcile_timeout;
+    // No probe outlives the reconcile that asked for it (they run as tasks of their own, and
+    // would otherwise hold their address's slots after the reconcile was cut).
+    let limits = Limits {
+        timeout: settings.timeout.min(deadline),
+        max_age: settings
+            .recheck_interval
+            .max(ctx.limits.min_recheck_interval),
+    };
+    let namespace = namespace_of(delivery);
+    let read_secret = async || match &inputs.secret {
+        Some(name) => Some(ctx.secrets.read(&ctx.client, &namespace, name).await),
+        None => None,
+    };
+    let observe = ctx
+        .prober
+        .observe_with(&targets, read_secret(), limits, now);
+    let conflict = inputs.conflict.as_deref();
+    match tokio::time::timeout(deadline, observe).await {
+        Ok(observed) => checks::evaluate(
+            &delivery.spec,
+            settings,
+            &observed,
+            &inputs.memory,
+            conflict,
+            now,
+        ),
+        Err(_) => {
+            tracing::warn!(deadline = ?deadline, "probes cut short by the reconcile deadline");
+            // The Secret was most likely read already: then this is the cache's answer.
+            let secret = tokio::time::timeout(Duration::from_secs(5), read_secret())
+                .await
+                .unwrap_or(Some(SecretContent::ReadFailed(
+                    "the Secret could not be read within the reconcile deadline".into(),
+                )));
+            let offline = ctx.prober.unobserved(&targets, secret, now);
+            checks::evaluate_timed_out(
+                &delivery.spec,
+                settings,
+                &offline,
+                &inputs.memory,
+                conflict,
+                now,
+                deadline,
+            )
+        }
+    }
 }
 
 fn namespace_of(delivery: &HttpsDelivery) -> String {
     delivery.namespace().unwrap_or_default()
 }
 
-/// Stage 1: the settings, the referenced Secret, the hostname's owner and what the last status
-/// remembers.
-async fn read_inputs(ctx: &Context, delivery: &HttpsDelivery) -> Inputs {
+/// Stage 1: the settings, the referenced Secret's name, the hostname's owner and what the last
+/// status remembers.
+fn read_inputs(ctx: &Context, delivery: &HttpsDelivery) -> Inputs {
     let namespace = namespace_of(delivery);
-    let secret = match &delivery.spec.certificate.secret_ref {
-        Some(r) => Some(ctx.secrets.read(&ctx.client, &namespace, &r.name).await),
-        None => None,
-    };
     Inputs {
         settings: delivery.spec.settings().map_err(|e| e.to_string()),
-        secret,
+        secret: delivery
+            .spec
+            .certificate
+            .secret_ref
+            .as_ref()
+            .map(|r| r.name.clone()),
         conflict: ctx
             .index
             .conflict_of(&ObjectRef::new(&delivery.name_any()).within(&namespace)),
@@ -174,15 +236,11 @@ fn record(ctx: &Context, delivery: &HttpsDelivery, evaluation: &Evaluation) {
 }
 
 /// Stage 6: when to look again. An invalid spec waits for the next change of the object.
-fn schedule(
-    evaluation: &Evaluation,
-    settings: Option<&CheckSettings>,
-    now: jiff::Timestamp,
-) -> Action {
-    match settings {
-        Some(s) => Action::requeue(publish::next_check(
+fn schedule(evaluation: &Evaluation, recheck: Option<Duration>, now: jiff::Timestamp) -> Action {
+    match recheck {
+        Some(recheck) => Action::requeue(publish::next_check(
             evaluation,
-            s.recheck_interval,
+            recheck,
             now,
             rand::random::<f64>(),
         )),
@@ -233,14 +291,25 @@ pub async fn apply_status(
 ) -> Result<(), kube::Error> {
     let api: Api<HttpsDelivery> = Api::namespaced(client.clone(), namespace);
     let body = status_apply_body(status);
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // A 409 Conflict is another writer in the same instant: apply again at once, a few times,
+    // rather than failing the reconcile into its backoff.
+    let mut conflicts = 0;
+    loop {
+        match api.patch_status(name, &params, &Patch::Apply(&body)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && conflicts < CONFLICT_RETRIES => {
+                conflicts += 1;
+                let jitter = 50 + rand::random::<u64>() % 150;
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
+
+/// How often a status apply answered 409 Conflict is tried again.
+const CONFLICT_RETRIES: u32 = 3;
 
 /// The exact body of the status apply.
 pub fn status_apply_body(status: &HttpsDeliveryStatus) -> serde_json::Value {

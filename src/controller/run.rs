@@ -3,8 +3,9 @@
 
 use super::secrets::SecretCache;
 use super::{Context, Guarded, error_policy, leader, reconcile};
+use crate::checks::secret::TLS_TYPE;
 use crate::probe::{ProbeConfig, Prober};
-use crate::telemetry::{self, LogFormat, Metrics};
+use crate::telemetry::{self, Health, LogFormat, Metrics};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -17,7 +18,6 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Everything `httpsdelivery-operator run` is told on its command line.
@@ -32,6 +32,33 @@ pub struct OperatorConfig {
     pub reconcile_concurrency: u16,
     pub log_format: LogFormat,
     pub probe: ProbeConfig,
+    pub limits: Bounds,
+    /// Read and watch only the Secrets carrying this label selector (shared clusters).
+    pub secret_label_selector: Option<String>,
+}
+
+/// The operator's own bounds, whatever an object says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// No delivery is rechecked more often than this (its recheckInterval is raised to it).
+    pub min_recheck_interval: Duration,
+    /// A reconcile whose probes have not finished by then is cut short: Unknown ProbeTimeout.
+    pub reconcile_timeout: Duration,
+    /// `/healthz` fails when reconciles are in flight and none finished for this long.
+    pub stall_timeout: Duration,
+    /// After SIGTERM, how long reconciles in flight may take before the process exits anyway.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            min_recheck_interval: Duration::from_secs(30),
+            reconcile_timeout: Duration::from_secs(120),
+            stall_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Settings of the controller loop itself.
@@ -39,6 +66,8 @@ pub struct RunConfig {
     pub watch_namespace: Option<String>,
     pub identity: String,
     pub concurrency: u16,
+    pub limits: Bounds,
+    pub secret_label_selector: Option<String>,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C. Returns the process exit code.
@@ -60,13 +89,13 @@ pub async fn operate(config: OperatorConfig) -> i32 {
         }
     };
     let identity = config.identity.clone().unwrap_or_else(default_identity);
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::new(config.limits.stall_timeout));
     let stopped = shutdown_on_signal();
     let server = match telemetry::bind(config.metrics_addr).await {
         Ok(listener) => tokio::spawn(telemetry::serve_listener(
             listener,
             metrics.clone(),
-            ready.clone(),
+            health.clone(),
             stopped(),
         )),
         Err(e) => {
@@ -79,31 +108,47 @@ pub async fn operate(config: OperatorConfig) -> i32 {
         watch_namespace: config.watch_namespace.clone(),
         identity: identity.clone(),
         concurrency: config.reconcile_concurrency.max(1),
+        limits: config.limits,
+        secret_label_selector: config.secret_label_selector.clone(),
     };
     let work = run(
         client.clone(),
         run_config,
         prober,
         metrics,
-        ready.clone(),
+        health.clone(),
         stopped(),
     );
-    let code = if config.leader_elect {
-        // A standby is healthy and ready to take over: report it ready, as controller-runtime
-        // does, so that rolling updates and disruption budgets work with several replicas.
-        ready.store(true, Ordering::Relaxed);
-        match leader::run_as_leader(client, leader_config(&config, identity), || work).await {
-            Ok(()) => 0,
-            Err(e) => {
-                tracing::error!(error = %e, "leader election");
-                1
+    let work = async {
+        if config.leader_elect {
+            // A standby is healthy and ready to take over: report it ready, as
+            // controller-runtime does, so that rolling updates and disruption budgets work
+            // with several replicas.
+            health.set_synced(true);
+            match leader::run_as_leader(client, leader_config(&config, identity), || work).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "leader election");
+                    1
+                }
             }
+        } else {
+            work.await;
+            0
         }
-    } else {
-        work.await;
-        0
     };
-    ready.store(false, Ordering::Relaxed);
+    // Reconciles in flight get a short grace after SIGTERM; then the process exits anyway.
+    let grace = config.limits.shutdown_grace;
+    let abandon = async {
+        stopped().await;
+        tokio::time::sleep(grace).await;
+        tracing::warn!(grace = ?grace, "shutting down with reconciles still in flight");
+    };
+    let code = tokio::select! {
+        code = work => code,
+        () = abandon => 0,
+    };
+    health.set_synced(false);
     server.abort();
     code
 }
@@ -172,23 +217,33 @@ pub async fn run(
     config: RunConfig,
     prober: Prober,
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let scope = Scope(config.watch_namespace.clone());
     let (secret_store, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let ctx = Arc::new(
         Context::new(client.clone(), prober, metrics, &config.identity)
-            .with_secrets(SecretCache::new(secret_store)),
+            .with_secrets(SecretCache::new(
+                secret_store,
+                config.secret_label_selector.clone(),
+            ))
+            .with_limits(config.limits)
+            .with_health(health.clone()),
     );
     let (store, writer) = reflector::store::<Guarded>();
     let (recheck_tx, recheck_rx) = futures::channel::mpsc::unbounded();
     let index_ctx = ctx.clone();
+    let watch_health = health.clone();
+    // Listed in pages (500 objects) from etcd rather than in one piece from the watch cache:
+    // 10,000 deliveries never sit in memory twice, as JSON and as objects.
     let deliveries = watcher::watcher(
         scope.api::<Guarded>(&client),
-        watcher::Config::default().any_semantic(),
+        watcher::Config::default().page_size(500),
     )
-    .default_backoff()
+    // Ready tells the truth: not while the API server cannot be watched.
+    .inspect(move |event| watch_health.set_watching(event.is_ok()))
+    .backoff(WatchBackoff::default())
     .modify(|d: &mut Guarded| d.managed_fields_mut().clear())
     .inspect_ok(move |event| {
         let change = index_ctx.index.observe(event);
@@ -203,11 +258,19 @@ pub async fn run(
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
     let secrets_ctx = ctx.clone();
+    // Only kubernetes.io/tls Secrets (and with a selector, only those carrying it) are
+    // watched, so only they are ever read.
+    let mut secret_watch = watcher::Config::default()
+        .page_size(500)
+        .fields(&format!("type={TLS_TYPE}"));
+    if let Some(selector) = &config.secret_label_selector {
+        secret_watch = secret_watch.labels(selector);
+    }
     let secrets = watcher::watcher(
         scope.api::<PartialObjectMeta<Secret>>(&client),
-        watcher::Config::default().any_semantic(),
+        secret_watch,
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .modify(|s: &mut PartialObjectMeta<Secret>| s.managed_fields_mut().clear())
     .inspect_ok(move |event| match event {
         watcher::Event::InitDone => secrets_ctx.secrets.mark_listed(),
@@ -218,11 +281,20 @@ pub async fn run(
     })
     .reflect(secret_writer)
     .touched_objects();
-    tokio::spawn(report_ready_when_synced(store.clone(), ready));
+    tokio::spawn(report_ready_when_synced(store.clone(), health));
     tokio::spawn(forget_deleted(ctx.clone(), store.clone()));
     let mapper_ctx = ctx.clone();
     Controller::for_stream(deliveries, store)
-        .with_config(controller::Config::default().concurrency(config.concurrency))
+        // Each watch backs off on its own (WatchBackoff); a second, slower backoff over all of
+        // them (kube-runtime's default, up to 30 s) would only delay recovery.
+        .trigger_backoff(NoBackoff)
+        .with_config(
+            controller::Config::default()
+                .concurrency(config.concurrency)
+                // A burst of events for one object (a kubectl apply of many fields, a Secret
+                // rewritten twice) is one reconcile.
+                .debounce(Duration::from_millis(500)),
+        )
         // A changed Secret reconciles the deliveries that reference it (rotation); Secrets are
         // watched by metadata only: their keys never enter the operator's cache.
         .watches_stream(secrets, move |secret| {
@@ -240,6 +312,54 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Retries of a failed watch: quick at first, at most 5 s apart, so that the operator is back
+/// within seconds of the API server (kube-runtime's default waits up to 30 s).
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// No wait: for the controller's merged trigger stream, whose watches have their own backoff.
+struct NoBackoff;
+
+impl Iterator for NoBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoBackoff {
+    fn reset(&mut self) {}
 }
 
 /// The namespace the operator watches, or all of them.
@@ -260,11 +380,11 @@ impl Scope {
 
 /// kube-runtime's Store wakes only the last waiter, and the Controller waits on the same store:
 /// poll, so that this task sees the stored result too.
-async fn report_ready_when_synced(store: Store<Guarded>, ready: Arc<AtomicBool>) {
+async fn report_ready_when_synced(store: Store<Guarded>, health: Arc<Health>) {
     loop {
         match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
             Ok(Ok(())) => {
-                ready.store(true, Ordering::Relaxed);
+                health.set_synced(true);
                 tracing::info!("caches synced; reconciling");
                 return;
             }

@@ -10,25 +10,29 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 type SecretKey = (String, String);
 
 pub struct SecretCache {
     /// The metadata of every watched Secret (no data), and whether it has been listed once.
     meta: Option<Store<PartialObjectMeta<Secret>>>,
-    listed: AtomicBool,
+    /// `--secret-label-selector`: only Secrets with these labels are watched and read.
+    selector: Option<String>,
+    listed: tokio::sync::watch::Sender<bool>,
     /// Parsed content by (namespace, name), with the resourceVersion it was read at.
     parsed: Mutex<HashMap<SecretKey, (String, SecretContent)>>,
     gets: AtomicU64,
 }
 
 impl SecretCache {
-    /// A cache that follows `meta`, the store of a metadata watch on Secrets.
-    pub fn new(meta: Store<PartialObjectMeta<Secret>>) -> Self {
+    /// A cache that follows `meta`, the store of a metadata watch on kubernetes.io/tls Secrets
+    /// (with `selector`, only those carrying it).
+    pub fn new(meta: Store<PartialObjectMeta<Secret>>, selector: Option<String>) -> Self {
         SecretCache {
             meta: Some(meta),
-            listed: AtomicBool::new(false),
+            selector,
+            listed: tokio::sync::watch::Sender::new(false),
             parsed: Mutex::new(HashMap::new()),
             gets: AtomicU64::new(0),
         }
@@ -38,7 +42,8 @@ impl SecretCache {
     pub fn unwatched() -> Self {
         SecretCache {
             meta: None,
-            listed: AtomicBool::new(false),
+            selector: None,
+            listed: tokio::sync::watch::Sender::new(false),
             parsed: Mutex::new(HashMap::new()),
             gets: AtomicU64::new(0),
         }
@@ -47,7 +52,18 @@ impl SecretCache {
     /// The metadata watch has listed every Secret: from now on, one missing from its store
     /// does not exist.
     pub fn mark_listed(&self) {
-        self.listed.store(true, Ordering::Release);
+        self.listed.send_replace(true);
+    }
+
+    /// Waits (a little) for the first list of Secrets, so that a Secret is not called missing
+    /// only because the watch has not listed it yet.
+    async fn wait_listed(&self) -> bool {
+        let mut listed = self.listed.subscribe();
+        let wait = listed.wait_for(|l| *l);
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(10), wait).await,
+            Ok(Ok(_))
+        )
     }
 
     /// GETs sent since the cache was made.
@@ -63,6 +79,7 @@ impl SecretCache {
     pub async fn read(&self, client: &Client, namespace: &str, name: &str) -> SecretContent {
         let key = (namespace.to_string(), name.to_string());
         if let Some(meta) = &self.meta {
+            let listed = self.wait_listed().await;
             match meta.get(&ObjectRef::new(name).within(namespace)) {
                 Some(m) => {
                     let version = m.resource_version();
@@ -72,10 +89,13 @@ impl SecretCache {
                         return content.clone();
                     }
                 }
-                None if self.listed.load(Ordering::Acquire) => {
+                None if listed => {
                     self.forget(namespace, name);
-                    return SecretContent::NotFound;
+                    return self.absent();
                 }
+                // Not listed in time: only a selector-less cache may ask (a GET would read a
+                // Secret the selector excludes).
+                None if self.selector.is_some() => return self.absent(),
                 None => {}
             }
         }
@@ -95,6 +115,16 @@ impl SecretCache {
             }
             // The error's text names the Secret and the cause; it never holds the Secret's data.
             Err(e) => SecretContent::ReadFailed(e.to_string()),
+        }
+    }
+
+    /// What a Secret outside the watch reads as.
+    fn absent(&self) -> SecretContent {
+        match &self.selector {
+            Some(selector) => SecretContent::NotAllowed {
+                selector: selector.clone(),
+            },
+            None => SecretContent::NotFound,
         }
     }
 

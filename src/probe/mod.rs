@@ -71,6 +71,27 @@ pub trait ProbeRecorder: Send + Sync {
     fn record(&self, kind: &'static str, outcome: &str, duration: Duration);
 }
 
+/// Probes in flight to one address at most (different SNI names or ports of one edge).
+pub const PER_ADDRESS: usize = 4;
+
+/// One semaphore per address probed; addresses no probe holds are forgotten now and then.
+#[derive(Default)]
+struct PerAddress {
+    map: std::sync::Mutex<std::collections::HashMap<IpAddr, Arc<Semaphore>>>,
+}
+
+impl PerAddress {
+    fn limit(&self, ip: IpAddr) -> Arc<Semaphore> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 1024 {
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        map.entry(ip)
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_ADDRESS)))
+            .clone()
+    }
+}
+
 /// How long one delivery's probes may take, and how old a shared observation it accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -95,6 +116,9 @@ pub struct Prober {
     recorder: Option<Arc<dyn ProbeRecorder>>,
     /// Bounds the DNS walks and TLS probes in flight across the whole process.
     limit: Arc<Semaphore>,
+    /// Bounds the probes in flight to any one address, so that one target (a slow or hanging
+    /// origin many deliveries name) cannot take the whole process's share.
+    per_address: Arc<PerAddress>,
     walks: Arc<SharedCache<String, DnsObservation>>,
     probes: Arc<SharedCache<TlsEndpoint, TlsOutcome>>,
     window: Duration,
@@ -122,6 +146,7 @@ impl Prober {
             https_port: config.https_port,
             recorder: None,
             limit: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            per_address: Arc::new(PerAddress::default()),
             walks: Arc::new(SharedCache::new(config.cache_window)),
             probes: Arc::new(SharedCache::new(config.cache_window)),
             window: config.cache_window,
@@ -151,8 +176,11 @@ impl Prober {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let (dns, limit, recorder) = (self.dns.clone(), self.limit.clone(), self.recorder.clone());
         let key = name.clone();
+        let key_for_failure = name.clone();
+        // A task of its own: a walk whose every waiter gave up (a reconcile cut by its
+        // deadline) still ends by its timeout and frees its slot.
         let fetch = move || {
-            async move {
+            let walk = async move {
                 let _permit = limit.acquire_owned().await.ok();
                 let started = std::time::Instant::now();
                 let observed = match tokio::time::timeout(timeout, dns.walk(&name)).await {
@@ -175,8 +203,9 @@ impl Prober {
                     max_age: ttl.map_or(Duration::MAX, Duration::from_secs),
                     value: observed,
                 }
-            }
-            .boxed()
+            };
+            let failed = failed_walk(&key_for_failure);
+            tokio::spawn(walk).map(move |r| r.unwrap_or(failed)).boxed()
         };
         self.walks.get(key, max_age, fetch).await
     }
@@ -191,9 +220,13 @@ impl Prober {
     ) -> TlsObservation {
         let (tls, guard) = (self.tls.clone(), self.guard.clone());
         let (limit, recorder) = (self.limit.clone(), self.recorder.clone());
+        let per_address = self.per_address.limit(endpoint.address.ip());
         let target = endpoint.clone();
+        // A task of its own, as for walks: the probe ends by its timeout and frees its slots
+        // even when every reconcile waiting for it was cut short.
         let fetch = move || {
-            async move {
+            let probe = async move {
+                let _address = per_address.acquire_owned().await.ok();
                 let _permit = limit.acquire_owned().await.ok();
                 let started = std::time::Instant::now();
                 let outcome = tls.probe_guarded(&guard, &target, timeout).await;
@@ -204,8 +237,15 @@ impl Prober {
                     value: outcome,
                     max_age: Duration::MAX,
                 }
-            }
-            .boxed()
+            };
+            tokio::spawn(probe)
+                .map(|r| {
+                    r.unwrap_or(Fetched {
+                        value: TlsOutcome::HandshakeFailed("the probe task failed".into()),
+                        max_age: Duration::ZERO,
+                    })
+                })
+                .boxed()
         };
         TlsObservation {
             outcome: self.probes.get(endpoint.clone(), max_age, fetch).await,
@@ -254,6 +294,18 @@ impl Prober {
         limits: Limits,
         now: jiff::Timestamp,
     ) -> Observations {
+        self.observe_with(targets, std::future::ready(secret), limits, now)
+            .await
+    }
+
+    /// Like [`observe`](Self::observe), reading the Secret (an API call) while the probes run.
+    pub async fn observe_with(
+        &self,
+        targets: &Targets,
+        secret: impl std::future::Future<Output = Option<SecretContent>>,
+        limits: Limits,
+        now: jiff::Timestamp,
+    ) -> Observations {
         let hostname_dns = self.walk(&targets.hostname, limits.timeout, limits.max_age);
         let edge = self.resolve_and_probe(
             &targets.target_cname,
@@ -268,7 +320,8 @@ impl Prober {
                 .await;
             Some(origin::OriginObservation { dns, probes })
         };
-        let (dns, (target_dns, edge_probes), origin) = tokio::join!(hostname_dns, edge, origin);
+        let (dns, (target_dns, edge_probes), origin, secret) =
+            tokio::join!(hostname_dns, edge, origin, secret);
         let target_dns = target_dns.unwrap_or_else(|| DnsObservation {
             name: targets.target_cname.clone(),
             chain: Vec::new(),
@@ -297,6 +350,45 @@ impl Prober {
         }
     }
 
+    /// What can be known of one delivery without the network, with every DNS walk and probe
+    /// timed out: for when the operator's reconcile deadline ran out.
+    pub fn unobserved(
+        &self,
+        targets: &Targets,
+        secret: Option<SecretContent>,
+        now: jiff::Timestamp,
+    ) -> Observations {
+        let timed_out = |name: &str| DnsObservation {
+            name: name.to_string(),
+            chain: Vec::new(),
+            outcome: DnsOutcome::Timeout {
+                name: name.to_string(),
+            },
+        };
+        let edge = EdgeObservation {
+            target_dns: timed_out(&targets.target_cname),
+            probes: Vec::new(),
+        };
+        let certificate = match &targets.secret {
+            Some(name) => CertificateInput::Secret {
+                name: name.clone(),
+                content: secret.unwrap_or(SecretContent::NotFound),
+            },
+            None => edge_certificate(&edge),
+        };
+        let chain_verified = self.verify_certificate(&certificate, &targets.hostname, now);
+        Observations {
+            certificate,
+            chain_verified,
+            dns: timed_out(&targets.hostname),
+            origin: targets.origin.as_ref().map(|o| origin::OriginObservation {
+                dns: Some(timed_out(&o.host)),
+                probes: Vec::new(),
+            }),
+            edge,
+        }
+    }
+
     /// Verifies the certificate under test for `hostname` at `now`, as a probe would.
     fn verify_certificate(
         &self,
@@ -319,6 +411,21 @@ impl Prober {
             now.as_second().max(0).unsigned_abs(),
         ));
         Some(self.tls.verify_chain(&chain, hostname, unix))
+    }
+}
+
+/// What a walk whose task failed reads as: not an answer, so not kept.
+fn failed_walk(name: &str) -> Fetched<DnsObservation> {
+    Fetched {
+        value: DnsObservation {
+            name: name.to_string(),
+            chain: Vec::new(),
+            outcome: DnsOutcome::ServerFailure {
+                name: name.to_string(),
+                detail: "the DNS walk task failed".into(),
+            },
+        },
+        max_age: Duration::ZERO,
     }
 }
 

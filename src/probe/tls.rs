@@ -286,8 +286,8 @@ fn handshake_error(e: &io::Error, first: &[u8]) -> TlsOutcome {
             | InvalidMessage::UnknownProtocolVersion
             | InvalidMessage::MessageTooLarge,
         )) => TlsOutcome::NotTls(describe_non_tls(first)),
-        Some(rustls::Error::InvalidMessage(m)) if !looks_like_tls(first) => {
-            TlsOutcome::NotTls(format!("{} ({m:?})", describe_non_tls(first)))
+        Some(rustls::Error::InvalidMessage(_)) if !looks_like_tls(first) => {
+            TlsOutcome::NotTls(describe_non_tls(first))
         }
         Some(rustls::Error::InvalidMessage(m)) => {
             TlsOutcome::HandshakeFailed(format!("the server sent a malformed TLS message ({m:?})"))
@@ -322,26 +322,37 @@ fn looks_like_tls(first: &[u8]) -> bool {
     }
 }
 
-/// The peer's first line when it is text (a plain HTTP server, SSH...), its first bytes in hex
-/// otherwise: the evidence a person needs to recognise what answered on the TLS port.
+// What a peer that does not speak TLS is described as: fixed texts, never its bytes.
+const PLAIN_HTTP: &str = "it answered in plain HTTP";
+const PLAIN_TEXT: &str = "it answered in plain text";
+const NOT_TLS_BYTES: &str = "it sent bytes that are not TLS";
+const NO_RECORD: &str = "it sent no TLS record";
+
+/// What answered on the TLS port, as one of a few fixed classifications. The bytes themselves
+/// are chosen by whoever runs the peer (an SSH version string, an HTTP status line, anything a
+/// hostile DNS answer points the probe at), so none of them is ever copied into status, Events,
+/// logs or errors.
 fn describe_non_tls(first: &[u8]) -> String {
-    if first.is_empty() {
-        return "it sent no TLS record".to_owned();
-    }
-    let line = first.split(|b| *b == b'\n').next().unwrap_or(first);
+    let start = first
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(first.len());
+    let line = first[start..].split(|b| *b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let printable = !line.is_empty() && line.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
-    if printable {
-        let text = String::from_utf8_lossy(line);
-        if text.starts_with("HTTP/") {
-            format!("it answered in plain HTTP: {text:?}")
-        } else {
-            format!("it answered {text:?}")
-        }
+    let text = !line.is_empty()
+        && line
+            .iter()
+            .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t');
+    let class = if first.is_empty() {
+        NO_RECORD
+    } else if first.starts_with(b"HTTP/") {
+        PLAIN_HTTP
+    } else if text {
+        PLAIN_TEXT
     } else {
-        let hex: Vec<String> = first.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("it sent the bytes {}", hex.join(" "))
-    }
+        NOT_TLS_BYTES
+    };
+    class.to_owned()
 }
 
 /// Records what the server served and whether it verifies, and lets the handshake go on.
@@ -462,7 +473,8 @@ fn which_certificate(chain: &[CertificateDer<'_>], at: &UnixTime, edge: Validity
     }
 }
 
-/// Keeps the first bytes the peer sent, to say what answered when it is not TLS.
+/// Keeps the first bytes the peer sent, to classify what answered when it is not TLS (they are
+/// only classified, never reported).
 struct FirstBytes {
     inner: TcpStream,
     first: Vec<u8>,
@@ -532,19 +544,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_tls_peers_are_described_by_what_they_sent() {
-        assert_eq!(
-            describe_non_tls(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
-            "it answered in plain HTTP: \"HTTP/1.1 400 Bad Request\""
-        );
-        assert_eq!(
-            describe_non_tls(b"SSH-2.0-OpenSSH_9.6\r\n"),
-            "it answered \"SSH-2.0-OpenSSH_9.6\""
-        );
-        assert_eq!(
-            describe_non_tls(&[0, 0xff, 7]),
-            "it sent the bytes 00 ff 07"
-        );
+    fn non_tls_peers_are_classified_without_their_bytes() {
+        let cases: [(&[u8], &str); 11] = [
+            (b"HTTP/1.1 400 Bad Request\r\n\r\n", PLAIN_HTTP),
+            (b"HTTP/1.0 200 OK\n<script>alert(1)</script>", PLAIN_HTTP),
+            (b"SSH-2.0-OpenSSH_9.6\r\n", PLAIN_TEXT),
+            (b"220 mail.internal.example ESMTP Postfix\r\n", PLAIN_TEXT),
+            (b"+OK Redis ready\tkey=AKIAIOSFODNN7EXAMPLE", PLAIN_TEXT),
+            (&[0, 0xff, 7], NOT_TLS_BYTES),
+            (b"\r\n\r\n", NOT_TLS_BYTES),
+            (b"\x1b[31mred\x1b[0m\n", NOT_TLS_BYTES),
+            ("caf\u{e9} \u{202e}txt.exe".as_bytes(), NOT_TLS_BYTES),
+            (b"\r\n-ERR after an empty line\r\n", PLAIN_TEXT),
+            (b"", NO_RECORD),
+        ];
+        for (first, class) in cases {
+            assert_eq!(describe_non_tls(first), class, "{first:?}");
+        }
     }
 
     #[test]
@@ -586,7 +602,18 @@ mod tests {
         );
         assert_eq!(
             handshake_error(&eof, b"HI"),
-            TlsOutcome::NotTls("it answered \"HI\"".into())
+            TlsOutcome::NotTls("it answered in plain text".into())
+        );
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            handshake_error(&reset, b""),
+            TlsOutcome::HandshakeFailed(
+                "connection reset by the server during the handshake".into()
+            )
+        );
+        assert_eq!(
+            handshake_error(&reset, b"SSH-2.0-OpenSSH_9.6\r\n"),
+            TlsOutcome::NotTls("it answered in plain text".into())
         );
         let alert = io::Error::new(
             io::ErrorKind::InvalidData,
@@ -602,7 +629,23 @@ mod tests {
         );
         assert_eq!(
             handshake_error(&garbage, b"HTTP/1.0 200 OK\n"),
-            TlsOutcome::NotTls("it answered in plain HTTP: \"HTTP/1.0 200 OK\"".into())
+            TlsOutcome::NotTls("it answered in plain HTTP".into())
+        );
+        // A record-layer error on bytes that cannot start a TLS record: classified, and the
+        // parser's verdict (which varies with the peer's bytes) is left out too.
+        let malformed = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(InvalidMessage::MessageTooShort),
+        );
+        assert_eq!(
+            handshake_error(&malformed, &[0x00, 0x01]),
+            TlsOutcome::NotTls("it sent bytes that are not TLS".into())
+        );
+        assert_eq!(
+            handshake_error(&malformed, &[0x16, 0x03, 0x01]),
+            TlsOutcome::HandshakeFailed(
+                "the server sent a malformed TLS message (MessageTooShort)".into()
+            )
         );
     }
 

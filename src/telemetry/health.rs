@@ -2,8 +2,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -14,10 +15,91 @@ use tokio::net::TcpListener;
 
 use super::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 
+/// What `/healthz` and `/readyz` answer from: readiness (caches synced and the watch to the API
+/// server working), and a watchdog on the reconcile loop.
+#[derive(Debug)]
+pub struct Health {
+    synced: AtomicBool,
+    watching: AtomicBool,
+    in_flight: AtomicUsize,
+    last_progress: Mutex<Instant>,
+    stall_after: Duration,
+}
+
+impl Health {
+    /// `stall_after`: how long reconciles may be in flight with none finishing before the
+    /// process calls itself unhealthy (and is restarted).
+    pub fn new(stall_after: Duration) -> Health {
+        Health {
+            synced: AtomicBool::new(false),
+            watching: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+            last_progress: Mutex::new(Instant::now()),
+            stall_after,
+        }
+    }
+
+    /// The caches were filled once (or, for a standby replica, it is ready to take over).
+    pub fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::Release);
+    }
+
+    /// Whether the watch on the API server currently works.
+    pub fn set_watching(&self, ok: bool) {
+        self.watching.store(ok, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Ordering::Acquire) && self.watching.load(Ordering::Acquire)
+    }
+
+    /// Marks a reconcile in flight until the guard is dropped.
+    pub fn start_work(self: &Arc<Self>) -> WorkGuard {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            // Idle until now: the stall clock starts with this piece of work.
+            self.progress();
+        }
+        WorkGuard(self.clone())
+    }
+
+    fn progress(&self) {
+        *self
+            .last_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// None when healthy; otherwise why not.
+    pub fn stalled(&self) -> Option<String> {
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        let since = self
+            .last_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed();
+        (in_flight > 0 && since > self.stall_after).then(|| {
+            format!(
+                "stalled: {in_flight} reconciles in flight and none finished for {}s",
+                since.as_secs()
+            )
+        })
+    }
+}
+
+/// A reconcile in flight; dropping it (finished, failed or cancelled) counts as progress.
+pub struct WorkGuard(Arc<Health>);
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        self.0.progress();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[derive(Clone)]
 struct ServerState {
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 /// Binds the health and metrics listener; split from [`serve_listener`] so that callers can
@@ -34,15 +116,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves `/healthz`, `/readyz` and `/metrics` on an already bound listener until `shutdown`
 /// completes; requests in flight at that moment are answered first.
 ///
-/// `/readyz` answers 200 only while `ready` is true, so the process can report itself
-/// unready (e.g. before its caches are synced) without stopping the server.
+/// `/readyz` answers 200 only while `health` is ready (caches synced, watch working);
+/// `/healthz` answers 503 when the reconcile loop has stalled.
 pub async fn serve_listener(
     listener: TcpListener,
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(ServerState { metrics, ready });
+    let app = router(ServerState { metrics, health });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -56,12 +138,15 @@ fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz(State(state): State<ServerState>) -> (StatusCode, String) {
+    match state.health.stalled() {
+        None => (StatusCode::OK, "ok".into()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
 }
 
 async fn readyz(State(state): State<ServerState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Acquire) {
+    if state.health.is_ready() {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
@@ -108,13 +193,13 @@ mod tests {
     async fn health_server_answers_and_shuts_down() {
         let metrics = Metrics::new();
         metrics.set_conditions("shop", "www", &[("Ready".to_string(), "True".to_string())]);
-        let ready = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::new(Duration::from_secs(60)));
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_listener(listener, metrics, ready.clone(), async {
+        let server = tokio::spawn(serve_listener(listener, metrics, health.clone(), async {
             let _ = stopped.await;
         }));
 
@@ -123,7 +208,7 @@ mod tests {
 
         let (status, _, body) = get_once(addr, "/readyz").await;
         assert_eq!((status, body.as_str()), (503, "not ready"));
-        ready.store(true, Ordering::Release);
+        health.set_synced(true);
         let (status, _, body) = get_once(addr, "/readyz").await;
         assert_eq!((status, body.as_str()), (200, "ready"));
 
@@ -155,6 +240,36 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "listener closed after shutdown"
         );
+    }
+
+    #[test]
+    fn readiness_needs_synced_caches_and_a_working_watch() {
+        let health = Health::new(Duration::from_secs(60));
+        assert!(!health.is_ready(), "not synced yet");
+        health.set_synced(true);
+        assert!(health.is_ready());
+        health.set_watching(false);
+        assert!(!health.is_ready(), "the API server is unreachable");
+        health.set_watching(true);
+        assert!(health.is_ready());
+    }
+
+    #[test]
+    fn the_watchdog_fires_only_when_work_is_in_flight_and_nothing_finishes() {
+        let health = Arc::new(Health::new(Duration::from_millis(50)));
+        assert_eq!(health.stalled(), None, "idle is healthy");
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(health.stalled(), None, "idle for long is healthy too");
+        let stuck = health.start_work();
+        assert_eq!(health.stalled(), None, "just started");
+        std::thread::sleep(Duration::from_millis(80));
+        let why = health.stalled().expect("stalled");
+        assert!(why.contains("1 reconciles in flight"), "{why}");
+        let other = health.start_work();
+        drop(other);
+        assert_eq!(health.stalled(), None, "a finished reconcile is progress");
+        drop(stuck);
+        assert_eq!(health.stalled(), None);
     }
 
     #[tokio::test]

@@ -29,12 +29,14 @@ const DURATION_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// 21 series per object (7 conditions, 3 statuses): the object's names are shared between
+/// them, and the status is one of three constants, so that 10,000 objects stay cheap.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConditionLabels {
-    namespace: String,
-    name: String,
-    r#type: String,
-    status: String,
+    namespace: Arc<str>,
+    name: Arc<str>,
+    r#type: Arc<str>,
+    status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -242,13 +244,20 @@ impl Metrics {
                 self.remove_condition_series(namespace, name, stale);
             }
         }
+        let (ns, nm): (Arc<str>, Arc<str>) = (namespace.into(), name.into());
         for (condition_type, status) in conditions {
             let status = match status.as_str() {
                 "True" | "False" => status.as_str(),
                 _ => "Unknown",
             };
+            let type_: Arc<str> = condition_type.as_str().into();
             for candidate in CONDITION_STATUSES {
-                let labels = condition_labels(namespace, name, condition_type, candidate);
+                let labels = ConditionLabels {
+                    namespace: ns.clone(),
+                    name: nm.clone(),
+                    r#type: type_.clone(),
+                    status: candidate,
+                };
                 self.inner
                     .condition_status
                     .get_or_create(&labels)
@@ -385,13 +394,13 @@ fn condition_labels(
     namespace: &str,
     name: &str,
     condition_type: &str,
-    status: &str,
+    status: &'static str,
 ) -> ConditionLabels {
     ConditionLabels {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        r#type: condition_type.to_owned(),
-        status: status.to_owned(),
+        namespace: namespace.into(),
+        name: name.into(),
+        r#type: condition_type.into(),
+        status,
     }
 }
 

@@ -4,6 +4,6 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 
-pub use health::{bind, serve_listener};
+pub use health::{Health, WorkGuard, bind, serve_listener};
 pub use logging::{LogFormat, init_logging};
 pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, ReconcileTimer, Totals};

@@ -13,11 +13,15 @@
 //! # }
 //! ```
 //!
+//! A private control plane can have etcd or kube-apiserver killed and started again the same
+//! way ([`ControlPlane::kill`], [`ControlPlane::restart`]), for tests of how clients ride out
+//! an outage.
+//!
 //! Processes are stopped when a [`ControlPlane`] is dropped (also while a test unwinds), at
 //! normal exit for the [`shared`] one, and by the kernel (`PR_SET_PDEATHSIG`) when the test
 //! process dies abruptly.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -136,6 +140,7 @@ pub struct ControlPlane {
     startup: Duration,
     kubeconfig: PathBuf,
     bin: PathBuf,
+    launch: Launch,
     // Declared before `dir`: the processes must be gone before their directory is removed.
     processes: Mutex<Processes>,
     dir: tempfile::TempDir,
@@ -212,16 +217,11 @@ impl ControlPlane {
         // it; that is the one failure worth another attempt.
         let mut attempt = 1;
         loop {
-            let launch = Launch {
-                etcd: &etcd,
-                apiserver: &apiserver,
-                dir: dir.path(),
-                pki: &paths,
-                tls: tls.clone(),
-            };
-            match launch.run() {
-                Ok((processes, api_port)) => {
-                    let server = format!("https://127.0.0.1:{api_port}");
+            let launched = Launch::new(&etcd, &apiserver, dir.path(), &paths, tls.clone())
+                .and_then(|launch| Ok((launch.run()?, launch)));
+            match launched {
+                Ok((processes, launch)) => {
+                    let server = format!("https://127.0.0.1:{}", launch.api_port);
                     let kubeconfig = dir.path().join("kubeconfig");
                     fs::write(&kubeconfig, kubeconfig_yaml(&server, &paths))
                         .map_err(|e| format!("write {}: {e}", kubeconfig.display()))?;
@@ -230,6 +230,7 @@ impl ControlPlane {
                         startup: started.elapsed(),
                         kubeconfig,
                         bin: bin.to_path_buf(),
+                        launch,
                         processes: Mutex::new(processes),
                         dir,
                     });
@@ -393,25 +394,114 @@ impl ControlPlane {
     }
 }
 
+/// Faults: a test stops a process of its own control plane and starts it again, to see what
+/// the clients do meanwhile and after.
+impl ControlPlane {
+    /// Kills `part` with SIGKILL, as a crash or the OOM killer would, and reaps it; idempotent.
+    /// Its clients see connections refused (kube-apiserver) or an apiserver that cannot reach
+    /// its storage (etcd) until [`restart`](Self::restart).
+    ///
+    /// Only on a private control plane ([`ControlPlane::start`]): the [`shared`] one serves
+    /// other tests at the same time.
+    pub fn kill(&self, part: Part) {
+        self.refuse_if_shared(part);
+        self.processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kill(part);
+    }
+
+    /// Starts `part` again exactly as before (the same ports, certificates and etcd data dir;
+    /// its log is appended to) and waits until it answers ready; returns how long that took.
+    /// kube-apiserver becomes ready only while etcd runs. Panics, with the logs, when it does
+    /// not come up within [`READY_TIMEOUT`], and when `part` is still running.
+    pub fn restart(&self, part: Part) -> Duration {
+        self.refuse_if_shared(part);
+        let started = Instant::now();
+        let mut processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(child) = processes.slot(part).as_mut()
+            && child.try_wait().ok().flatten().is_none()
+        {
+            panic!("{part} still runs: kill it before restarting it");
+        }
+        let outcome = self.launch.spawn(part, true).and_then(|child| {
+            *processes.slot(part) = Some(child);
+            self.launch
+                .wait(&mut processes, started + READY_TIMEOUT, part)
+        });
+        if let Err(failure) = outcome {
+            panic!("restart {part}: {}", failure.message);
+        }
+        started.elapsed()
+    }
+
+    fn refuse_if_shared(&self, part: Part) {
+        if let Some(Ok(shared)) = SHARED.get() {
+            assert!(
+                !std::ptr::eq(shared, self),
+                "a fault ({part}) on the shared control plane would break other tests: use \
+                 ControlPlane::start()"
+            );
+        }
+    }
+}
+
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
+/// A process of the control plane, for tests of what a client does when one of them fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Etcd,
+    ApiServer,
+}
+
+impl Part {
+    /// Its binary's name, which also names its log file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Etcd => "etcd",
+            Part::ApiServer => "kube-apiserver",
+        }
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Default)]
 struct Processes {
     apiserver: Option<Child>,
     etcd: Option<Child>,
 }
 
 impl Processes {
+    fn slot(&mut self, part: Part) -> &mut Option<Child> {
+        match part {
+            Part::Etcd => &mut self.etcd,
+            Part::ApiServer => &mut self.apiserver,
+        }
+    }
+
     /// SIGKILL rather than a graceful stop: the data is thrown away with the temp dir, and a
     /// graceful apiserver shutdown costs about a second per control plane.
     fn stop(&mut self) {
-        for mut child in [self.apiserver.take(), self.etcd.take()]
-            .into_iter()
-            .flatten()
-        {
+        for part in [Part::ApiServer, Part::Etcd] {
+            self.kill(part);
+        }
+    }
+
+    fn kill(&mut self, part: Part) {
+        if let Some(mut child) = self.slot(part).take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -429,135 +519,183 @@ struct Failure {
     port_taken: bool,
 }
 
-struct Launch<'a> {
-    etcd: &'a Path,
-    apiserver: &'a Path,
-    dir: &'a Path,
-    pki: &'a PkiPaths,
+/// How etcd and kube-apiserver are started, kept so that either can be started again exactly
+/// so: the same ports, certificates and etcd data.
+struct Launch {
+    etcd: PathBuf,
+    apiserver: PathBuf,
+    dir: PathBuf,
+    pki: PkiPaths,
     tls: Arc<rustls::ClientConfig>,
+    etcd_port: u16,
+    peer_port: u16,
+    api_port: u16,
 }
 
-impl Launch<'_> {
-    fn run(self) -> Result<(Processes, u16), Failure> {
-        let started = Instant::now();
-        let deadline = started + READY_TIMEOUT;
+impl Launch {
+    /// Picks free ports for a new control plane.
+    fn new(
+        etcd: &Path,
+        apiserver: &Path,
+        dir: &Path,
+        pki: &PkiPaths,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Launch, Failure> {
         let [etcd_port, peer_port, api_port] = crate::free_ports().map_err(|e| Failure {
             message: format!("find free loopback ports: {e}"),
             port_taken: false,
         })?;
-        let data = self.dir.join("etcd");
-        // Left over from an attempt that lost its port.
-        let _ = fs::remove_dir_all(&data);
-        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut processes = Processes {
-            apiserver: None,
-            etcd: None,
-        };
-
-        let mut etcd = Command::new(self.etcd);
-        etcd.arg("--name=default")
-            .arg(format!("--data-dir={}", data.display()))
-            .arg(format!("--listen-client-urls={etcd_url}"))
-            .arg(format!("--advertise-client-urls={etcd_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=default={peer_url}"))
-            .arg("--unsafe-no-fsync")
-            .arg("--log-level=warn");
-        processes.etcd = Some(self.spawn(etcd, "etcd")?);
-        self.wait(&mut processes, deadline, "etcd", || {
-            crate::http::get(etcd_port, "/health")
-        })?;
-
-        let pki = self.pki;
-        let mut apiserver = Command::new(self.apiserver);
-        apiserver
-            .arg(format!("--etcd-servers={etcd_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
-            .arg(format!("--secure-port={api_port}"))
-            .arg(format!(
-                "--cert-dir={}",
-                self.dir.join("apiserver").display()
-            ))
-            .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
-            .arg(format!(
-                "--tls-private-key-file={}",
-                pki.serving_key.display()
-            ))
-            .arg(format!("--client-ca-file={}", pki.client_ca.display()))
-            .arg("--authorization-mode=RBAC")
-            .arg(format!(
-                "--service-account-issuer=https://127.0.0.1:{api_port}/"
-            ))
-            .arg(format!(
-                "--service-account-key-file={}",
-                pki.sa_pub.display()
-            ))
-            .arg(format!(
-                "--service-account-signing-key-file={}",
-                pki.sa_key.display()
-            ))
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
-            // Nothing creates the `default` ServiceAccount without a controller-manager, and the
-            // plugin would then reject every pod.
-            .arg("--disable-admission-plugins=ServiceAccount")
-            .arg("--allow-privileged=true");
-        processes.apiserver = Some(self.spawn(apiserver, "kube-apiserver")?);
-        self.wait(&mut processes, deadline, "kube-apiserver", || {
-            let conn = TcpStream::connect_timeout(&loopback(api_port), PROBE_TIMEOUT)?;
-            conn.set_read_timeout(Some(PROBE_TIMEOUT))?;
-            let tls = rustls::ClientConnection::new(
-                self.tls.clone(),
-                ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
-            )
-            .map_err(io::Error::other)?;
-            crate::http::request(&mut rustls::StreamOwned::new(tls, conn), "/readyz")
-        })?;
-        Ok((processes, api_port))
+        Ok(Launch {
+            etcd: etcd.to_path_buf(),
+            apiserver: apiserver.to_path_buf(),
+            dir: dir.to_path_buf(),
+            pki: pki.clone(),
+            tls,
+            etcd_port,
+            peer_port,
+            api_port,
+        })
     }
 
-    fn spawn(&self, mut cmd: Command, name: &str) -> Result<Child, Failure> {
+    /// Starts etcd on an empty data dir, then kube-apiserver, each once the one before is ready.
+    fn run(&self) -> Result<Processes, Failure> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        // Left over from an attempt that lost its port.
+        let _ = fs::remove_dir_all(self.dir.join("etcd"));
+        let mut processes = Processes::default();
+        for part in [Part::Etcd, Part::ApiServer] {
+            *processes.slot(part) = Some(self.spawn(part, false)?);
+            self.wait(&mut processes, deadline, part)?;
+        }
+        Ok(processes)
+    }
+
+    fn command(&self, part: Part) -> Command {
+        let etcd_url = format!("http://127.0.0.1:{}", self.etcd_port);
+        match part {
+            Part::Etcd => {
+                let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
+                let mut etcd = Command::new(&self.etcd);
+                etcd.arg("--name=default")
+                    .arg(format!("--data-dir={}", self.dir.join("etcd").display()))
+                    .arg(format!("--listen-client-urls={etcd_url}"))
+                    .arg(format!("--advertise-client-urls={etcd_url}"))
+                    .arg(format!("--listen-peer-urls={peer_url}"))
+                    .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                    .arg(format!("--initial-cluster=default={peer_url}"))
+                    .arg("--unsafe-no-fsync")
+                    .arg("--log-level=warn");
+                etcd
+            }
+            Part::ApiServer => {
+                let (pki, api_port) = (&self.pki, self.api_port);
+                let mut apiserver = Command::new(&self.apiserver);
+                apiserver
+                    .arg(format!("--etcd-servers={etcd_url}"))
+                    .arg("--bind-address=127.0.0.1")
+                    .arg("--advertise-address=127.0.0.1")
+                    .arg(format!("--secure-port={api_port}"))
+                    .arg(format!(
+                        "--cert-dir={}",
+                        self.dir.join("apiserver").display()
+                    ))
+                    .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
+                    .arg(format!(
+                        "--tls-private-key-file={}",
+                        pki.serving_key.display()
+                    ))
+                    .arg(format!("--client-ca-file={}", pki.client_ca.display()))
+                    .arg("--authorization-mode=RBAC")
+                    .arg(format!(
+                        "--service-account-issuer=https://127.0.0.1:{api_port}/"
+                    ))
+                    .arg(format!(
+                        "--service-account-key-file={}",
+                        pki.sa_pub.display()
+                    ))
+                    .arg(format!(
+                        "--service-account-signing-key-file={}",
+                        pki.sa_key.display()
+                    ))
+                    .arg("--service-cluster-ip-range=10.0.0.0/24")
+                    // Nothing creates the `default` ServiceAccount without a controller-manager,
+                    // and the plugin would then reject every pod.
+                    .arg("--disable-admission-plugins=ServiceAccount")
+                    .arg("--allow-privileged=true");
+                apiserver
+            }
+        }
+    }
+
+    /// Starts `part` with its log in `<dir>/<name>.log`: a new log, or appended to (a restart).
+    fn spawn(&self, part: Part, append: bool) -> Result<Child, Failure> {
+        let name = part.name();
         let log = self.dir.join(format!("{name}.log"));
         let fail = |e: io::Error| Failure {
             message: format!("start {name}: {e}"),
             port_taken: false,
         };
-        let out = File::create(&log).map_err(fail)?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&log)
+            .map_err(fail)?;
         let err = out.try_clone().map_err(fail)?;
+        let mut cmd = self.command(part);
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         spawn_on_process_lifetime_thread(cmd).map_err(fail)
     }
 
-    /// Polls `probe` until it answers 200, failing early when any process has exited.
+    /// One readiness probe of `part`: etcd's /health, the apiserver's /readyz (over TLS, as
+    /// the admin).
+    fn probe(&self, part: Part) -> io::Result<(u16, String)> {
+        match part {
+            Part::Etcd => crate::http::get(self.etcd_port, "/health"),
+            Part::ApiServer => {
+                let conn = TcpStream::connect_timeout(&loopback(self.api_port), PROBE_TIMEOUT)?;
+                conn.set_read_timeout(Some(PROBE_TIMEOUT))?;
+                let tls = rustls::ClientConnection::new(
+                    self.tls.clone(),
+                    ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
+                )
+                .map_err(io::Error::other)?;
+                crate::http::request(&mut rustls::StreamOwned::new(tls, conn), "/readyz")
+            }
+        }
+    }
+
+    /// Polls `part` until it answers 200, failing early when any process has exited.
     fn wait(
         &self,
         processes: &mut Processes,
         deadline: Instant,
-        name: &str,
-        probe: impl Fn() -> io::Result<(u16, String)>,
+        part: Part,
     ) -> Result<(), Failure> {
         let started = Instant::now();
         loop {
-            for (which, child) in [
-                ("etcd", &mut processes.etcd),
-                ("kube-apiserver", &mut processes.apiserver),
-            ] {
-                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    return Err(self.exited(which, status));
+            for which in [Part::Etcd, Part::ApiServer] {
+                if let Some(status) = processes
+                    .slot(which)
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    // Reaped: the slot no longer holds a process.
+                    processes.slot(which).take();
+                    return Err(self.exited(which.name(), status));
                 }
             }
-            let last = match probe() {
+            let last = match self.probe(part) {
                 Ok((200, _)) => return Ok(()),
                 Ok((code, body)) => format!("HTTP {code}: {}", body.trim()),
                 Err(e) => e.to_string(),
             };
             if Instant::now() >= deadline {
                 let message = format!(
-                    "{name} not ready after {:.1}s (last answer: {last})\n{}",
+                    "{part} not ready after {:.1}s (last answer: {last})\n{}",
                     started.elapsed().as_secs_f64(),
-                    log_tails(self.dir)
+                    log_tails(&self.dir)
                 );
                 return Err(Failure {
                     message,
@@ -572,7 +710,10 @@ impl Launch<'_> {
         let log = fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
         Failure {
             port_taken: log.contains("address already in use"),
-            message: format!("{name} exited early with {status}\n{}", log_tails(self.dir)),
+            message: format!(
+                "{name} exited early with {status}\n{}",
+                log_tails(&self.dir)
+            ),
         }
     }
 }
@@ -699,6 +840,7 @@ struct Pki {
     sa_key: KeyPair,
 }
 
+#[derive(Clone)]
 struct PkiPaths {
     serving_ca: PathBuf,
     serving_cert: PathBuf,

@@ -16,10 +16,9 @@ pub fn get(port: u16, path: &str) -> io::Result<(u16, String)> {
 
 /// `GET path` over an open connection (plain TCP or TLS): the status code and the body.
 pub fn request(conn: &mut (impl Read + Write), path: &str) -> io::Result<(u16, String)> {
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: a server that reads the request in one go gets all of it.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes())?;
     conn.flush()?;
     let mut response = Vec::new();
     if let Err(e) = conn.read_to_end(&mut response) {
@@ -73,10 +72,15 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut seen = [0u8; 1024];
-            let n = conn.read(&mut seen).unwrap();
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !seen.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut chunk).unwrap();
+                assert!(n > 0, "the request ended early: {seen:?}");
+                seen.extend_from_slice(&chunk[..n]);
+            }
             conn.write_all(b"HTTP/1.1 200 OK\r\n\r\nok").unwrap();
-            String::from_utf8_lossy(&seen[..n]).into_owned()
+            String::from_utf8_lossy(&seen).into_owned()
         });
         assert_eq!(get(port, "/healthz").unwrap(), (200, "ok".to_owned()));
         assert!(

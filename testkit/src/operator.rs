@@ -26,6 +26,17 @@ const FLAG_ENV: [&str; 4] = [
     "POD_NAMESPACE",
 ];
 
+/// Overrides the operator's log filter (`RUST_LOG`) in tests, e.g.
+/// `kube_runtime=debug,info,httpsdelivery_operator=debug` to follow its watches.
+pub const LOG_FILTER_ENV: &str = "HTTPSDELIVERY_OPERATOR_LOG";
+
+fn log_filter() -> String {
+    std::env::var(LOG_FILTER_ENV)
+        .ok()
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "info,httpsdelivery_operator=debug".to_owned())
+}
+
 /// The counter of successful reconciles on /metrics.
 const RECONCILES_OK: &str = "httpsdelivery_reconciliations_total{outcome=\"ok\"}";
 
@@ -40,7 +51,7 @@ pub struct Operator {
 impl Operator {
     /// Starts `bin run --metrics-addr 127.0.0.1:PORT ARGS...` with `KUBECONFIG=kubeconfig`, and
     /// debug logs of the operator's own module (so that a refused watch or a skipped write
-    /// shows in a failure message).
+    /// shows in a failure message), or the filter in `$HTTPSDELIVERY_OPERATOR_LOG`.
     pub fn start<I, S>(bin: impl AsRef<Path>, kubeconfig: impl AsRef<Path>, args: I) -> Operator
     where
         I: IntoIterator<Item = S>,
@@ -60,7 +71,7 @@ impl Operator {
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
             .args(args)
             .env("KUBECONFIG", kubeconfig.as_ref())
-            .env("RUST_LOG", "info,httpsdelivery_operator=debug")
+            .env("RUST_LOG", log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
@@ -188,11 +199,60 @@ impl Operator {
         .await
     }
 
-    /// Kills it and reaps it; idempotent.
-    pub fn kill(&mut self) {
+    /// Kills it with SIGKILL (a crash, an OOM kill, a node lost) and reaps it; idempotent.
+    /// Returns how it ended and how long the reaping took, or None if it could not be reaped.
+    pub fn kill(&mut self) -> Option<Exit> {
+        let started = Instant::now();
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.child.wait().ok()?;
+        Some(Exit {
+            status,
+            after: started.elapsed(),
+        })
     }
+
+    /// Sends SIGTERM (what Kubernetes sends a Pod it stops) and waits up to `within` for the
+    /// process to exit on its own. Returns how it ended and how long after the signal, or None
+    /// when it was still running then (it is killed, so that it does not outlive the test).
+    pub fn terminate(&mut self, within: Duration) -> Option<Exit> {
+        let started = Instant::now();
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(Exit {
+                status,
+                after: Duration::ZERO,
+            });
+        }
+        // Not yet reaped, so the pid is still this child's (a zombie at worst).
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } == -1 {
+            panic!(
+                "SIGTERM to the operator (pid {pid}): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(Exit {
+                    status,
+                    after: started.elapsed(),
+                });
+            }
+            if started.elapsed() >= within {
+                self.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// How an operator process ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Exit {
+    pub status: std::process::ExitStatus,
+    /// From the signal until it was reaped.
+    pub after: Duration,
 }
 
 impl Drop for Operator {
