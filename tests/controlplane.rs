@@ -312,6 +312,7 @@ async fn spec_round_trips_and_status_is_a_separate_subresource() {
             source: "Edge/192.0.2.10:443".into(),
             subject: "CN=www.shop.example".into(),
             dns_names: vec!["www.shop.example".into()],
+            dns_names_omitted: 0,
             issuer: "CN=Test CA".into(),
             serial: "01".into(),
             sha256_fingerprint: "00".repeat(32),

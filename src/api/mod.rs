@@ -220,6 +220,10 @@ pub struct ChecksSpec {
     pub timeout: Option<String>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "string", "format": "date-time"})
 }
@@ -343,8 +347,12 @@ pub struct CertificateEvidence {
     /// Where the certificate came from: `Secret/NAME` or `Edge/ADDRESS`.
     pub source: String,
     pub subject: String,
+    /// The first DNS names of the certificate (at most 32 are listed).
     #[serde(default)]
     pub dns_names: Vec<String>,
+    /// How many more DNS names the certificate has than are listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dns_names_omitted: u32,
     pub issuer: String,
     pub serial: String,
     pub sha256_fingerprint: String,

@@ -127,6 +127,8 @@ pub fn parse_leaf(der: &CertificateDer<'_>, source: &str) -> Result<LeafInfo, St
                 .take(MAX_EVIDENCE_NAMES)
                 .map(|n| shown(n, MAX_NAME_BYTES))
                 .collect(),
+            dns_names_omitted: u32::try_from(dns_names.len().saturating_sub(MAX_EVIDENCE_NAMES))
+                .unwrap_or(u32::MAX),
             issuer: shown(&cert.issuer().to_string(), MAX_DN_BYTES),
             serial: truncate(&cert.raw_serial_as_string(), MAX_NAME_BYTES),
             sha256_fingerprint: fingerprint(der.as_ref()),
@@ -813,6 +815,11 @@ mod tests {
         let parsed = parse_leaf(&leaf.cert_der, "Secret/x").unwrap();
         assert_eq!(parsed.dns_names.len(), 100, "every name is matched against");
         assert_eq!(parsed.evidence.dns_names.len(), MAX_EVIDENCE_NAMES);
+        assert_eq!(
+            parsed.evidence.dns_names_omitted as usize,
+            100 - MAX_EVIDENCE_NAMES,
+            "the status counts the names it does not list"
+        );
     }
 
     #[test]

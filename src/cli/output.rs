@@ -292,6 +292,7 @@ mod tests {
                     source: "Secret/www-tls".into(),
                     subject: HOSTILE.into(),
                     dns_names: vec![format!("www.shop.example{HOSTILE}")],
+                    dns_names_omitted: 0,
                     issuer: "CN=Test Root".into(),
                     serial: "01".into(),
                     sha256_fingerprint: "AA:BB".into(),

@@ -119,24 +119,7 @@ pub async fn operate(config: OperatorConfig) -> i32 {
         health.clone(),
         stopped(),
     );
-    let work = async {
-        if config.leader_elect {
-            // A standby is healthy and ready to take over: report it ready, as
-            // controller-runtime does, so that rolling updates and disruption budgets work
-            // with several replicas.
-            health.set_synced(true);
-            match leader::run_as_leader(client, leader_config(&config, identity), || work).await {
-                Ok(()) => 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "leader election");
-                    1
-                }
-            }
-        } else {
-            work.await;
-            0
-        }
-    };
+    let work = lead_then_run(&config, client, identity, &health, work);
     // Reconciles in flight get a short grace after SIGTERM; then the process exits anyway.
     let grace = config.limits.shutdown_grace;
     let abandon = async {
@@ -151,6 +134,31 @@ pub async fn operate(config: OperatorConfig) -> i32 {
     health.set_synced(false);
     server.abort();
     code
+}
+
+/// Runs `work` directly, or with leader election only once this replica holds the Lease.
+/// Returns the exit code.
+async fn lead_then_run(
+    config: &OperatorConfig,
+    client: Client,
+    identity: String,
+    health: &Health,
+    work: impl Future<Output = ()>,
+) -> i32 {
+    if !config.leader_elect {
+        work.await;
+        return 0;
+    }
+    // A standby is healthy and ready to take over: report it ready, as controller-runtime
+    // does, so that rolling updates and disruption budgets work with several replicas.
+    health.set_synced(true);
+    match leader::run_as_leader(client, leader_config(config, identity), || work).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "leader election");
+            1
+        }
+    }
 }
 
 /// POD_NAME is the usual identity; outside a Pod, the host name and the process id.
@@ -233,54 +241,14 @@ pub async fn run(
     );
     let (store, writer) = reflector::store::<Guarded>();
     let (recheck_tx, recheck_rx) = futures::channel::mpsc::unbounded();
-    let index_ctx = ctx.clone();
-    let watch_health = health.clone();
-    // Listed in pages (500 objects) from etcd rather than in one piece from the watch cache:
-    // 10,000 deliveries never sit in memory twice, as JSON and as objects.
-    let deliveries = watcher::watcher(
-        scope.api::<Guarded>(&client),
-        watcher::Config::default().page_size(500),
-    )
-    // Ready tells the truth: not while the API server cannot be watched.
-    .inspect(move |event| watch_health.set_watching(event.is_ok()))
-    .backoff(WatchBackoff::default())
-    .modify(|d: &mut Guarded| d.managed_fields_mut().clear())
-    .inspect_ok(move |event| {
-        let change = index_ctx.index.observe(event);
-        for r in change.recheck {
-            let _ = recheck_tx.unbounded_send(r);
-        }
-        for (ns, name) in change.released {
-            index_ctx.secrets.forget(&ns, &name);
-        }
-    })
-    .reflect(writer)
-    .applied_objects()
-    .predicate_filter(predicates::generation, Default::default());
-    let secrets_ctx = ctx.clone();
-    // Only kubernetes.io/tls Secrets (and with a selector, only those carrying it) are
-    // watched, so only they are ever read.
-    let mut secret_watch = watcher::Config::default()
-        .page_size(500)
-        .fields(&format!("type={TLS_TYPE}"));
-    if let Some(selector) = &config.secret_label_selector {
-        secret_watch = secret_watch.labels(selector);
-    }
-    let secrets = watcher::watcher(
-        scope.api::<PartialObjectMeta<Secret>>(&client),
-        secret_watch,
-    )
-    .backoff(WatchBackoff::default())
-    .modify(|s: &mut PartialObjectMeta<Secret>| s.managed_fields_mut().clear())
-    .inspect_ok(move |event| match event {
-        watcher::Event::InitDone => secrets_ctx.secrets.mark_listed(),
-        watcher::Event::Delete(s) => secrets_ctx
-            .secrets
-            .forget(&s.namespace().unwrap_or_default(), &s.name_any()),
-        _ => {}
-    })
-    .reflect(secret_writer)
-    .touched_objects();
+    let deliveries = watch_deliveries(&client, &scope, ctx.clone(), writer, recheck_tx);
+    let secrets = watch_secrets(
+        &client,
+        &scope,
+        ctx.clone(),
+        config.secret_label_selector.as_deref(),
+        secret_writer,
+    );
     tokio::spawn(report_ready_when_synced(store.clone(), health));
     tokio::spawn(forget_deleted(ctx.clone(), store.clone()));
     let mapper_ctx = ctx.clone();
@@ -312,6 +280,69 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The deliveries of the scope: listed in pages (500 objects) from etcd rather than in one
+/// piece from the watch cache, so that 10,000 deliveries never sit in memory twice (as JSON and
+/// as objects); managedFields dropped; the index kept; only new generations passed on.
+fn watch_deliveries(
+    client: &Client,
+    scope: &Scope,
+    ctx: Arc<Context>,
+    writer: reflector::store::Writer<Guarded>,
+    recheck: futures::channel::mpsc::UnboundedSender<ObjectRef<Guarded>>,
+) -> impl futures::Stream<Item = Result<Guarded, watcher::Error>> + Send + 'static {
+    let health = ctx.health.clone();
+    watcher::watcher(
+        scope.api::<Guarded>(client),
+        watcher::Config::default().page_size(500),
+    )
+    // Ready tells the truth: not while the API server cannot be watched.
+    .inspect(move |event| health.set_watching(event.is_ok()))
+    .backoff(WatchBackoff::default())
+    .modify(|d: &mut Guarded| d.managed_fields_mut().clear())
+    .inspect_ok(move |event| {
+        let change = ctx.index.observe(event);
+        for r in change.recheck {
+            let _ = recheck.unbounded_send(r);
+        }
+        for (ns, name) in change.released {
+            ctx.secrets.forget(&ns, &name);
+        }
+    })
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default())
+}
+
+/// The Secrets of the scope, by metadata only: only kubernetes.io/tls ones (and with a
+/// selector, only those carrying it) are watched, so only they are ever read.
+fn watch_secrets(
+    client: &Client,
+    scope: &Scope,
+    ctx: Arc<Context>,
+    selector: Option<&str>,
+    writer: reflector::store::Writer<PartialObjectMeta<Secret>>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
+{
+    let mut config = watcher::Config::default()
+        .page_size(500)
+        .fields(&format!("type={TLS_TYPE}"));
+    if let Some(selector) = selector {
+        config = config.labels(selector);
+    }
+    watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(client), config)
+        .backoff(WatchBackoff::default())
+        .modify(|s: &mut PartialObjectMeta<Secret>| s.managed_fields_mut().clear())
+        .inspect_ok(move |event| match event {
+            watcher::Event::InitDone => ctx.secrets.mark_listed(),
+            watcher::Event::Delete(s) => ctx
+                .secrets
+                .forget(&s.namespace().unwrap_or_default(), &s.name_any()),
+            _ => {}
+        })
+        .reflect(writer)
+        .touched_objects()
 }
 
 /// Retries of a failed watch: quick at first, at most 5 s apart, so that the operator is back
