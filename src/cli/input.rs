@@ -1205,109 +1205,163 @@ impl Schemas {
         let Some(schema) = self.resolve(schema) else {
             return;
         };
-        let number = |key: &str| schema.get(key).and_then(Value::as_f64);
-        let count = |key: &str| schema.get(key).and_then(Value::as_u64);
-        let shown = |v: &Value| {
-            if quote {
-                printable(&v.to_string())
-            } else {
-                "(value not shown)".into()
-            }
-        };
-        let mut problem = |message: String| out.push(Problem::value(path, message));
         match &node.kind {
             NodeKind::Scalar(value @ Value::String(s)) => {
-                let length = s.chars().count() as u64;
-                if let Some(max) = count("maxLength").filter(|max| length > *max) {
-                    problem(format!("Too long: may not be more than {max} characters"));
-                }
-                if let Some(min) = count("minLength").filter(|min| length < *min) {
-                    problem(format!(
-                        "Invalid value: {}: must be at least {min} character{} long",
-                        shown(value),
-                        if min == 1 { "" } else { "s" }
-                    ));
-                }
-                if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-                    && !allowed.contains(value)
-                {
-                    let allowed: Vec<String> = allowed.iter().map(Value::to_string).collect();
-                    problem(format!(
-                        "Unsupported value: {}: supported values: {}",
-                        shown(value),
-                        allowed.join(", ")
-                    ));
-                }
-                if schema.get("format").and_then(Value::as_str) == Some("date-time")
-                    && !is_date_time(s)
-                {
-                    problem(format!(
-                        "Invalid value: {}: must be an RFC 3339 date-time such as 2026-11-01T10:00:00Z",
-                        shown(value)
-                    ));
-                }
+                string_bounds(value, s, schema, path, quote, out);
             }
             NodeKind::Scalar(value @ Value::Number(n)) => {
-                let Some(v) = n.as_f64() else { return };
-                if let Some(min) = number("minimum") {
-                    let exclusive = schema.get("exclusiveMinimum") == Some(&Value::Bool(true));
-                    if v < min || (exclusive && v == min) {
-                        let op = if exclusive {
-                            "greater than"
-                        } else {
-                            "greater than or equal to"
-                        };
-                        problem(format!(
-                            "Invalid value: {}: should be {op} {min}",
-                            shown(value)
-                        ));
-                    }
-                }
-                if let Some(max) = number("maximum") {
-                    let exclusive = schema.get("exclusiveMaximum") == Some(&Value::Bool(true));
-                    if v > max || (exclusive && v == max) {
-                        let op = if exclusive {
-                            "less than"
-                        } else {
-                            "less than or equal to"
-                        };
-                        problem(format!(
-                            "Invalid value: {}: should be {op} {max}",
-                            shown(value)
-                        ));
-                    }
-                }
+                number_bounds(value, n, schema, path, quote, out);
             }
             NodeKind::Scalar(_) => {}
-            NodeKind::Seq(items) => {
-                let length = items.len() as u64;
-                if let Some(max) = count("maxItems").filter(|max| length > *max) {
-                    problem(format!("Too many: {length}: must have at most {max} items"));
-                }
-                if let Some(min) = count("minItems").filter(|min| length < *min) {
-                    problem(format!(
-                        "Invalid value: {length} items: must have at least {min}"
-                    ));
-                }
-                if let Some(item) = schema.get("items") {
-                    for (i, node) in items.iter().enumerate() {
-                        self.bounds(node, item, &path.index(i), quote, out);
-                    }
-                }
+            NodeKind::Seq(items) => self.seq_bounds(items, schema, path, quote, out),
+            NodeKind::Map(entries) => self.map_bounds(entries, schema, path, quote, out),
+        }
+    }
+
+    /// A sequence's `maxItems` and `minItems`, then the bounds of each of its items.
+    fn seq_bounds(
+        &self,
+        items: &[Node],
+        schema: &Value,
+        path: &FieldPath,
+        quote: bool,
+        out: &mut Vec<Problem>,
+    ) {
+        let length = items.len() as u64;
+        if let Some(max) = schema_count(schema, "maxItems").filter(|max| length > *max) {
+            out.push(Problem::value(
+                path,
+                format!("Too many: {length}: must have at most {max} items"),
+            ));
+        }
+        if let Some(min) = schema_count(schema, "minItems").filter(|min| length < *min) {
+            out.push(Problem::value(
+                path,
+                format!("Invalid value: {length} items: must have at least {min}"),
+            ));
+        }
+        if let Some(item) = schema.get("items") {
+            for (i, node) in items.iter().enumerate() {
+                self.bounds(node, item, &path.index(i), quote, out);
             }
-            NodeKind::Map(entries) => {
-                let length = entries.len() as u64;
-                if let Some(max) = count("maxProperties").filter(|max| length > *max) {
-                    problem(format!(
-                        "Too many: {length}: must have at most {max} entries"
-                    ));
-                }
-                for entry in entries {
-                    if let Ok(Some(field)) = self.field(schema, &entry.key) {
-                        self.bounds(&entry.value, field, &path.key(&entry.key), quote, out);
-                    }
-                }
+        }
+    }
+
+    /// A map's `maxProperties`, then the bounds of each of its fields the schema has.
+    fn map_bounds(
+        &self,
+        entries: &[Entry],
+        schema: &Value,
+        path: &FieldPath,
+        quote: bool,
+        out: &mut Vec<Problem>,
+    ) {
+        let length = entries.len() as u64;
+        if let Some(max) = schema_count(schema, "maxProperties").filter(|max| length > *max) {
+            out.push(Problem::value(
+                path,
+                format!("Too many: {length}: must have at most {max} entries"),
+            ));
+        }
+        for entry in entries {
+            if let Ok(Some(field)) = self.field(schema, &entry.key) {
+                self.bounds(&entry.value, field, &path.key(&entry.key), quote, out);
             }
+        }
+    }
+}
+
+/// The schema's count `key` (a `maxLength`, `minItems`...), when it has one.
+fn schema_count(schema: &Value, key: &str) -> Option<u64> {
+    schema.get(key).and_then(Value::as_u64)
+}
+
+/// A value as a bounds message shows it: as JSON, or "(value not shown)" unless `quote`.
+fn shown(value: &Value, quote: bool) -> String {
+    if quote {
+        printable(&value.to_string())
+    } else {
+        "(value not shown)".into()
+    }
+}
+
+/// A string's `maxLength`, `minLength`, `enum` and `date-time` format.
+fn string_bounds(
+    value: &Value,
+    s: &str,
+    schema: &Value,
+    path: &FieldPath,
+    quote: bool,
+    out: &mut Vec<Problem>,
+) {
+    let mut problem = |message: String| out.push(Problem::value(path, message));
+    let length = s.chars().count() as u64;
+    if let Some(max) = schema_count(schema, "maxLength").filter(|max| length > *max) {
+        problem(format!("Too long: may not be more than {max} characters"));
+    }
+    if let Some(min) = schema_count(schema, "minLength").filter(|min| length < *min) {
+        problem(format!(
+            "Invalid value: {}: must be at least {min} character{} long",
+            shown(value, quote),
+            if min == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let allowed: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        problem(format!(
+            "Unsupported value: {}: supported values: {}",
+            shown(value, quote),
+            allowed.join(", ")
+        ));
+    }
+    if schema.get("format").and_then(Value::as_str) == Some("date-time") && !is_date_time(s) {
+        problem(format!(
+            "Invalid value: {}: must be an RFC 3339 date-time such as 2026-11-01T10:00:00Z",
+            shown(value, quote)
+        ));
+    }
+}
+
+/// A number's `minimum` and `maximum`, each exclusive when the schema says so.
+fn number_bounds(
+    value: &Value,
+    n: &serde_json::Number,
+    schema: &Value,
+    path: &FieldPath,
+    quote: bool,
+    out: &mut Vec<Problem>,
+) {
+    let Some(v) = n.as_f64() else { return };
+    let number = |key: &str| schema.get(key).and_then(Value::as_f64);
+    let mut problem = |message: String| out.push(Problem::value(path, message));
+    if let Some(min) = number("minimum") {
+        let exclusive = schema.get("exclusiveMinimum") == Some(&Value::Bool(true));
+        if v < min || (exclusive && v == min) {
+            let op = if exclusive {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
+            problem(format!(
+                "Invalid value: {}: should be {op} {min}",
+                shown(value, quote)
+            ));
+        }
+    }
+    if let Some(max) = number("maximum") {
+        let exclusive = schema.get("exclusiveMaximum") == Some(&Value::Bool(true));
+        if v > max || (exclusive && v == max) {
+            let op = if exclusive {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
+            problem(format!(
+                "Invalid value: {}: should be {op} {max}",
+                shown(value, quote)
+            ));
         }
     }
 }
@@ -1461,6 +1515,16 @@ fn metadata_problems(node: &Node, what: &str) -> Vec<Problem> {
         ));
         return out;
     };
+    name_problems(meta, &metadata, what, &mut out);
+    namespace_problems(meta, &metadata, &mut out);
+    label_problems(meta, &metadata, &mut out);
+    annotation_problems(meta, &metadata, &mut out);
+    finalizer_problems(meta, &metadata, &mut out);
+    out
+}
+
+/// `metadata.name`: present (not generateName), a DNS subdomain.
+fn name_problems(meta: &Node, metadata: &FieldPath, what: &str, out: &mut Vec<Problem>) {
     match meta.get("name").map(|n| &n.kind) {
         Some(NodeKind::Scalar(Value::String(name))) if !name.is_empty() => {
             if !is_dns_subdomain(name) {
@@ -1487,6 +1551,10 @@ fn metadata_problems(node: &Node, what: &str) -> Vec<Problem> {
         }
         Some(_) => {}
     }
+}
+
+/// `metadata.namespace`, when set: a DNS label.
+fn namespace_problems(meta: &Node, metadata: &FieldPath, out: &mut Vec<Problem>) {
     if let Some(NodeKind::Scalar(Value::String(namespace))) = meta.get("namespace").map(|n| &n.kind)
         && !namespace.is_empty()
         && !is_dns_label(namespace)
@@ -1499,70 +1567,84 @@ fn metadata_problems(node: &Node, what: &str) -> Vec<Problem> {
             ),
         ));
     }
-    if let Some(labels) = meta.get("labels") {
-        for entry in labels.entries() {
-            let path = metadata.key("labels").key(&entry.key);
-            if let Some(problem) = qualified_name_problem(&entry.key) {
-                out.push(Problem::key(
-                    &path,
-                    format!("Invalid label key {:?}: {problem}", printable(&entry.key)),
-                ));
-            }
-            if let NodeKind::Scalar(Value::String(value)) = &entry.value.kind
-                && !value.is_empty()
-                && (value.len() > 63 || !is_label_name(value))
-            {
-                out.push(Problem::value(
-                    &path,
-                    format!(
-                        "Invalid label value {:?}: must be no more than 63 characters, of alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character",
-                        printable(value)
-                    ),
-                ));
-            }
+}
+
+/// `metadata.labels`: each key a qualified name, each non-empty value a label value.
+fn label_problems(meta: &Node, metadata: &FieldPath, out: &mut Vec<Problem>) {
+    let Some(labels) = meta.get("labels") else {
+        return;
+    };
+    for entry in labels.entries() {
+        let path = metadata.key("labels").key(&entry.key);
+        if let Some(problem) = qualified_name_problem(&entry.key) {
+            out.push(Problem::key(
+                &path,
+                format!("Invalid label key {:?}: {problem}", printable(&entry.key)),
+            ));
         }
-    }
-    if let Some(annotations) = meta.get("annotations") {
-        let mut size = 0usize;
-        for entry in annotations.entries() {
-            if let Some(problem) = qualified_name_problem(&entry.key.to_lowercase()) {
-                out.push(Problem::key(
-                    &metadata.key("annotations").key(&entry.key),
-                    format!(
-                        "Invalid annotation key {:?}: {problem}",
-                        printable(&entry.key)
-                    ),
-                ));
-            }
-            size += entry.key.len();
-            if let NodeKind::Scalar(Value::String(value)) = &entry.value.kind {
-                size += value.len();
-            }
-        }
-        const MAX_ANNOTATIONS: usize = 256 * 1024;
-        if size > MAX_ANNOTATIONS {
+        if let NodeKind::Scalar(Value::String(value)) = &entry.value.kind
+            && !value.is_empty()
+            && (value.len() > 63 || !is_label_name(value))
+        {
             out.push(Problem::value(
-                &metadata.key("annotations"),
-                format!("Too long: the annotations may not be more than {MAX_ANNOTATIONS} bytes in all ({size})"),
+                &path,
+                format!(
+                    "Invalid label value {:?}: must be no more than 63 characters, of alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character",
+                    printable(value)
+                ),
             ));
         }
     }
-    if let Some(NodeKind::Seq(finalizers)) = meta.get("finalizers").map(|n| &n.kind) {
-        for (i, finalizer) in finalizers.iter().enumerate() {
-            let name = match &finalizer.kind {
-                NodeKind::Scalar(Value::String(s)) => s.as_str(),
-                NodeKind::Scalar(Value::Null) => "",
-                _ => continue,
-            };
-            if let Some(problem) = qualified_name_problem(name) {
-                out.push(Problem::value(
-                    &metadata.key("finalizers").index(i),
-                    format!("Invalid finalizer {:?}: {problem}", printable(name)),
-                ));
-            }
+}
+
+/// `metadata.annotations`: each key a qualified name (any case), all of them at most 256 KiB.
+fn annotation_problems(meta: &Node, metadata: &FieldPath, out: &mut Vec<Problem>) {
+    let Some(annotations) = meta.get("annotations") else {
+        return;
+    };
+    let mut size = 0usize;
+    for entry in annotations.entries() {
+        if let Some(problem) = qualified_name_problem(&entry.key.to_lowercase()) {
+            out.push(Problem::key(
+                &metadata.key("annotations").key(&entry.key),
+                format!(
+                    "Invalid annotation key {:?}: {problem}",
+                    printable(&entry.key)
+                ),
+            ));
+        }
+        size += entry.key.len();
+        if let NodeKind::Scalar(Value::String(value)) = &entry.value.kind {
+            size += value.len();
         }
     }
-    out
+    const MAX_ANNOTATIONS: usize = 256 * 1024;
+    if size > MAX_ANNOTATIONS {
+        out.push(Problem::value(
+            &metadata.key("annotations"),
+            format!("Too long: the annotations may not be more than {MAX_ANNOTATIONS} bytes in all ({size})"),
+        ));
+    }
+}
+
+/// `metadata.finalizers`: each a qualified name (a null one counts as empty).
+fn finalizer_problems(meta: &Node, metadata: &FieldPath, out: &mut Vec<Problem>) {
+    let Some(NodeKind::Seq(finalizers)) = meta.get("finalizers").map(|n| &n.kind) else {
+        return;
+    };
+    for (i, finalizer) in finalizers.iter().enumerate() {
+        let name = match &finalizer.kind {
+            NodeKind::Scalar(Value::String(s)) => s.as_str(),
+            NodeKind::Scalar(Value::Null) => "",
+            _ => continue,
+        };
+        if let Some(problem) = qualified_name_problem(name) {
+            out.push(Problem::value(
+                &metadata.key("finalizers").index(i),
+                format!("Invalid finalizer {:?}: {problem}", printable(name)),
+            ));
+        }
+    }
 }
 
 /// The name and namespace of an object whose metadata passed [`metadata_problems`].
@@ -1576,6 +1658,17 @@ fn name_and_namespace(meta: &ObjectMeta) -> (String, String) {
     )
 }
 
+/// Fields of the document that `schema` does not have, as strict field validation reports them:
+/// "PATH at line L, column C: unknown field".
+fn unknown_field_messages(source: &Source<'_>, schema: &Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    SCHEMAS.unknown_fields(source.node, schema, &FieldPath::default(), &mut unknown);
+    unknown
+        .iter()
+        .map(|path| format!("{path}{}: unknown field", source.key_at(path)))
+        .collect()
+}
+
 /// Checks one HttpsDelivery as the API server would, in its order: strict field validation
 /// (unknown fields), the schema and the metadata, the types, the CEL rules; then the check
 /// settings. Each stage reports all it finds; a failed stage ends the checking.
@@ -1584,32 +1677,17 @@ fn read_delivery(
     location: &str,
     compiled: Option<&kube::core::cel::CompiledSchema>,
 ) -> Result<LoadedDelivery, Vec<InputError>> {
-    let schemas = &*SCHEMAS;
     let node = source.node;
     let errors = |problems: Vec<String>| -> Vec<InputError> {
         problems.into_iter().map(|p| err(location, p)).collect()
     };
 
-    let mut unknown = Vec::new();
-    schemas.unknown_fields(node, &schemas.delivery, &FieldPath::default(), &mut unknown);
+    let unknown = unknown_field_messages(source, &SCHEMAS.delivery);
     if !unknown.is_empty() {
-        return Err(errors(
-            unknown
-                .iter()
-                .map(|path| format!("{path}{}: unknown field", source.key_at(path)))
-                .collect(),
-        ));
+        return Err(errors(unknown));
     }
 
-    // The API server drops the status of an object it creates (and checked its fields above).
-    let mut problems = Vec::new();
-    for entry in node.entries().iter().filter(|e| e.key != "status") {
-        if let Ok(Some(field)) = schemas.field(&schemas.delivery, &entry.key) {
-            let path = FieldPath::default().key(&entry.key);
-            schemas.bounds(&entry.value, field, &path, true, &mut problems);
-        }
-    }
-    problems.extend(metadata_problems(node, "HttpsDelivery"));
+    let problems = delivery_schema_problems(node);
     if !problems.is_empty() {
         return Err(errors(problems.iter().map(|p| source.problem(p)).collect()));
     }
@@ -1630,33 +1708,12 @@ fn read_delivery(
     if let Some(compiled) = compiled
         && let Err(failed) = kube::core::cel::validate_compiled(compiled, &value, None)
     {
-        return Err(failed
-            .iter()
-            .map(|e| {
-                let path = FieldPath::parse(&e.field_path);
-                let at = if path.0.is_empty() {
-                    String::new()
-                } else {
-                    source.at(&path)
-                };
-                err(
-                    &location,
-                    format!("{}{at}: {}", e.field_path, printable(&e.message)),
-                )
-            })
-            .collect());
+        return Err(cel_errors(&failed, source, &location));
     }
-    delivery.spec.settings().map_err(|e| {
-        // "spec.checks.timeout: ..." gets the line of that field.
-        let text = e.to_string();
-        let problem = match text.split_once(": ") {
-            Some((path, rest)) if path.starts_with("spec.") => {
-                format!("{path}{}: {rest}", source.at(&FieldPath::parse(path)))
-            }
-            _ => text,
-        };
-        vec![err(&location, problem)]
-    })?;
+    delivery
+        .spec
+        .settings()
+        .map_err(|e| vec![err(&location, settings_problem(e.to_string(), source))])?;
     Ok(LoadedDelivery {
         namespace,
         name,
@@ -1665,13 +1722,60 @@ fn read_delivery(
     })
 }
 
+/// The schema's bounds of an HttpsDelivery's fields but its status (which the API server drops
+/// from an object it creates, after checking its fields), then its metadata's problems.
+fn delivery_schema_problems(node: &Node) -> Vec<Problem> {
+    let schemas = &*SCHEMAS;
+    let mut problems = Vec::new();
+    for entry in node.entries().iter().filter(|e| e.key != "status") {
+        if let Ok(Some(field)) = schemas.field(&schemas.delivery, &entry.key) {
+            let path = FieldPath::default().key(&entry.key);
+            schemas.bounds(&entry.value, field, &path, true, &mut problems);
+        }
+    }
+    problems.extend(metadata_problems(node, "HttpsDelivery"));
+    problems
+}
+
+/// The CEL rules' failures, each with the line of its field when it names one.
+fn cel_errors(
+    failed: &[kube::core::cel::ValidationError],
+    source: &Source<'_>,
+    location: &str,
+) -> Vec<InputError> {
+    failed
+        .iter()
+        .map(|e| {
+            let path = FieldPath::parse(&e.field_path);
+            let at = if path.0.is_empty() {
+                String::new()
+            } else {
+                source.at(&path)
+            };
+            err(
+                location,
+                format!("{}{at}: {}", e.field_path, printable(&e.message)),
+            )
+        })
+        .collect()
+}
+
+/// A check settings error: "spec.checks.timeout: ..." gets the line of that field.
+fn settings_problem(text: String, source: &Source<'_>) -> String {
+    match text.split_once(": ") {
+        Some((path, rest)) if path.starts_with("spec.") => {
+            format!("{path}{}: {rest}", source.at(&FieldPath::parse(path)))
+        }
+        _ => text,
+    }
+}
+
 /// Checks one Secret as the API server would. Never echoes the document's values in errors:
 /// they hold a private key.
 fn read_secret(
     source: &Source<'_>,
     location: &str,
 ) -> Result<((String, String), SecretContent), Vec<InputError>> {
-    let schemas = &*SCHEMAS;
     let node = source.node;
     let errors = |problems: Vec<String>| -> Vec<InputError> {
         problems
@@ -1680,17 +1784,40 @@ fn read_secret(
             .collect()
     };
 
-    let mut unknown = Vec::new();
-    schemas.unknown_fields(node, &schemas.secret, &FieldPath::default(), &mut unknown);
+    let unknown = unknown_field_messages(source, &SCHEMAS.secret);
     if !unknown.is_empty() {
-        return Err(errors(
-            unknown
-                .iter()
-                .map(|path| format!("{path}{}: unknown field", source.key_at(path)))
-                .collect(),
-        ));
+        return Err(errors(unknown));
     }
 
+    let problems = secret_schema_problems(node);
+    if !problems.is_empty() {
+        return Err(errors(problems.iter().map(|p| source.problem(p)).collect()));
+    }
+
+    let value = node.to_json();
+    let secret: Secret = serde_path_to_error::deserialize(&value)
+        .map_err(|e| errors(vec![secret_type_problem(e, source)]))?;
+    let (name, namespace) = name_and_namespace(&secret.metadata);
+    if let Some(missing) = missing_tls_keys(&secret) {
+        return Err(errors(vec![format!(
+            "{namespace}/{name}{}: {missing}: Required value: a kubernetes.io/tls Secret holds tls.crt and tls.key",
+            source.at(&FieldPath::default().key("type"))
+        )]));
+    }
+    let size = secret_size(&secret);
+    const MAX_SECRET_SIZE: usize = 1024 * 1024;
+    if size > MAX_SECRET_SIZE {
+        return Err(errors(vec![format!(
+            "{namespace}/{name}: data: Too long: may not be more than {MAX_SECRET_SIZE} bytes ({size})"
+        )]));
+    }
+    Ok(((namespace, name), SecretContent::from_secret(&secret)))
+}
+
+/// The schema's bounds of a Secret (values not shown), its metadata's problems, and its data
+/// keys' problems.
+fn secret_schema_problems(node: &Node) -> Vec<Problem> {
+    let schemas = &*SCHEMAS;
     let mut problems = Vec::new();
     schemas.bounds(
         node,
@@ -1703,19 +1830,7 @@ fn read_secret(
     for field in ["data", "stringData"] {
         for entry in node.get(field).map(Node::entries).unwrap_or_default() {
             let key = &entry.key;
-            let problem = if key.is_empty() || key.len() > 253 {
-                Some("must be 1 to 253 characters")
-            } else if !key
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-            {
-                Some("must consist of alphanumeric characters, '-', '_' or '.'")
-            } else if key == "." || key == ".." || key.starts_with("..") {
-                Some("must not be '.' or '..', nor start with '..'")
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
+            if let Some(problem) = secret_key_problem(key) {
                 let path = FieldPath::default().key(field).key(key);
                 problems.push(Problem::key(
                     &path,
@@ -1724,61 +1839,75 @@ fn read_secret(
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(errors(problems.iter().map(|p| source.problem(p)).collect()));
-    }
+    problems
+}
 
-    let value = node.to_json();
-    let secret: Secret = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = FieldPath::from_serde(e.path());
-        let shown = e.path().to_string();
-        let at = source.at(&path);
-        let inner = e.into_inner().to_string();
-        let short: String = inner
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(120)
-            .collect();
-        errors(vec![format!("{shown}{at}: {}", printable(&short))])
-    })?;
-    let (name, namespace) = name_and_namespace(&secret.metadata);
-    if secret.type_.as_deref() == Some("kubernetes.io/tls") {
-        let has = |key: &str| {
-            secret.data.as_ref().is_some_and(|d| d.contains_key(key))
-                || secret
-                    .string_data
-                    .as_ref()
-                    .is_some_and(|d| d.contains_key(key))
-        };
-        let missing: Vec<String> = ["tls.crt", "tls.key"]
-            .into_iter()
-            .filter(|k| !has(k))
-            .map(|k| format!("data[{k}]"))
-            .collect();
-        if !missing.is_empty() {
-            let missing = missing.join(" and ");
-            return Err(errors(vec![format!(
-                "{namespace}/{name}{}: {missing}: Required value: a kubernetes.io/tls Secret holds tls.crt and tls.key",
-                source.at(&FieldPath::default().key("type"))
-            )]));
-        }
+/// A key of a Secret's `data` or `stringData`: 1 to 253 of `[-._a-zA-Z0-9]`, not `.` nor `..*`.
+fn secret_key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty() || key.len() > 253 {
+        Some("must be 1 to 253 characters")
+    } else if !key
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
+        Some("must consist of alphanumeric characters, '-', '_' or '.'")
+    } else if key == "." || key == ".." || key.starts_with("..") {
+        Some("must not be '.' or '..', nor start with '..'")
+    } else {
+        None
     }
-    let size: usize = secret
+}
+
+/// A Secret's type error, without the value: the path, its line, and the error's first part
+/// (at most 120 characters).
+fn secret_type_problem(
+    e: serde_path_to_error::Error<serde_json::Error>,
+    source: &Source<'_>,
+) -> String {
+    let path = FieldPath::from_serde(e.path());
+    let shown = e.path().to_string();
+    let at = source.at(&path);
+    let inner = e.into_inner().to_string();
+    let short: String = inner
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(120)
+        .collect();
+    format!("{shown}{at}: {}", printable(&short))
+}
+
+/// The keys a kubernetes.io/tls Secret lacks of tls.crt and tls.key, as "data[tls.crt] and
+/// data[tls.key]"; None for another type or when it has both.
+fn missing_tls_keys(secret: &Secret) -> Option<String> {
+    if secret.type_.as_deref() != Some("kubernetes.io/tls") {
+        return None;
+    }
+    let has = |key: &str| {
+        secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+            || secret
+                .string_data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(key))
+    };
+    let missing: Vec<String> = ["tls.crt", "tls.key"]
+        .into_iter()
+        .filter(|k| !has(k))
+        .map(|k| format!("data[{k}]"))
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(" and "))
+}
+
+/// The bytes of a Secret's data and stringData values, in all.
+fn secret_size(secret: &Secret) -> usize {
+    secret
         .data
         .iter()
         .flatten()
         .map(|(_, v)| v.0.len())
         .chain(secret.string_data.iter().flatten().map(|(_, v)| v.len()))
-        .sum();
-    const MAX_SECRET_SIZE: usize = 1024 * 1024;
-    if size > MAX_SECRET_SIZE {
-        return Err(errors(vec![format!(
-            "{namespace}/{name}: data: Too long: may not be more than {MAX_SECRET_SIZE} bytes ({size})"
-        )]));
-    }
-    Ok(((namespace, name), SecretContent::from_secret(&secret)))
+        .sum()
 }
 
 #[cfg(test)]
