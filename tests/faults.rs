@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use testkit::controlplane::{ControlPlane, Part, shared};
 use testkit::dns::Mode;
-use testkit::operator::{Operator, condition, eventually, has_condition};
+use testkit::operator::{
+    Operator, condition, count, events, eventually, has_condition, nudge, recheck,
+};
 use testkit::pki::LeafSpec;
 use testkit::tls::SniCerts;
 use testkit::world::{EDGE_HOSTNAMES, EXPIRED_HOSTNAME, World, example};
@@ -189,58 +191,6 @@ impl Drop for Hang {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// A new generation of delivery `name` (spec.checks.expiryWarning toggles between 720h and
-/// 721h, which changes no verdict), so that the operator reconciles it now rather than at the
-/// next recheck (recheckInterval is at least 30s).
-async fn nudge(api: &Api<HttpsDelivery>, name: &str) {
-    let d = api.get(name).await.expect("read the delivery");
-    let next = match d.spec.checks.and_then(|c| c.expiry_warning).as_deref() {
-        Some("720h") => "721h",
-        _ => "720h",
-    };
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"checks": {"expiryWarning": next}}})),
-    )
-    .await
-    .expect("change the spec");
-}
-
-/// Makes the operator reconcile `name` `times` more times, one new generation after another.
-async fn recheck(op: &Operator, api: &Api<HttpsDelivery>, name: &str, times: u64) {
-    for _ in 0..times {
-        let before = op.reconciles();
-        nudge(api, name).await;
-        eventually(PATIENCE, async || {
-            let n = op.reconciles();
-            (n > before).then_some(()).ok_or(format!("{n}"))
-        })
-        .await
-        .unwrap_or_else(|n| panic!("no reconcile after a new generation ({n}):\n{}", op.log()));
-    }
-}
-
-async fn events(client: Client, namespace: &str, name: &str) -> Vec<Event> {
-    let api: Api<Event> = Api::namespaced(client, namespace);
-    api.list(&ListParams::default())
-        .await
-        .expect("list Events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
-/// Events `type_ reason`, counting each repetition of a series.
-fn count(events: &[Event], type_: &str, reason: &str) -> i32 {
-    events
-        .iter()
-        .filter(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
-        .map(|e| e.series.as_ref().map(|s| s.count).unwrap_or(1))
-        .sum()
 }
 
 /// Every Event as `type reason (xCOUNT): note`, for failure messages.

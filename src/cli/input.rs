@@ -5,6 +5,11 @@
 //! check settings), naming the file, the document, the field path and its line. Files found by
 //! walking a directory that are not manifests (Helm charts, editor settings) are skipped and
 //! listed; a file named on the command line must be a manifest.
+// No input may make `check` panic: the loader itself may not unwrap, expect or panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::panic, clippy::unwrap_used, clippy::expect_used)
+)]
 
 use crate::api::HttpsDelivery;
 use crate::checks::secret::SecretContent;

@@ -318,6 +318,73 @@ pub fn tls_secret(name: &str, leaf: &Leaf) -> Secret {
     .expect("a kubernetes.io/tls Secret")
 }
 
+/// How long [`recheck`] waits for each reconcile.
+const RECHECK_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A new generation of the delivery `name` (`spec.checks.expiryWarning` toggles between 720h
+/// and 721h, which changes no verdict), so that the operator reconciles it now rather than at
+/// its next recheck (recheckInterval is at least 30s).
+pub async fn nudge<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let object = api.get(name).await.expect("read the delivery");
+    let current = serde_json::to_value(&object).expect("serializable");
+    let next = match current["spec"]["checks"]["expiryWarning"].as_str() {
+        Some("720h") => "721h",
+        _ => "720h",
+    };
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"checks": {"expiryWarning": next}}})),
+    )
+    .await
+    .expect("change the spec");
+}
+
+/// Makes `op` reconcile `name` `times` more times, one new generation after another.
+pub async fn recheck<K>(op: &Operator, api: &Api<K>, name: &str, times: u64)
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    for _ in 0..times {
+        let before = op.reconciles();
+        nudge(api, name).await;
+        eventually(RECHECK_PATIENCE, async || {
+            let n = op.reconciles();
+            (n > before).then_some(()).ok_or(format!("{n}"))
+        })
+        .await
+        .unwrap_or_else(|n| panic!("no reconcile after a new generation ({n}):\n{}", op.log()));
+    }
+}
+
+/// The Events about the object `name` in `namespace`.
+pub async fn events(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, namespace);
+    api.list(&kube::api::ListParams::default())
+        .await
+        .expect("list Events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// Events with `type_` and `reason`, counting each repetition of a series.
+pub fn count(events: &[k8s_openapi::api::events::v1::Event], type_: &str, reason: &str) -> i32 {
+    events
+        .iter()
+        .filter(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
+        .map(|e| e.series.as_ref().map(|s| s.count).unwrap_or(1))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
