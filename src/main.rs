@@ -155,7 +155,7 @@ fn main() {
             now,
             max_file_size,
             probe,
-        } => block_on(cli::run_with(
+        } => block_on(cli::run(
             CheckOptions {
                 paths,
                 format: output,

@@ -72,6 +72,27 @@ fn private_control_plane() -> ControlPlane {
     cp
 }
 
+/// A private control plane, the world, a namespace named after `prefix`, the operator on it,
+/// and the healthy delivery `www` there, Ready.
+async fn private_plane_with_ready_www(
+    prefix: &str,
+) -> (ControlPlane, World, String, Api<HttpsDelivery>, Operator) {
+    let cp = private_control_plane();
+    let world = World::start().await.expect("world");
+    let ns = cp.namespace(prefix).await;
+    let api: Api<HttpsDelivery> = Api::namespaced(cp.client().await, &ns);
+    let op = start(&cp, &world, Some(&ns), &[]);
+    let checks = json!({"recheckInterval": "1h", "timeout": "5s"});
+    api.create(
+        &PostParams::default(),
+        &delivery(&ns, "www", "www.shop.example", checks),
+    )
+    .await
+    .expect("create www");
+    op.wait_for_condition(&api, "www", READY, PATIENCE).await;
+    (cp, world, ns, api, op)
+}
+
 /// The healthy example as `namespace/name` for `hostname` (one the world's edge serves), with
 /// test-sized check settings.
 fn delivery(namespace: &str, name: &str, hostname: &str, checks: Value) -> HttpsDelivery {
@@ -344,19 +365,8 @@ impl HealthWatch {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the control plane (tools/bin): run make test"]
 async fn apiserver_restart_readiness_follows_and_new_deliveries_are_reconciled() {
-    let cp = private_control_plane();
-    let world = World::start().await.expect("world");
-    let ns = cp.namespace("apiserver").await;
-    let api: Api<HttpsDelivery> = Api::namespaced(cp.client().await, &ns);
-    let op = start(&cp, &world, Some(&ns), &[]);
+    let (cp, _world, ns, api, op) = private_plane_with_ready_www("apiserver").await;
     let checks = json!({"recheckInterval": "1h", "timeout": "5s"});
-    api.create(
-        &PostParams::default(),
-        &delivery(&ns, "www", "www.shop.example", checks.clone()),
-    )
-    .await
-    .expect("create www");
-    op.wait_for_condition(&api, "www", READY, PATIENCE).await;
     readyz_becomes(&op, 200, PATIENCE).await;
 
     let killed = Instant::now();
@@ -448,19 +458,8 @@ async fn apiserver_restart_readiness_follows_and_new_deliveries_are_reconciled()
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the control plane (tools/bin): run make test"]
 async fn etcd_and_apiserver_restarted_together_statuses_converge() {
-    let cp = private_control_plane();
-    let world = World::start().await.expect("world");
-    let ns = cp.namespace("etcd").await;
-    let api: Api<HttpsDelivery> = Api::namespaced(cp.client().await, &ns);
-    let op = start(&cp, &world, Some(&ns), &[]);
+    let (cp, world, ns, api, op) = private_plane_with_ready_www("etcd").await;
     let checks = json!({"recheckInterval": "1h", "timeout": "5s"});
-    api.create(
-        &PostParams::default(),
-        &delivery(&ns, "www", "www.shop.example", checks.clone()),
-    )
-    .await
-    .expect("create www");
-    op.wait_for_condition(&api, "www", READY, PATIENCE).await;
 
     let killed = Instant::now();
     cp.kill(Part::ApiServer);

@@ -59,6 +59,31 @@ async fn events_of(cp: &ControlPlane, namespace: &str, name: &str) -> Vec<Event>
     events(cp.client().await, namespace, name).await
 }
 
+/// The Secret `www-tls` (a valid certificate for www.shop.example), the operator, then the
+/// healthy delivery `www` referencing that Secret, rechecked hourly.
+async fn start_with_secret_backed_www(
+    cp: &ControlPlane,
+    world: &World,
+    ns: &str,
+    api: &Api<HttpsDelivery>,
+) -> (Operator, Api<Secret>) {
+    let secrets: Api<Secret> = Api::namespaced(cp.client().await, ns);
+    let leaf = world.ca.issue(LeafSpec::valid_for(["www.shop.example"]));
+    secrets
+        .create(&PostParams::default(), &tls_secret("www-tls", &leaf))
+        .await
+        .expect("create the Secret");
+    let op = start(cp, world, ns, &[]);
+    let mut d = healthy(ns, "www", json!({"recheckInterval": "1h"}));
+    d.spec.certificate.secret_ref = Some(SecretReference {
+        name: "www-tls".into(),
+    });
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create the delivery");
+    (op, secrets)
+}
+
 /// Waits for the Event `type_ reason` of `name`, then has the operator recheck it
 /// [`RECHECKS`] times (so that a repeated Event had its chances), and returns the Events then.
 async fn events_after_rechecks(
@@ -229,20 +254,7 @@ async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each
 #[ignore = "needs the control plane (tools/bin): run make test"]
 async fn rotating_the_secret_to_an_expired_certificate_is_seen_within_seconds() {
     let (cp, world, ns, api) = setup("rotate").await;
-    let secrets: Api<Secret> = Api::namespaced(cp.client().await, &ns);
-    let good = world.ca.issue(LeafSpec::valid_for(["www.shop.example"]));
-    secrets
-        .create(&PostParams::default(), &tls_secret("www-tls", &good))
-        .await
-        .expect("create the Secret");
-    let op = start(cp, &world, &ns, &[]);
-    let mut d = healthy(&ns, "www", json!({"recheckInterval": "1h"}));
-    d.spec.certificate.secret_ref = Some(SecretReference {
-        name: "www-tls".into(),
-    });
-    api.create(&PostParams::default(), &d)
-        .await
-        .expect("create the delivery");
+    let (op, secrets) = start_with_secret_backed_www(cp, &world, &ns, &api).await;
     op.wait_for_condition(
         &api,
         "www",
@@ -517,20 +529,7 @@ async fn first_convergence_is_one_reconcile_and_one_write_per_delivery() {
     // The operator's own status write changes the object (resourceVersion, status) but not its
     // generation: it must not trigger a second reconcile, a second Secret read or more probes.
     let (cp, world, ns, api) = setup("converge").await;
-    let secrets: Api<Secret> = Api::namespaced(cp.client().await, &ns);
-    let leaf = world.ca.issue(LeafSpec::valid_for(["www.shop.example"]));
-    secrets
-        .create(&PostParams::default(), &tls_secret("www-tls", &leaf))
-        .await
-        .expect("create the Secret");
-    let op = start(cp, &world, &ns, &[]);
-    let mut d = healthy(&ns, "www", json!({"recheckInterval": "1h"}));
-    d.spec.certificate.secret_ref = Some(SecretReference {
-        name: "www-tls".into(),
-    });
-    api.create(&PostParams::default(), &d)
-        .await
-        .expect("create the delivery");
+    let (op, secrets) = start_with_secret_backed_www(cp, &world, &ns, &api).await;
     let ready = op.wait_for_condition(&api, "www", READY, PATIENCE).await;
     let written = ready.metadata.resource_version.clone();
     // Time for a self-triggered pass to happen if there were one (the write's watch event

@@ -106,14 +106,9 @@ pub async fn check_all(
     futures::future::join_all(futures).await
 }
 
-/// The `check` command with the default input limits. Returns the process exit code.
-pub async fn run(opts: CheckOptions) -> i32 {
-    run_with(opts, input::LoadOptions::default()).await
-}
-
 /// The `check` command, reading its input within `limits` (e.g. a per-file size limit given on
 /// the command line). Returns the process exit code.
-pub async fn run_with(opts: CheckOptions, limits: input::LoadOptions) -> i32 {
+pub async fn run(opts: CheckOptions, limits: input::LoadOptions) -> i32 {
     let manifests = match input::load_with(&opts.paths, &limits) {
         Ok(m) => m,
         Err(errors) => {

@@ -333,21 +333,7 @@ impl Prober {
             target_dns,
             probes: edge_probes,
         };
-        let certificate = match &targets.secret {
-            Some(name) => CertificateInput::Secret {
-                name: name.clone(),
-                content: secret.unwrap_or(SecretContent::NotFound),
-            },
-            None => edge_certificate(&edge),
-        };
-        let chain_verified = self.verify_certificate(&certificate, &targets.hostname, now);
-        Observations {
-            certificate,
-            chain_verified,
-            dns,
-            origin,
-            edge,
-        }
+        self.assemble(targets, secret, dns, edge, origin, now)
     }
 
     /// What can be known of one delivery without the network, with every DNS walk and probe
@@ -369,6 +355,25 @@ impl Prober {
             target_dns: timed_out(&targets.target_cname),
             probes: Vec::new(),
         };
+        let origin = targets.origin.as_ref().map(|o| origin::OriginObservation {
+            dns: Some(timed_out(&o.host)),
+            probes: Vec::new(),
+        });
+        let dns = timed_out(&targets.hostname);
+        self.assemble(targets, secret, dns, edge, origin, now)
+    }
+
+    /// The observations of one delivery from what was seen: the certificate under test (the
+    /// Secret's, or else the one the edge served) and its chain verified at `now`.
+    fn assemble(
+        &self,
+        targets: &Targets,
+        secret: Option<SecretContent>,
+        dns: DnsObservation,
+        edge: EdgeObservation,
+        origin: Option<origin::OriginObservation>,
+        now: jiff::Timestamp,
+    ) -> Observations {
         let certificate = match &targets.secret {
             Some(name) => CertificateInput::Secret {
                 name: name.clone(),
@@ -380,11 +385,8 @@ impl Prober {
         Observations {
             certificate,
             chain_verified,
-            dns: timed_out(&targets.hostname),
-            origin: targets.origin.as_ref().map(|o| origin::OriginObservation {
-                dns: Some(timed_out(&o.host)),
-                probes: Vec::new(),
-            }),
+            dns,
+            origin,
             edge,
         }
     }
