@@ -370,7 +370,17 @@ async fn main() {
 
     let before = apiserver_requests(&client).await;
     let port = testkit::free_port();
-    let mut cmd = Command::new(BIN);
+    // BENCH_OPERATOR_WRAPPER runs the operator under a profiler (e.g. `heaptrack -o /tmp/op`);
+    // the CPU and RSS columns then measure the wrapper's process.
+    let mut cmd = match std::env::var("BENCH_OPERATOR_WRAPPER") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut words = wrapper.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap_or_default());
+            cmd.args(words).arg(BIN);
+            cmd
+        }
+        _ => Command::new(BIN),
+    };
     cmd.arg("run")
         .args(["--watch-namespace", &op_ns])
         .arg(format!("--metrics-addr=127.0.0.1:{port}"))

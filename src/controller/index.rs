@@ -50,8 +50,11 @@ type Key = ObjectRef<Guarded>;
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Key, Entry>,
-    claims: HashMap<String, HashMap<Key, Precedence>>,
-    secrets: HashMap<(String, String), HashSet<Key>>,
+    /// The claimants of each hostname: nearly always one, so a vector (a map would reserve
+    /// room for several in every entry).
+    claims: HashMap<String, Vec<(Key, Precedence)>>,
+    /// The deliveries referencing each Secret (a vector for the same reason).
+    secrets: HashMap<(String, String), Vec<Key>>,
     /// Objects listed since the watch (re)started, until the list is complete.
     relist: Option<HashMap<Key, Entry>>,
     /// Secrets no delivery references any more, since the last event.
@@ -72,8 +75,14 @@ pub struct DeliveryIndex {
     inner: Mutex<Inner>,
 }
 
+/// The object's namespace and name only (without the resourceVersion and uid that
+/// `ObjectRef::from_obj` carries, which the index would otherwise hold three times).
 fn key_of(guarded: &Guarded) -> Key {
-    ObjectRef::from_obj(guarded)
+    let key = ObjectRef::new(&guarded.name_any());
+    match guarded.namespace() {
+        Some(namespace) => key.within(&namespace),
+        None => key,
+    }
 }
 
 fn namespace_of(key: &Key) -> String {
@@ -108,7 +117,7 @@ impl DeliveryIndex {
         self.lock()
             .secrets
             .get(&(namespace.to_string(), name.to_string()))
-            .map(|keys| keys.iter().cloned().collect())
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -154,7 +163,8 @@ impl Inner {
             .collect();
         let losers = inventory::conflicts(&claims);
         claimants
-            .keys()
+            .iter()
+            .map(|(k, _)| k)
             .find(|k| !losers.contains_key(&format!("{}/{}", namespace_of(k), k.name)))
             .cloned()
     }
@@ -191,18 +201,18 @@ impl Inner {
         self.claims
             .entry(entry.hostname.clone())
             .or_default()
-            .insert(key.clone(), entry.precedence.clone());
+            .push((key.clone(), entry.precedence.clone()));
         if let Some(secret) = &entry.secret {
             self.secrets
                 .entry((namespace_of(key), secret.clone()))
                 .or_default()
-                .insert(key.clone());
+                .push(key.clone());
         }
     }
 
     fn unlink(&mut self, key: &Key, entry: &Entry) {
         if let Some(claimants) = self.claims.get_mut(&entry.hostname) {
-            claimants.remove(key);
+            claimants.retain(|(k, _)| k != key);
             if claimants.is_empty() {
                 self.claims.remove(&entry.hostname);
             }
@@ -210,7 +220,7 @@ impl Inner {
         if let Some(secret) = &entry.secret {
             let id = (namespace_of(key), secret.clone());
             if let Some(keys) = self.secrets.get_mut(&id) {
-                keys.remove(key);
+                keys.retain(|k| k != key);
                 if keys.is_empty() {
                     self.secrets.remove(&id);
                     self.released.push(id);
@@ -226,7 +236,7 @@ impl Inner {
             if &self.owner(hostname) != was
                 && let Some(claimants) = self.claims.get(hostname)
             {
-                out.extend(claimants.keys().cloned());
+                out.extend(claimants.iter().map(|(k, _)| k.clone()));
             }
         }
         out

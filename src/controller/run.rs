@@ -300,7 +300,10 @@ fn watch_deliveries(
     // Ready tells the truth: not while the API server cannot be watched.
     .inspect(move |event| health.set_watching(event.is_ok()))
     .backoff(WatchBackoff::default())
-    .modify(|d: &mut Guarded| d.managed_fields_mut().clear())
+    .modify(|d: &mut Guarded| {
+        d.managed_fields_mut().clear();
+        d.annotations_mut().remove(LAST_APPLIED);
+    })
     .inspect_ok(move |event| {
         let change = ctx.index.observe(event);
         for r in change.recheck {
@@ -333,7 +336,7 @@ fn watch_secrets(
     }
     watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(client), config)
         .backoff(WatchBackoff::default())
-        .modify(|s: &mut PartialObjectMeta<Secret>| s.managed_fields_mut().clear())
+        .modify(|s: &mut PartialObjectMeta<Secret>| keep_name_and_version(&mut s.metadata))
         .inspect_ok(move |event| match event {
             watcher::Event::InitDone => ctx.secrets.mark_listed(),
             watcher::Event::Delete(s) => ctx
@@ -343,6 +346,23 @@ fn watch_secrets(
         })
         .reflect(writer)
         .touched_objects()
+}
+
+/// What `kubectl apply` (client-side) copies of the whole object into an annotation: a second
+/// copy of the spec on a delivery, and of the private key on a Secret.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Of a watched Secret, the cache keeps what finding and re-reading it needs: namespace, name
+/// and resourceVersion. Labels, annotations (which may hold a copy of the key, see
+/// `LAST_APPLIED`), owners and managedFields are dropped.
+fn keep_name_and_version(meta: &mut kube::api::ObjectMeta) {
+    *meta = kube::api::ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        resource_version: meta.resource_version.take(),
+        uid: meta.uid.take(),
+        ..Default::default()
+    };
 }
 
 /// Retries of a failed watch: quick at first, at most 5 s apart, so that the operator is back
@@ -451,5 +471,41 @@ async fn forget_deleted(ctx: Arc<Context>, store: Store<Guarded>) {
                 ctx.forget_failures(&ObjectRef::new(&name).within(&ns));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_cache_keeps_only_name_and_version() {
+        let mut meta = kube::api::ObjectMeta {
+            name: Some("www-tls".into()),
+            namespace: Some("shop".into()),
+            resource_version: Some("42".into()),
+            uid: Some("u-1".into()),
+            labels: Some([("team".to_string(), "web".to_string())].into()),
+            annotations: Some(
+                [(
+                    LAST_APPLIED.to_string(),
+                    "{\"data\":{\"tls.key\":\"...\"}}".to_string(),
+                )]
+                .into(),
+            ),
+            finalizers: Some(vec!["example.com/keep".into()]),
+            ..Default::default()
+        };
+        keep_name_and_version(&mut meta);
+        assert_eq!(
+            meta,
+            kube::api::ObjectMeta {
+                name: Some("www-tls".into()),
+                namespace: Some("shop".into()),
+                resource_version: Some("42".into()),
+                uid: Some("u-1".into()),
+                ..Default::default()
+            }
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::checks::secret::SecretContent;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::api::{Api, GetParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -78,6 +78,9 @@ impl SecretCache {
     /// What Secret `namespace/name` holds, read from the API only when it changed.
     pub async fn read(&self, client: &Client, namespace: &str, name: &str) -> SecretContent {
         let key = (namespace.to_string(), name.to_string());
+        // The version the watch reported: the GET asks for that one or newer, which the API
+        // server answers from its watch cache instead of a quorum read from etcd.
+        let mut watched_version = None;
         if let Some(meta) = &self.meta {
             let listed = self.wait_listed().await;
             match meta.get(&ObjectRef::new(name).within(namespace)) {
@@ -88,6 +91,7 @@ impl SecretCache {
                     {
                         return content.clone();
                     }
+                    watched_version = version;
                 }
                 None if listed => {
                     self.forget(namespace, name);
@@ -101,7 +105,14 @@ impl SecretCache {
         }
         self.gets.fetch_add(1, Ordering::Relaxed);
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        match api.get_opt(name).await {
+        let read = match &watched_version {
+            Some(version) => match api.get_with(name, &GetParams::at(version)).await {
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+                other => other.map(Some),
+            },
+            None => api.get_opt(name).await,
+        };
+        match read {
             Ok(Some(secret)) => {
                 let content = SecretContent::from_secret(&secret);
                 if let Some(version) = secret.resource_version() {

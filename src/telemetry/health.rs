@@ -153,10 +153,15 @@ async fn readyz(State(state): State<ServerState>) -> (StatusCode, &'static str) 
     }
 }
 
+/// Streams the text a chunk at a time (see [`Metrics::chunks`]).
 async fn metrics_handler(State(state): State<ServerState>) -> impl IntoResponse {
+    let chunks = state
+        .metrics
+        .chunks()
+        .map(Ok::<_, std::convert::Infallible>);
     (
         [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-        state.metrics.encode(),
+        axum::body::Body::from_stream(futures::stream::iter(chunks)),
     )
 }
 
@@ -186,7 +191,8 @@ mod tests {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .expect("status code");
-        (status, head.to_owned(), body.to_owned())
+        let body = testkit::http::body_of(head, body).expect("a whole body");
+        (status, head.to_owned(), body)
     }
 
     #[tokio::test]

@@ -1,14 +1,14 @@
 //! The operator's Prometheus metrics: per-object condition status and certificate expiry,
 //! reconcile counts, durations and errors, probe durations.
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use super::object_series::ObjectSeries;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -19,31 +19,11 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// Metric names are prefixed with this (`httpsdelivery_condition_status`, ...).
 const METRIC_PREFIX: &str = "httpsdelivery";
 
-/// A condition status is one of these three (metav1.Condition); each gets its own series so
-/// that alerts can select `status="False"` without knowing the previous value.
-const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
-
 /// Reconciles and probes are bounded by timeouts well under a minute; buckets reach from one
 /// millisecond (cached DNS) to 60 s (a probe that ran into its timeout).
 const DURATION_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
-
-/// 21 series per object (7 conditions, 3 statuses): the object's names are shared between
-/// them, and the status is one of three constants, so that 10,000 objects stay cheap.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ConditionLabels {
-    namespace: Arc<str>,
-    name: Arc<str>,
-    r#type: Arc<str>,
-    status: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ObjectLabels {
-    namespace: String,
-    name: String,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -82,17 +62,11 @@ pub struct Metrics {
 
 struct Inner {
     registry: Registry,
-    condition_status: Family<ConditionLabels, Gauge>,
-    certificate_not_after: Family<ObjectLabels, Gauge>,
+    objects: ObjectSeries,
     reconciliations: Family<OutcomeLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
     probe_duration: HistogramFamily<ProbeLabels>,
-    /// Condition types that have series, per (namespace, name): `forget` and `set_conditions`
-    /// need them to remove series, because a `Family` cannot be searched by partial labels.
-    /// Holding this lock while touching the per-object families keeps a concurrent `forget`
-    /// from leaving half an object behind.
-    condition_types: Mutex<HashMap<(String, String), BTreeSet<String>>>,
     dns_queries: Counter,
     tls_handshakes: Counter,
     secret_reads: Counter,
@@ -126,19 +100,8 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix(METRIC_PREFIX);
 
-        let condition_status = Family::<ConditionLabels, Gauge>::default();
-        registry.register(
-            "condition_status",
-            "Status of each condition of each HttpsDelivery: 1 for the current status, 0 for the others",
-            condition_status.clone(),
-        );
-        let certificate_not_after = Family::<ObjectLabels, Gauge>::default();
-        registry.register_with_unit(
-            "certificate_not_after",
-            "Expiry of the served certificate of each HttpsDelivery, as Unix time",
-            Unit::Seconds,
-            certificate_not_after.clone(),
-        );
+        // Not in the registry: the per-object series are written out at scrape time, in chunks.
+        let objects = ObjectSeries::default();
         let reconciliations = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "reconciliations",
@@ -187,13 +150,11 @@ impl Metrics {
         Metrics {
             inner: Arc::new(Inner {
                 registry,
-                condition_status,
-                certificate_not_after,
+                objects,
                 reconciliations,
                 reconcile_errors,
                 reconcile_duration,
                 probe_duration,
-                condition_types: Mutex::new(HashMap::new()),
                 dns_queries,
                 tls_handshakes,
                 secret_reads,
@@ -236,39 +197,9 @@ impl Metrics {
     /// their series, so a renamed or dropped condition does not linger. A status other than
     /// `True` or `False` counts as `Unknown`, which keeps exactly one of the three at 1.
     pub fn set_conditions(&self, namespace: &str, name: &str, conditions: &[(String, String)]) {
-        let mut tracked = self.lock_condition_types();
-        let key = (namespace.to_owned(), name.to_owned());
-        let current: BTreeSet<String> = conditions.iter().map(|(t, _)| t.clone()).collect();
-        if let Some(previous) = tracked.get(&key) {
-            for stale in previous.difference(&current) {
-                self.remove_condition_series(namespace, name, stale);
-            }
-        }
-        let (ns, nm): (Arc<str>, Arc<str>) = (namespace.into(), name.into());
-        for (condition_type, status) in conditions {
-            let status = match status.as_str() {
-                "True" | "False" => status.as_str(),
-                _ => "Unknown",
-            };
-            let type_: Arc<str> = condition_type.as_str().into();
-            for candidate in CONDITION_STATUSES {
-                let labels = ConditionLabels {
-                    namespace: ns.clone(),
-                    name: nm.clone(),
-                    r#type: type_.clone(),
-                    status: candidate,
-                };
-                self.inner
-                    .condition_status
-                    .get_or_create(&labels)
-                    .set(i64::from(candidate == status));
-            }
-        }
-        if current.is_empty() {
-            tracked.remove(&key);
-        } else {
-            tracked.insert(key, current);
-        }
+        self.inner
+            .objects
+            .set_conditions(namespace, name, conditions);
     }
 
     /// Publishes the expiry of the object's certificate; `None` (no certificate could be read)
@@ -279,37 +210,20 @@ impl Metrics {
         name: &str,
         unix_seconds: Option<i64>,
     ) {
-        let labels = object_labels(namespace, name);
-        match unix_seconds {
-            Some(seconds) => {
-                self.inner
-                    .certificate_not_after
-                    .get_or_create(&labels)
-                    .set(seconds);
-            }
-            None => {
-                self.inner.certificate_not_after.remove(&labels);
-            }
-        }
+        self.inner
+            .objects
+            .set_certificate_not_after(namespace, name, unix_seconds);
     }
 
     /// The objects that have per-object series, as (namespace, name).
     pub fn objects(&self) -> Vec<(String, String)> {
-        self.lock_condition_types().keys().cloned().collect()
+        self.inner.objects.objects()
     }
 
     /// Removes every series of a deleted object, so that it stops showing up in dashboards
     /// and alerts.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let mut tracked = self.lock_condition_types();
-        if let Some(types) = tracked.remove(&(namespace.to_owned(), name.to_owned())) {
-            for condition_type in &types {
-                self.remove_condition_series(namespace, name, condition_type);
-            }
-        }
-        self.inner
-            .certificate_not_after
-            .remove(&object_labels(namespace, name));
+        self.inner.objects.forget(namespace, name);
     }
 
     /// Starts timing one reconciliation. Finish it with [`ReconcileTimer::ok`] or
@@ -335,38 +249,26 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    /// The registry in the OpenMetrics text format (ending in `# EOF`).
+    /// Everything in the OpenMetrics text format (ending in `# EOF`), as one string.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
+        self.chunks().collect()
+    }
+
+    /// The same text in chunks of a few hundred kilobytes, for serving `/metrics`: the
+    /// per-object series of 10,000 deliveries are about 30 MB of text, which a scrape should
+    /// not hold whole.
+    pub fn chunks(&self) -> impl Iterator<Item = String> + Send + 'static {
+        let mut registry = String::new();
         if let Err(error) =
-            prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)
+            prometheus_client::encoding::text::encode_registry(&mut registry, &self.inner.registry)
         {
             // Writing into a String cannot fail; only a broken encoder could get here.
             tracing::error!(%error, "encoding metrics failed");
         }
-        text
-    }
-
-    fn remove_condition_series(&self, namespace: &str, name: &str, condition_type: &str) {
-        for status in CONDITION_STATUSES {
-            self.inner.condition_status.remove(&condition_labels(
-                namespace,
-                name,
-                condition_type,
-                status,
-            ));
-        }
-    }
-
-    fn lock_condition_types(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), BTreeSet<String>>> {
-        // The map is only a record of which series exist; after a panic elsewhere it is still
-        // the best record there is.
-        self.inner
-            .condition_types
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let objects = self.inner.objects.snapshot();
+        std::iter::once(registry)
+            .chain(objects.chunks())
+            .chain(std::iter::once("# EOF\n".to_string()))
     }
 
     fn record_reconcile(&self, start: Instant, outcome: &str, error: Option<&str>) {
@@ -387,27 +289,6 @@ impl Metrics {
                 })
                 .inc();
         }
-    }
-}
-
-fn condition_labels(
-    namespace: &str,
-    name: &str,
-    condition_type: &str,
-    status: &'static str,
-) -> ConditionLabels {
-    ConditionLabels {
-        namespace: namespace.into(),
-        name: name.into(),
-        r#type: condition_type.into(),
-        status,
-    }
-}
-
-fn object_labels(namespace: &str, name: &str) -> ObjectLabels {
-    ObjectLabels {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
     }
 }
 
@@ -672,6 +553,46 @@ mod tests {
             sample(&text, "httpsdelivery_secret_reads_total").as_deref(),
             Some("1")
         );
+    }
+
+    #[test]
+    fn many_objects_are_written_in_chunks_with_one_header_per_family() {
+        let metrics = Metrics::new();
+        for i in 0..250 {
+            let name = format!("d{i}");
+            metrics.set_conditions(
+                "shop",
+                &name,
+                &conditions(&[("Ready", "True"), ("DnsConfigured", "False")]),
+            );
+            metrics.set_certificate_not_after("shop", &name, Some(1_767_225_600));
+        }
+        let chunks: Vec<String> = metrics.chunks().collect();
+        assert!(chunks.len() >= 6, "{} chunks", chunks.len());
+        // 100 objects of 6 lines of about 100 bytes: no chunk holds the whole scrape.
+        let largest = chunks.iter().map(String::len).max().unwrap_or(0);
+        assert!(largest < 100 * 6 * 120, "largest chunk {largest} bytes");
+        let text = chunks.concat();
+        assert_eq!(text, metrics.encode());
+        for header in [
+            "# TYPE httpsdelivery_condition_status gauge\n",
+            "# TYPE httpsdelivery_certificate_not_after_seconds gauge\n",
+            "# UNIT httpsdelivery_certificate_not_after_seconds seconds\n",
+        ] {
+            assert_eq!(text.matches(header).count(), 1, "{header}");
+        }
+        let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("httpsdelivery_condition_status{"), 250 * 2 * 3);
+        assert_eq!(count("httpsdelivery_certificate_not_after_seconds{"), 250);
+        assert_eq!(
+            sample(
+                &text,
+                &condition_line("shop", "d249", "DnsConfigured", "False")
+            )
+            .as_deref(),
+            Some("1")
+        );
+        assert!(text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1);
     }
 
     #[test]

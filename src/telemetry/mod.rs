@@ -3,6 +3,7 @@
 pub mod health;
 pub mod logging;
 pub mod metrics;
+mod object_series;
 
 pub use health::{Health, WorkGuard, bind, serve_listener};
 pub use logging::{LogFormat, init_logging};

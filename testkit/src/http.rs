@@ -33,8 +33,37 @@ pub fn request(conn: &mut (impl Read + Write), path: &str) -> io::Result<(u16, S
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| io::Error::other(format!("not an HTTP response: {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((code, body.to_owned()))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((code, body_of(head, body)?))
+}
+
+/// The body of a response with this head: as it came, or joined from its chunks when the
+/// server sent it with `Transfer-Encoding: chunked` (as streamed `/metrics` are).
+pub fn body_of(head: &str, body: &str) -> io::Result<String> {
+    let chunked = head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    if !chunked {
+        return Ok(body.to_owned());
+    }
+    let bad = |what: &str| io::Error::other(format!("bad chunked body ({what}): {body:?}"));
+    let (mut rest, mut out) = (body, String::new());
+    loop {
+        let (size, after) = rest.split_once("\r\n").ok_or_else(|| bad("no size line"))?;
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16).map_err(|_| bad("size"))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = after.get(..size).ok_or_else(|| bad("short chunk"))?;
+        out.push_str(chunk);
+        rest = after[size..]
+            .strip_prefix("\r\n")
+            .ok_or_else(|| bad("no chunk end"))?;
+    }
 }
 
 #[cfg(test)]
@@ -64,6 +93,18 @@ mod tests {
         let (code, body) = request(&mut conn, "/readyz").unwrap();
         assert_eq!((code, body.as_str()), (500, "[-]etcd failed"));
         assert!(conn.1.starts_with(b"GET /readyz HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked";
+        let body = body_of(head, "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").unwrap();
+        assert_eq!(body, "hello, world");
+        assert_eq!(
+            body_of("HTTP/1.1 200 OK", "5\r\nhello").unwrap(),
+            "5\r\nhello"
+        );
+        assert!(body_of(head, "9\r\nhello\r\n0\r\n\r\n").is_err());
     }
 
     #[test]

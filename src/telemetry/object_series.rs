@@ -1,0 +1,213 @@
+//! The per-object series (condition statuses and certificate expiry), kept as one small entry
+//! per object and written out at scrape time, in chunks. A `Family` would hold a label set, a hash-table
+//! slot and an atomic for each of the 22 series of every object (about 5 KiB an object);
+//! this holds the object's names once and one byte per condition.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A condition status is one of these three (metav1.Condition); each gets its own series so
+/// that alerts can select `status="False"` without knowing the previous value.
+pub const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+
+/// What is published of one object.
+#[derive(Clone, Debug, Default)]
+struct ObjectState {
+    /// (condition type, index into `CONDITION_STATUSES`), in the order they were published.
+    conditions: Vec<(Arc<str>, u8)>,
+    /// Expiry of the served certificate, as Unix time.
+    not_after: Option<i64>,
+}
+
+impl ObjectState {
+    fn is_empty(&self) -> bool {
+        self.conditions.is_empty() && self.not_after.is_none()
+    }
+}
+
+type Key = (Box<str>, Box<str>);
+
+#[derive(Debug, Default)]
+pub struct ObjectSeries {
+    objects: Mutex<BTreeMap<Key, ObjectState>>,
+    /// Condition types are a handful of names shared by every object.
+    types: Mutex<HashSet<Arc<str>>>,
+}
+
+impl ObjectSeries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, ObjectState>> {
+        // A panic elsewhere leaves the map as consistent as every single update keeps it.
+        self.objects.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn intern(&self, condition_type: &str) -> Arc<str> {
+        let mut types = self.types.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = types.get(condition_type) {
+            return t.clone();
+        }
+        let t: Arc<str> = condition_type.into();
+        types.insert(t.clone());
+        t
+    }
+
+    /// Applies `change` to the object's entry, dropping the entry once nothing is published.
+    fn update(&self, namespace: &str, name: &str, change: impl FnOnce(&mut ObjectState)) {
+        let key: Key = (namespace.into(), name.into());
+        let mut objects = self.lock();
+        let state = objects.entry(key.clone()).or_default();
+        change(state);
+        if state.is_empty() {
+            objects.remove(&key);
+        }
+    }
+
+    /// Replaces the object's conditions with `conditions` (`(type, status)`); a status other
+    /// than `True` or `False` counts as `Unknown`.
+    pub fn set_conditions(&self, namespace: &str, name: &str, conditions: &[(String, String)]) {
+        let conditions: Vec<(Arc<str>, u8)> = conditions
+            .iter()
+            .map(|(t, status)| {
+                let index = match status.as_str() {
+                    "True" => 0,
+                    "False" => 1,
+                    _ => 2,
+                };
+                (self.intern(t), index)
+            })
+            .collect();
+        self.update(namespace, name, |state| state.conditions = conditions);
+    }
+
+    pub fn set_certificate_not_after(&self, namespace: &str, name: &str, seconds: Option<i64>) {
+        self.update(namespace, name, |state| state.not_after = seconds);
+    }
+
+    /// The objects that have series, as (namespace, name).
+    pub fn objects(&self) -> Vec<(String, String)> {
+        self.lock()
+            .keys()
+            .map(|(ns, name)| (ns.to_string(), name.to_string()))
+            .collect()
+    }
+
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.lock().remove(&(namespace.into(), name.into()) as &Key);
+    }
+}
+
+/// Objects per chunk of `/metrics` text: about 300 KB, so that a scrape of 10,000 deliveries
+/// (30 MB of text) never sits in memory whole.
+const OBJECTS_PER_CHUNK: usize = 100;
+
+const CONDITION_HEADER: &str = "\
+# HELP httpsdelivery_condition_status Status of each condition of each HttpsDelivery: 1 for the current status, 0 for the others.
+# TYPE httpsdelivery_condition_status gauge
+";
+
+const NOT_AFTER_HEADER: &str = "\
+# HELP httpsdelivery_certificate_not_after_seconds Expiry of the served certificate of each HttpsDelivery, as Unix time.
+# TYPE httpsdelivery_certificate_not_after_seconds gauge
+# UNIT httpsdelivery_certificate_not_after_seconds seconds
+";
+
+/// A snapshot of the per-object series, written out in OpenMetrics text a chunk at a time.
+pub struct Snapshot {
+    objects: Vec<(Key, ObjectState)>,
+}
+
+impl ObjectSeries {
+    /// A copy of what is published now (names and one byte per condition: small), so that a
+    /// scrape holds the lock only for the copy.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            objects: self
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The two metric families, each with its HELP and TYPE once, in chunks of text.
+    pub fn chunks(self) -> impl Iterator<Item = String> + Send + 'static {
+        let objects = Arc::new(self.objects);
+        let pages = |objects: &Arc<Vec<(Key, ObjectState)>>| {
+            let objects = objects.clone();
+            (0..objects.len().div_ceil(OBJECTS_PER_CHUNK)).map(move |page| {
+                let start = page * OBJECTS_PER_CHUNK;
+                let end = (start + OBJECTS_PER_CHUNK).min(objects.len());
+                (objects.clone(), start..end)
+            })
+        };
+        let conditions = pages(&objects).map(|(objects, range)| {
+            let mut text = String::new();
+            for ((namespace, name), state) in &objects[range] {
+                write_conditions(&mut text, namespace, name, state);
+            }
+            text
+        });
+        let not_after = pages(&objects).map(|(objects, range)| {
+            let mut text = String::new();
+            for ((namespace, name), state) in &objects[range] {
+                if let Some(seconds) = state.not_after {
+                    text.push_str("httpsdelivery_certificate_not_after_seconds{namespace=\"");
+                    escape_into(&mut text, namespace);
+                    text.push_str("\",name=\"");
+                    escape_into(&mut text, name);
+                    text.push_str(&format!("\"}} {seconds}\n"));
+                }
+            }
+            text
+        });
+        std::iter::once(CONDITION_HEADER.to_string())
+            .chain(conditions)
+            .chain(std::iter::once(NOT_AFTER_HEADER.to_string()))
+            .chain(not_after)
+    }
+}
+
+fn write_conditions(text: &mut String, namespace: &str, name: &str, state: &ObjectState) {
+    for (condition_type, current) in &state.conditions {
+        for (index, status) in CONDITION_STATUSES.iter().enumerate() {
+            text.push_str("httpsdelivery_condition_status{namespace=\"");
+            escape_into(text, namespace);
+            text.push_str("\",name=\"");
+            escape_into(text, name);
+            text.push_str("\",type=\"");
+            escape_into(text, condition_type);
+            text.push_str("\",status=\"");
+            text.push_str(status);
+            text.push_str(if usize::from(*current) == index {
+                "\"} 1\n"
+            } else {
+                "\"} 0\n"
+            });
+        }
+    }
+}
+
+/// A label value as OpenMetrics text escapes it (backslash, double quote, line feed).
+fn escape_into(text: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => text.push_str("\\\\"),
+            '"' => text.push_str("\\\""),
+            '\n' => text.push_str("\\n"),
+            c => text.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut text = String::new();
+        escape_into(&mut text, "a\"b\\c\nd");
+        assert_eq!(text, "a\\\"b\\\\c\\nd");
+    }
+}
