@@ -6,7 +6,7 @@
 //!     make bench-scale N=10000      (cargo bench --bench scale -- 10000)
 //!
 //! Prints one table row: N, raw seconds, operator seconds (start to every delivery Ready), ratio,
-//! time to the first Ready, reconciles, status writes, Secret GETs, DNS queries and TLS
+//! time to the first Ready, reconciles, status writes, Secret GETs and LISTs, DNS queries and TLS
 //! handshakes in the cycle, CPU per reconcile, peak RSS, and the API requests by verb (from
 //! kube-apiserver's own /metrics) while the operator converged.
 
@@ -415,15 +415,16 @@ async fn main() {
         }
     }
     println!(
-        "| N | raw s | operator s | ratio | first Ready s | reconciles | status writes | Secret GETs | DNS queries | TLS handshakes | CPU ms/reconcile | peak RSS MiB | API requests by verb |"
+        "| N | raw s | operator s | ratio | first Ready s | reconciles | status writes | Secret GETs / LISTs | DNS queries | TLS handshakes | CPU ms/reconcile | peak RSS MiB | API requests by verb |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {n} | {raw_seconds:.1} | {all:.1} | {:.2} | {first:.1} | {reconciles} | {} | {} | {} | {} | {:.2} | {rss:.0} | {} |",
+        "| {n} | {raw_seconds:.1} | {all:.1} | {:.2} | {first:.1} | {reconciles} | {} | {} / {} | {} | {} | {:.2} | {rss:.0} | {} |",
         all / raw_seconds,
         // Server-side apply is counted as the verb APPLY (other clients would PATCH).
         delta("APPLY", "httpsdeliveries", "status") + delta("PATCH", "httpsdeliveries", "status"),
         delta("GET", "secrets", ""),
+        delta("LIST", "secrets", ""),
         operator_counter(&metrics, "httpsdelivery_dns_queries_total"),
         operator_counter(&metrics, "httpsdelivery_tls_handshakes_total"),
         cpu * 1000.0 / reconciles.max(1.0),

@@ -585,6 +585,79 @@ async fn first_convergence_is_one_reconcile_and_one_write_per_delivery() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the control plane (tools/bin): run make test"]
+async fn secrets_present_at_start_are_listed_not_fetched_one_by_one() {
+    // A restart with many deliveries must not send one GET per Secret: the first read lists
+    // the referenced Secrets in pages; only a later change is fetched on its own.
+    const DELIVERIES: usize = 30;
+    let (cp, world, ns, api) = setup("listed").await;
+    let secrets: Api<Secret> = Api::namespaced(cp.client().await, &ns);
+    let leaf = world.ca.issue(LeafSpec::valid_for(["*.shop.example"]));
+    // A TLS Secret nobody references is not kept.
+    secrets
+        .create(&PostParams::default(), &tls_secret("unused", &leaf))
+        .await
+        .expect("create the unused Secret");
+    for i in 0..DELIVERIES {
+        let name = format!("d{i}");
+        secrets
+            .create(&PostParams::default(), &tls_secret(&name, &leaf))
+            .await
+            .expect("create a Secret");
+        let mut d = healthy(&ns, &name, json!({"recheckInterval": "1h"}));
+        d.spec.hostname = format!("{name}.shop.example");
+        d.spec.certificate.secret_ref = Some(SecretReference { name });
+        api.create(&PostParams::default(), &d)
+            .await
+            .expect("create a delivery");
+    }
+    let op = start(cp, &world, &ns, &[]);
+    for i in 0..DELIVERIES {
+        op.wait_for_condition(
+            &api,
+            &format!("d{i}"),
+            ["CertificateValid", "True", "Verified"],
+            PATIENCE,
+        )
+        .await;
+    }
+    let reads = |name| counter(&op, name);
+    assert_eq!(
+        (
+            reads("httpsdelivery_secret_reads_total"),
+            reads("httpsdelivery_secret_gets_total")
+        ),
+        (DELIVERIES as u64, 0),
+        "every referenced Secret read once, by the list\n{}",
+        op.log()
+    );
+
+    // A rotated Secret is fetched on its own, once.
+    secrets
+        .patch(
+            "d7",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(tls_secret(
+                "d7",
+                &world.ca.issue(LeafSpec::valid_for(["d7.shop.example"])),
+            )),
+        )
+        .await
+        .expect("rotate a Secret");
+    eventually(PATIENCE, async || {
+        match (
+            reads("httpsdelivery_secret_reads_total"),
+            reads("httpsdelivery_secret_gets_total"),
+        ) {
+            (r, 1) if r == DELIVERIES as u64 + 1 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|n| panic!("(reads, GETs) after a rotation: {n}\n{}", op.log()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
 async fn the_status_is_no_secret_oracle_and_a_label_selector_scopes_what_is_read() {
     let (cp, world, ns, api) = setup("secrets").await;
     let secrets: Api<Secret> = Api::namespaced(cp.client().await, &ns);

@@ -110,7 +110,11 @@ async fn observe_and_evaluate(
     };
     let namespace = namespace_of(delivery);
     let read_secret = async || match &inputs.secret {
-        Some(name) => Some(ctx.secrets.read(&ctx.client, &namespace, name).await),
+        Some(name) => Some(
+            ctx.secrets
+                .read(&ctx.client, &ctx.index, &namespace, name)
+                .await,
+        ),
         None => None,
     };
     let observe = ctx
@@ -218,7 +222,8 @@ fn record(ctx: &Context, delivery: &HttpsDelivery, evaluation: &Evaluation) {
     ctx.metrics.set_totals(Totals {
         dns_queries: probes.dns_queries,
         tls_handshakes: probes.tls_handshakes,
-        secret_reads: ctx.secrets.gets(),
+        secret_reads: ctx.secrets.reads(),
+        secret_gets: ctx.secrets.gets(),
     });
     let (namespace, name) = (namespace_of(delivery), delivery.name_any());
     let conditions: Vec<(String, String)> = evaluation

@@ -232,10 +232,10 @@ pub async fn run(
     let (secret_store, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let ctx = Arc::new(
         Context::new(client.clone(), prober, metrics, &config.identity)
-            .with_secrets(SecretCache::new(
-                secret_store,
-                config.secret_label_selector.clone(),
-            ))
+            .with_secrets(
+                SecretCache::new(secret_store, config.secret_label_selector.clone())
+                    .with_first_read(scope.api::<Secret>(&client)),
+            )
             .with_limits(config.limits)
             .with_health(health.clone()),
     );
@@ -306,6 +306,9 @@ fn watch_deliveries(
     })
     .inspect_ok(move |event| {
         let change = ctx.index.observe(event);
+        if matches!(event, watcher::Event::InitDone) {
+            ctx.secrets.mark_deliveries_listed();
+        }
         for r in change.recheck {
             let _ = recheck.unbounded_send(r);
         }

@@ -1,10 +1,15 @@
 //! Secrets read once per change. The metadata watch tells which resourceVersion each Secret is
 //! at; a referenced Secret is fetched only when its version is new to this cache, and its
 //! parsed content is dropped when the Secret goes or no delivery references it any more.
+//!
+//! The first read after start lists the referenced Secrets in pages (one request per 250
+//! Secrets, where a GET each would be one per Secret); later changes are fetched one by one.
 
+use super::index::DeliveryIndex;
 use crate::checks::secret::SecretContent;
+use crate::checks::secret::TLS_TYPE;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, GetParams};
+use kube::api::{Api, GetParams, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -22,8 +27,18 @@ pub struct SecretCache {
     listed: tokio::sync::watch::Sender<bool>,
     /// Parsed content by (namespace, name), with the resourceVersion it was read at.
     parsed: Mutex<HashMap<SecretKey, (String, SecretContent)>>,
+    /// The Secrets of the scope, for the first read; None: every read is a GET.
+    list_api: Option<Api<Secret>>,
+    /// Whether every delivery has been listed once (the first read keeps only what they use).
+    deliveries_listed: tokio::sync::watch::Sender<bool>,
+    first_read: tokio::sync::OnceCell<()>,
+    /// Secrets whose content was read from the API server, and of those, read with a GET.
+    reads: AtomicU64,
     gets: AtomicU64,
 }
+
+/// Secrets per page of the first read (a TLS Secret is a few kilobytes).
+const FIRST_READ_PAGE: u32 = 250;
 
 impl SecretCache {
     /// A cache that follows `meta`, the store of a metadata watch on kubernetes.io/tls Secrets
@@ -32,10 +47,14 @@ impl SecretCache {
         SecretCache {
             meta: Some(meta),
             selector,
-            listed: tokio::sync::watch::Sender::new(false),
-            parsed: Mutex::new(HashMap::new()),
-            gets: AtomicU64::new(0),
+            ..Self::unwatched()
         }
+    }
+
+    /// Lets the first read list the Secrets of `api` (the operator's scope) in pages.
+    pub fn with_first_read(mut self, api: Api<Secret>) -> Self {
+        self.list_api = Some(api);
+        self
     }
 
     /// A cache without a watch: every read is a GET (for tests of request shapes).
@@ -45,6 +64,10 @@ impl SecretCache {
             selector: None,
             listed: tokio::sync::watch::Sender::new(false),
             parsed: Mutex::new(HashMap::new()),
+            list_api: None,
+            deliveries_listed: tokio::sync::watch::Sender::new(false),
+            first_read: tokio::sync::OnceCell::new(),
+            reads: AtomicU64::new(0),
             gets: AtomicU64::new(0),
         }
     }
@@ -55,20 +78,71 @@ impl SecretCache {
         self.listed.send_replace(true);
     }
 
+    /// Every delivery of the scope has been listed once: the index knows which Secrets are
+    /// referenced.
+    pub fn mark_deliveries_listed(&self) {
+        self.deliveries_listed.send_replace(true);
+    }
+
     /// Waits (a little) for the first list of Secrets, so that a Secret is not called missing
     /// only because the watch has not listed it yet.
     async fn wait_listed(&self) -> bool {
-        let mut listed = self.listed.subscribe();
-        let wait = listed.wait_for(|l| *l);
-        matches!(
-            tokio::time::timeout(std::time::Duration::from_secs(10), wait).await,
-            Ok(Ok(_))
-        )
+        wait_for(&self.listed, std::time::Duration::from_secs(10)).await
     }
 
-    /// GETs sent since the cache was made.
+    /// Secrets whose content was read from the API server since the cache was made.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Of those, the ones read with a GET of their own.
     pub fn gets(&self) -> u64 {
         self.gets.load(Ordering::Relaxed)
+    }
+
+    fn cached_at(&self, key: &SecretKey, version: Option<&String>) -> Option<SecretContent> {
+        let parsed = self.lock();
+        let (cached, content) = parsed.get(key)?;
+        (Some(cached) == version).then(|| content.clone())
+    }
+
+    /// The first read: every Secret of the scope that a delivery references, listed in pages
+    /// once the deliveries have been listed (so that the index knows them all). A failure
+    /// leaves the Secrets to be read one by one.
+    async fn read_all(&self, index: &DeliveryIndex) {
+        let Some(api) = &self.list_api else { return };
+        if !wait_for(&self.deliveries_listed, std::time::Duration::from_secs(30)).await {
+            return;
+        }
+        let mut params = ListParams::default()
+            .fields(&format!("type={TLS_TYPE}"))
+            .limit(FIRST_READ_PAGE);
+        if let Some(selector) = &self.selector {
+            params = params.labels(selector);
+        }
+        loop {
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing Secrets failed; reading them one by one");
+                    return;
+                }
+            };
+            for secret in &page.items {
+                let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+                if let Some(version) = secret.resource_version()
+                    && !index.referencing(&namespace, &name).is_empty()
+                {
+                    self.reads.fetch_add(1, Ordering::Relaxed);
+                    let content = SecretContent::from_secret(secret);
+                    self.lock().insert((namespace, name), (version, content));
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return,
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, (String, SecretContent)>> {
@@ -76,7 +150,13 @@ impl SecretCache {
     }
 
     /// What Secret `namespace/name` holds, read from the API only when it changed.
-    pub async fn read(&self, client: &Client, namespace: &str, name: &str) -> SecretContent {
+    pub async fn read(
+        &self,
+        client: &Client,
+        index: &DeliveryIndex,
+        namespace: &str,
+        name: &str,
+    ) -> SecretContent {
         let key = (namespace.to_string(), name.to_string());
         // The version the watch reported: the GET asks for that one or newer, which the API
         // server answers from its watch cache instead of a quorum read from etcd.
@@ -86,10 +166,14 @@ impl SecretCache {
             match meta.get(&ObjectRef::new(name).within(namespace)) {
                 Some(m) => {
                     let version = m.resource_version();
-                    if let Some((cached, content)) = self.lock().get(&key)
-                        && Some(cached) == version.as_ref()
-                    {
-                        return content.clone();
+                    if let Some(content) = self.cached_at(&key, version.as_ref()) {
+                        return content;
+                    }
+                    if self.list_api.is_some() {
+                        self.first_read.get_or_init(|| self.read_all(index)).await;
+                        if let Some(content) = self.cached_at(&key, version.as_ref()) {
+                            return content;
+                        }
                     }
                     watched_version = version;
                 }
@@ -103,6 +187,7 @@ impl SecretCache {
                 None => {}
             }
         }
+        self.reads.fetch_add(1, Ordering::Relaxed);
         self.gets.fetch_add(1, Ordering::Relaxed);
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let read = match &watched_version {
@@ -153,4 +238,11 @@ impl SecretCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Waits up to `limit` for `flag` to be true.
+async fn wait_for(flag: &tokio::sync::watch::Sender<bool>, limit: std::time::Duration) -> bool {
+    let mut flag = flag.subscribe();
+    let wait = flag.wait_for(|set| *set);
+    matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))
 }

@@ -70,6 +70,7 @@ struct Inner {
     dns_queries: Counter,
     tls_handshakes: Counter,
     secret_reads: Counter,
+    secret_gets: Counter,
     /// The totals last published, so that counters move by the difference.
     totals: Mutex<Totals>,
 }
@@ -81,6 +82,8 @@ pub struct Totals {
     pub tls_handshakes: u64,
     /// Secrets fetched from the API server (the rest came from the cache).
     pub secret_reads: u64,
+    /// Of those, Secrets fetched with a GET of their own (the rest were listed in pages).
+    pub secret_gets: u64,
 }
 
 impl Default for Metrics {
@@ -146,6 +149,11 @@ impl Metrics {
             "secret_reads",
             "Secrets read from the API server (a Secret is read again only when it changed)",
         );
+        let secret_gets = counter(
+            &mut registry,
+            "secret_gets",
+            "Secrets fetched with a GET of their own (the first read lists them in pages)",
+        );
 
         Metrics {
             inner: Arc::new(Inner {
@@ -158,6 +166,7 @@ impl Metrics {
                 dns_queries,
                 tls_handshakes,
                 secret_reads,
+                secret_gets,
                 totals: Mutex::new(Totals::default()),
             }),
         }
@@ -188,7 +197,9 @@ impl Metrics {
         );
         last.dns_queries = last.dns_queries.max(now.dns_queries);
         last.tls_handshakes = last.tls_handshakes.max(now.tls_handshakes);
+        bump(&self.inner.secret_gets, now.secret_gets, last.secret_gets);
         last.secret_reads = last.secret_reads.max(now.secret_reads);
+        last.secret_gets = last.secret_gets.max(now.secret_gets);
     }
 
     /// Publishes the conditions of one object as `(type, status)` pairs.
@@ -536,6 +547,7 @@ mod tests {
             dns_queries: d,
             tls_handshakes: t,
             secret_reads: s,
+            secret_gets: s,
         };
         metrics.set_totals(totals(5, 2, 1));
         metrics.set_totals(totals(12, 2, 1));
@@ -551,6 +563,10 @@ mod tests {
         );
         assert_eq!(
             sample(&text, "httpsdelivery_secret_reads_total").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            sample(&text, "httpsdelivery_secret_gets_total").as_deref(),
             Some("1")
         );
     }
