@@ -137,8 +137,8 @@ async fn a_served_chain_over_64_kib_is_said_to_be_too_large() {
         .probe(&endpoint(server.addr()), Duration::from_secs(10))
         .await;
     assert!(
-        matches!(&outcome, TlsOutcome::HandshakeFailed(d) if d.contains("HandshakePayloadTooLarge")),
-        "what the prober reports today: {outcome}"
+        matches!(&outcome, TlsOutcome::ChainTooLarge),
+        "the prober names the oversized chain: {outcome:?}"
     );
     let probe = TlsObservation {
         endpoint: endpoint(server.addr()),

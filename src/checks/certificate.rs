@@ -17,13 +17,13 @@
 //!   `CertificateUnparsable`: the certificates are in the wrong order.
 
 use crate::api::{CertificateEvidence, ConditionStatus, ConditionType, Reason, Verdict};
+use crate::checks::ago_or_in;
 use crate::checks::names::{covers, describe_names};
 use crate::checks::secret::{SecretContent, SecretKey};
 use crate::checks::tls::{ChainProblem, TlsEndpoint};
 use crate::checks::x509::{
     self, LeafInfo, Oversized, PublicKeyInfo, WrongOrder, parse_leaf, parse_pem_chain,
 };
-use crate::checks::{ago_or_in, explain_oversized_handshake};
 use jiff::Timestamp;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use std::time::Duration;
@@ -324,7 +324,7 @@ fn certificate_under_test(
             Reason::CertificateUnavailable,
             format!(
                 "no spec.certificate.secretRef is set, so the certificate served by the CDN edge is checked, but no edge returned one: {}. Fix the edge first (see EdgeServing), or reference the certificate's Secret.",
-                explain_oversized_handshake(detail)
+                detail
             ),
         )),
     }

@@ -3,6 +3,7 @@
 
 use crate::api::{ConditionStatus, ConditionType, HttpsDeliverySpec, Reason, Verdict};
 use crate::checks::dns::DnsObservation;
+use crate::checks::tls::CHAIN_TOO_LARGE_FIX;
 use crate::checks::tls::{TlsObservation, TlsOutcome};
 use crate::checks::{dns_failure, worst_probe};
 
@@ -76,6 +77,11 @@ fn classify(outcome: &TlsOutcome, hostname: &str) -> (ConditionStatus, Reason, S
             ConditionStatus::False,
             Reason::EdgeUnreachable,
             "; check spec.certificate.targetCname against the welcome letter".to_string(),
+        ),
+        TlsOutcome::ChainTooLarge => (
+            ConditionStatus::False,
+            Reason::EdgeTlsFailed,
+            CHAIN_TOO_LARGE_FIX.to_string(),
         ),
         TlsOutcome::NotTls(_) | TlsOutcome::HandshakeFailed(_) => (
             ConditionStatus::False,

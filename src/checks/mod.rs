@@ -289,40 +289,14 @@ pub(crate) fn worst_probe<Fix: std::fmt::Display>(
         .iter()
         .map(|p| {
             let (status, reason, fix) = classify(&p.outcome);
-            let message = match oversized_handshake(&p.outcome.to_string()) {
-                // The size is the problem, and its fix is the only one that applies.
-                Some(words) => format!("{}: {words}", p.endpoint),
-                None => format!("{}: {}{fix}", p.endpoint, p.outcome),
-            };
-            (status, reason, message)
+            (
+                status,
+                reason,
+                format!("{}: {}{fix}", p.endpoint, p.outcome),
+            )
         })
         .collect();
     worst(&classified)
-}
-
-/// How rustls reports a handshake message over its 64 KiB limit, which in a TLS handshake is the
-/// server's certificate chain (src/probe/tls.rs passes the error on in its Debug form).
-const HANDSHAKE_TOO_LARGE: &str = "HandshakePayloadTooLarge";
-
-/// The words for a probe that failed because the server's certificate chain is too large, if
-/// `detail` (a probe outcome as text) says so.
-pub(crate) fn oversized_handshake(detail: &str) -> Option<String> {
-    detail.contains(HANDSHAKE_TOO_LARGE).then(|| {
-        "TLS handshake failed: the server sent a certificate chain larger than 64 KiB, more than TLS clients such as rustls and Go accept in one handshake message; serve only the leaf and its intermediates (no root, no unrelated certificates), with a certificate of fewer names if the leaf alone is that large".to_string()
-    })
-}
-
-/// `detail` (e.g. "ADDRESS (SNI NAME): OUTCOME") with an outcome of a too-large chain put in
-/// words, the rest kept.
-pub(crate) fn explain_oversized_handshake(detail: &str) -> String {
-    match (
-        oversized_handshake(detail),
-        detail.find("TLS handshake failed"),
-    ) {
-        (Some(words), Some(at)) => format!("{}{words}", &detail[..at]),
-        (Some(words), None) => words,
-        (None, _) => detail.to_string(),
-    }
 }
 
 /// The first False of a list of classified probe results, else the first Unknown, else None.

@@ -5,6 +5,7 @@ use crate::api::{
     ConditionStatus, ConditionType, HttpsDeliverySpec, OriginProtocol, Reason, Verdict,
 };
 use crate::checks::dns::DnsObservation;
+use crate::checks::tls::CHAIN_TOO_LARGE_FIX;
 use crate::checks::tls::{TlsObservation, TlsOutcome};
 use crate::checks::{dns_failure, worst_probe};
 
@@ -110,6 +111,11 @@ fn classify(outcome: &TlsOutcome) -> (ConditionStatus, Reason, &'static str) {
             ConditionStatus::False,
             Reason::OriginUnreachable,
             "; make the origin listen for HTTPS on that port, or fix spec.origin.host and port",
+        ),
+        TlsOutcome::ChainTooLarge => (
+            ConditionStatus::False,
+            Reason::OriginTlsFailed,
+            CHAIN_TOO_LARGE_FIX,
         ),
         TlsOutcome::NotTls(_) | TlsOutcome::HandshakeFailed(_) => (
             ConditionStatus::False,

@@ -80,6 +80,9 @@ pub enum TlsOutcome {
     NotTls(String),
     /// The TLS handshake failed (alert, protocol error...).
     HandshakeFailed(String),
+    /// The server's certificate chain is over the 64 KiB TLS clients accept in one handshake
+    /// message (rustls and Go alike): it cannot be served to them at all.
+    ChainTooLarge,
     /// The target guard refused the address (loopback, link-local, cloud metadata).
     Forbidden(String),
 }
@@ -101,10 +104,17 @@ impl std::fmt::Display for TlsOutcome {
             TlsOutcome::HandshakeTimeout => f.write_str("TLS handshake timed out"),
             TlsOutcome::NotTls(d) => write!(f, "the server does not speak TLS: {d}"),
             TlsOutcome::HandshakeFailed(d) => write!(f, "TLS handshake failed: {d}"),
+            TlsOutcome::ChainTooLarge => f.write_str(
+                "TLS handshake failed: the server sent a certificate chain larger than 64 KiB, more than TLS clients such as rustls and Go accept in one handshake message",
+            ),
             TlsOutcome::Forbidden(d) => write!(f, "probe refused by the target guard: {d}"),
         }
     }
 }
+
+/// What to do about [`TlsOutcome::ChainTooLarge`], wherever it is met: the size is the
+/// problem, and this is the only fix that applies.
+pub const CHAIN_TOO_LARGE_FIX: &str = "; serve only the leaf and its intermediates (no root, no unrelated certificates), with a certificate of fewer names if the leaf alone is that large";
 
 /// One probe: where it went and what came back.
 #[derive(Clone, Debug, PartialEq, Eq)]

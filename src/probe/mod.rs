@@ -10,6 +10,7 @@ use crate::checks::certificate::CertificateInput;
 use crate::checks::dns::{DnsObservation, DnsOutcome};
 use crate::checks::edge_serving::EdgeObservation;
 use crate::checks::secret::SecretContent;
+use crate::checks::tls::CHAIN_TOO_LARGE_FIX;
 use crate::checks::tls::{ChainProblem, TlsEndpoint, TlsObservation, TlsOutcome};
 use crate::checks::x509::parse_pem_chain;
 use crate::checks::{Observations, Targets, origin};
@@ -444,6 +445,12 @@ fn edge_certificate(edge: &EdgeObservation) -> CertificateInput {
         }
     }
     let detail = match edge.probes.first() {
+        Some(
+            p @ TlsObservation {
+                outcome: TlsOutcome::ChainTooLarge,
+                ..
+            },
+        ) => format!("{}: {}{CHAIN_TOO_LARGE_FIX}", p.endpoint, p.outcome),
         Some(p) => format!("{}: {}", p.endpoint, p.outcome),
         None => format!(
             "target CNAME {}: {}",
@@ -481,6 +488,45 @@ fn tls_outcome_label(outcome: &TlsOutcome) -> &'static str {
         TlsOutcome::ConnectTimeout | TlsOutcome::HandshakeTimeout => "timeout",
         TlsOutcome::NotTls(_) => "not_tls",
         TlsOutcome::HandshakeFailed(_) => "handshake_failed",
+        TlsOutcome::ChainTooLarge => "chain_too_large",
         TlsOutcome::Forbidden(_) => "forbidden",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_edge_chain_is_named_with_its_one_fix() {
+        let endpoint = TlsEndpoint {
+            address: "127.0.0.1:443".parse().expect("address"),
+            sni: "www.shop.example".into(),
+        };
+        let edge = EdgeObservation {
+            target_dns: DnsObservation {
+                name: "cs1.wpc.cdn.example".into(),
+                chain: Vec::new(),
+                outcome: DnsOutcome::Addresses {
+                    name: "cs1.wpc.cdn.example".into(),
+                    addresses: vec![endpoint.address.ip()],
+                },
+            },
+            probes: vec![TlsObservation {
+                endpoint,
+                outcome: TlsOutcome::ChainTooLarge,
+            }],
+        };
+        let CertificateInput::EdgeUnavailable { detail } = edge_certificate(&edge) else {
+            panic!("no certificate came from the edge");
+        };
+        assert_eq!(
+            detail,
+            format!(
+                "127.0.0.1:443 (SNI www.shop.example): {}{CHAIN_TOO_LARGE_FIX}",
+                TlsOutcome::ChainTooLarge
+            )
+        );
+        assert_eq!(detail.matches("serve only the leaf").count(), 1);
     }
 }

@@ -289,6 +289,10 @@ fn handshake_error(e: &io::Error, first: &[u8]) -> TlsOutcome {
         Some(rustls::Error::InvalidMessage(_)) if !looks_like_tls(first) => {
             TlsOutcome::NotTls(describe_non_tls(first))
         }
+        // In a handshake, the one message that large is the server's certificate chain.
+        Some(rustls::Error::InvalidMessage(InvalidMessage::HandshakePayloadTooLarge)) => {
+            TlsOutcome::ChainTooLarge
+        }
         Some(rustls::Error::InvalidMessage(m)) => {
             TlsOutcome::HandshakeFailed(format!("the server sent a malformed TLS message ({m:?})"))
         }
@@ -622,6 +626,14 @@ mod tests {
         assert_eq!(
             handshake_error(&alert, &[0x15, 0x03, 0x03]),
             TlsOutcome::HandshakeFailed("the server sent the TLS alert HandshakeFailure".into())
+        );
+        let too_large = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(InvalidMessage::HandshakePayloadTooLarge),
+        );
+        assert_eq!(
+            handshake_error(&too_large, &[0x16, 0x03, 0x03]),
+            TlsOutcome::ChainTooLarge
         );
         let garbage = io::Error::new(
             io::ErrorKind::InvalidData,
