@@ -6,4 +6,5 @@ pub mod checks;
 pub mod cli;
 pub mod controller;
 pub mod probe;
+pub mod provider;
 pub mod telemetry;

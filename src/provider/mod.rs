@@ -1,0 +1,4 @@
+//! Provider mode: reading steps 1 to 4 from the CDN's own API (issue "provider mode"). So far
+//! the request signing for Akamai's APIs; the API shapes are in `docs/design/provider-apis.md`.
+
+pub mod edgegrid;
