@@ -246,3 +246,113 @@ async fn wait_for(flag: &tokio::sync::watch::Sender<bool>, limit: std::time::Dur
     let wait = flag.wait_for(|set| *set);
     matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{HttpsDelivery, SecretReference};
+    use http::{Request, Response};
+    use kube::client::Body;
+    use kube::core::{DeserializeGuard, ObjectMeta};
+    use kube::runtime::{reflector, watcher};
+    use serde_json::json;
+
+    fn delivery(name: &str, secret: &str) -> super::super::Guarded {
+        let mut spec = crate::checks::fixtures::spec();
+        spec.hostname = format!("{name}.shop.example");
+        spec.certificate.secret_ref = Some(SecretReference {
+            name: secret.into(),
+        });
+        let mut d = HttpsDelivery::new(name, spec);
+        d.metadata.namespace = Some("shop".into());
+        DeserializeGuard(Ok(d))
+    }
+
+    fn secret_json(name: &str, version: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": "shop", "resourceVersion": version},
+            "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
+        })
+    }
+
+    fn page(items: Vec<serde_json::Value>, next: &str) -> Response<Body> {
+        let body = json!({
+            "apiVersion": "v1", "kind": "SecretList",
+            "metadata": {"resourceVersion": "100", "continue": next},
+            "items": items
+        });
+        Response::new(Body::from(serde_json::to_vec(&body).expect("JSON")))
+    }
+
+    /// The first read lists the Secrets in pages, follows the continue token, keeps only the
+    /// referenced ones, and sends no GET; later reads come from the cache.
+    #[tokio::test]
+    async fn the_first_read_lists_in_pages_and_keeps_only_referenced_secrets() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "shop");
+        let (store, mut writer) = reflector::store::<PartialObjectMeta<Secret>>();
+        for (name, version) in [("a", "11"), ("b", "12"), ("c", "13")] {
+            let meta = PartialObjectMeta::<Secret> {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    namespace: Some("shop".into()),
+                    resource_version: Some(version.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            writer.apply_watcher_event(&watcher::Event::Apply(meta));
+        }
+        let cache = SecretCache::new(store, Some("certs=cdn".into()))
+            .with_first_read(Api::namespaced(client.clone(), "shop"));
+        cache.mark_listed();
+        let index = DeliveryIndex::default();
+        for (name, secret) in [("www", "a"), ("img", "c")] {
+            index.observe(&watcher::Event::Apply(delivery(name, secret)));
+        }
+        cache.mark_deliveries_listed();
+
+        let server = tokio::spawn(async move {
+            let mut queries = Vec::new();
+            for response in [
+                page(vec![secret_json("a", "11")], "next-page"),
+                page(vec![secret_json("b", "12"), secret_json("c", "13")], ""),
+            ] {
+                let (request, send) = handle.next_request().await.expect("a request");
+                assert_eq!(request.method(), http::Method::GET);
+                assert_eq!(request.uri().path(), "/api/v1/namespaces/shop/secrets");
+                queries.push(request.uri().query().unwrap_or_default().to_string());
+                send.send_response(response);
+            }
+            queries
+        });
+        let content = cache.read(&client, &index, "shop", "a").await;
+        let queries = server.await.expect("the mock server");
+        assert_eq!(
+            content,
+            SecretContent::Tls {
+                cert_pem: b"cert".to_vec(),
+                key_pem: Some(crate::checks::secret::SecretKey::from_pem(b"key".to_vec())),
+            }
+        );
+        for query in &queries {
+            assert!(
+                query.contains("limit=250")
+                    && query.contains("fieldSelector=type%3Dkubernetes.io%2Ftls")
+                    && query.contains("labelSelector=certs%3Dcdn"),
+                "{query}"
+            );
+        }
+        assert!(!queries[0].contains("continue="), "{}", queries[0]);
+        assert!(queries[1].contains("continue=next-page"), "{}", queries[1]);
+        // a and c are referenced and kept; b is not.
+        assert_eq!((cache.reads(), cache.gets(), cache.len()), (2, 0, 2));
+        // c comes from the cache: the mock has no answer left, so a request would fail.
+        assert!(matches!(
+            cache.read(&client, &index, "shop", "c").await,
+            SecretContent::Tls { .. }
+        ));
+        assert_eq!((cache.reads(), cache.gets()), (2, 0));
+    }
+}
