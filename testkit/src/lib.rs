@@ -2,6 +2,7 @@
 //! loopback, a real control plane, and the operator binary run as a process. Everything binds
 //! to 127.0.0.0/8 only.
 
+pub mod cdn;
 pub mod controlplane;
 pub mod dns;
 pub mod http;
