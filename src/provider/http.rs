@@ -119,16 +119,40 @@ impl ApiClient {
         url: &str,
         headers: &[(&str, &str)],
     ) -> Result<T, ApiError> {
+        self.send_json(url, |http, url| {
+            headers
+                .iter()
+                .fold(http.get(url), |request, (name, value)| {
+                    request.header(*name, *value)
+                })
+        })
+        .await
+    }
+
+    /// POSTs `form` (`application/x-www-form-urlencoded`) to `url` and decodes the JSON answer.
+    pub async fn post_form_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<T, ApiError> {
+        self.send_json(url, |http, url| http.post(url).form(form))
+            .await
+    }
+
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        build: impl FnOnce(&reqwest::Client, reqwest::Url) -> reqwest::RequestBuilder,
+    ) -> Result<T, ApiError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| ApiError::BadUrl {
             url: url.to_string(),
             why: e.to_string(),
         })?;
         let host = self.admit(&parsed)?;
-        let mut request = self.http.get(parsed);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.map_err(|e| self.failed(&host, &e))?;
+        let response = build(&self.http, parsed)
+            .send()
+            .await
+            .map_err(|e| self.failed(&host, &e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(ApiError::Status {
