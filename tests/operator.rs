@@ -13,7 +13,7 @@ use testkit::controlplane::{ControlPlane, shared};
 use testkit::operator::{
     Operator, condition, count, events, eventually, has_condition, nudge, recheck, tls_secret,
 };
-use testkit::pki::LeafSpec;
+use testkit::pki::{Leaf, LeafSpec};
 use testkit::world::{World, example};
 
 const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
@@ -267,14 +267,7 @@ async fn rotating_the_secret_to_an_expired_certificate_is_seen_within_seconds() 
         .ca
         .issue(LeafSpec::valid_for(["www.shop.example"]).expired());
     let started = Instant::now();
-    secrets
-        .patch(
-            "www-tls",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(tls_secret("www-tls", &expired)),
-        )
-        .await
-        .expect("rotate the Secret");
+    rotate(&secrets, "www-tls", &expired).await;
     let d = op
         .wait_for_condition(
             &api,
@@ -515,6 +508,18 @@ async fn the_older_delivery_keeps_a_hostname_and_the_other_takes_over_when_it_go
     .unwrap_or_else(|n| panic!("metrics of the deleted delivery linger: {n}"));
 }
 
+/// Replaces the certificate and key of Secret `name` with `leaf`'s (a rotation).
+async fn rotate(secrets: &Api<Secret>, name: &str, leaf: &Leaf) {
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(tls_secret(name, leaf)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rotate Secret {name}: {e}"));
+}
+
 /// The value of the counter `name` on the operator's /metrics.
 fn counter(op: &Operator, name: &str) -> u64 {
     let text = op.metrics();
@@ -564,17 +569,8 @@ async fn first_convergence_is_one_reconcile_and_one_write_per_delivery() {
     );
 
     // A changed Secret is read again, once.
-    secrets
-        .patch(
-            "www-tls",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(tls_secret(
-                "www-tls",
-                &world.ca.issue(LeafSpec::valid_for(["www.shop.example"])),
-            )),
-        )
-        .await
-        .expect("rotate the Secret");
+    let renewed = world.ca.issue(LeafSpec::valid_for(["www.shop.example"]));
+    rotate(&secrets, "www-tls", &renewed).await;
     eventually(PATIENCE, async || {
         let reads = counter(&op, "httpsdelivery_secret_reads_total");
         (reads == 2).then_some(()).ok_or(format!("{reads}"))
@@ -632,17 +628,8 @@ async fn secrets_present_at_start_are_listed_not_fetched_one_by_one() {
     );
 
     // A rotated Secret is fetched on its own, once.
-    secrets
-        .patch(
-            "d7",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(tls_secret(
-                "d7",
-                &world.ca.issue(LeafSpec::valid_for(["d7.shop.example"])),
-            )),
-        )
-        .await
-        .expect("rotate a Secret");
+    let renewed = world.ca.issue(LeafSpec::valid_for(["d7.shop.example"]));
+    rotate(&secrets, "d7", &renewed).await;
     eventually(PATIENCE, async || {
         match (
             reads("httpsdelivery_secret_reads_total"),

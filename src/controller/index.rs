@@ -270,13 +270,14 @@ impl Inner {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::{HttpsDelivery, SecretReference};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use kube::core::DeserializeGuard;
 
-    fn delivery(ns: &str, name: &str, hostname: &str, created: &str) -> Guarded {
+    /// Delivery `ns/name` claiming `hostname`, created at `created`, with Secret `{name}-tls`.
+    pub(crate) fn delivery(ns: &str, name: &str, hostname: &str, created: &str) -> Guarded {
         let mut spec = crate::checks::fixtures::spec();
         spec.hostname = hostname.into();
         spec.certificate.secret_ref = Some(SecretReference {
@@ -293,7 +294,7 @@ mod tests {
         keys.into_iter().map(|k| k.name).collect()
     }
 
-    const T1: &str = "2026-01-01T00:00:00Z";
+    pub(crate) const T1: &str = "2026-01-01T00:00:00Z";
     const T2: &str = "2026-01-02T00:00:00Z";
     const T3: &str = "2026-01-03T00:00:00Z";
 

@@ -3,7 +3,6 @@
 
 use super::secrets::SecretCache;
 use super::{Context, Guarded, error_policy, leader, reconcile};
-use crate::checks::secret::TLS_TYPE;
 use crate::probe::{ProbeConfig, Prober};
 use crate::telemetry::{self, Health, LogFormat, Metrics};
 use futures::{StreamExt, TryStreamExt};
@@ -242,13 +241,7 @@ pub async fn run(
     let (store, writer) = reflector::store::<Guarded>();
     let (recheck_tx, recheck_rx) = futures::channel::mpsc::unbounded();
     let deliveries = watch_deliveries(&client, &scope, ctx.clone(), writer, recheck_tx);
-    let secrets = watch_secrets(
-        &client,
-        &scope,
-        ctx.clone(),
-        config.secret_label_selector.as_deref(),
-        secret_writer,
-    );
+    let secrets = watch_secrets(&client, &scope, ctx.clone(), secret_writer);
     tokio::spawn(report_ready_when_synced(store.clone(), health));
     tokio::spawn(forget_deleted(ctx.clone(), store.clone()));
     let mapper_ctx = ctx.clone();
@@ -327,15 +320,13 @@ fn watch_secrets(
     client: &Client,
     scope: &Scope,
     ctx: Arc<Context>,
-    selector: Option<&str>,
     writer: reflector::store::Writer<PartialObjectMeta<Secret>>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
 {
-    let mut config = watcher::Config::default()
-        .page_size(500)
-        .fields(&format!("type={TLS_TYPE}"));
-    if let Some(selector) = selector {
-        config = config.labels(selector);
+    let (fields, labels) = ctx.secrets.selectors();
+    let mut config = watcher::Config::default().page_size(500).fields(&fields);
+    if let Some(labels) = labels {
+        config = config.labels(labels);
     }
     watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(client), config)
         .backoff(WatchBackoff::default())

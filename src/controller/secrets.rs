@@ -78,6 +78,13 @@ impl SecretCache {
         self.listed.send_replace(true);
     }
 
+    /// The Secrets the operator reads, as (field selector, label selector): kubernetes.io/tls
+    /// ones, and with `--secret-label-selector` only those carrying it. The metadata watch and
+    /// the first read both select with these, so neither sees a Secret the other cannot.
+    pub fn selectors(&self) -> (String, Option<&str>) {
+        (format!("type={TLS_TYPE}"), self.selector.as_deref())
+    }
+
     /// Every delivery of the scope has been listed once: the index knows which Secrets are
     /// referenced.
     pub fn mark_deliveries_listed(&self) {
@@ -114,11 +121,10 @@ impl SecretCache {
         if !wait_for(&self.deliveries_listed, std::time::Duration::from_secs(30)).await {
             return;
         }
-        let mut params = ListParams::default()
-            .fields(&format!("type={TLS_TYPE}"))
-            .limit(FIRST_READ_PAGE);
-        if let Some(selector) = &self.selector {
-            params = params.labels(selector);
+        let (fields, labels) = self.selectors();
+        let mut params = ListParams::default().fields(&fields).limit(FIRST_READ_PAGE);
+        if let Some(labels) = labels {
+            params = params.labels(labels);
         }
         loop {
             let page = match api.list(&params).await {
@@ -250,23 +256,12 @@ async fn wait_for(flag: &tokio::sync::watch::Sender<bool>, limit: std::time::Dur
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{HttpsDelivery, SecretReference};
+    use crate::controller::index::tests::{T1, delivery};
     use http::{Request, Response};
     use kube::client::Body;
-    use kube::core::{DeserializeGuard, ObjectMeta};
+    use kube::core::ObjectMeta;
     use kube::runtime::{reflector, watcher};
     use serde_json::json;
-
-    fn delivery(name: &str, secret: &str) -> super::super::Guarded {
-        let mut spec = crate::checks::fixtures::spec();
-        spec.hostname = format!("{name}.shop.example");
-        spec.certificate.secret_ref = Some(SecretReference {
-            name: secret.into(),
-        });
-        let mut d = HttpsDelivery::new(name, spec);
-        d.metadata.namespace = Some("shop".into());
-        DeserializeGuard(Ok(d))
-    }
 
     fn secret_json(name: &str, version: &str) -> serde_json::Value {
         json!({
@@ -292,7 +287,7 @@ mod tests {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "shop");
         let (store, mut writer) = reflector::store::<PartialObjectMeta<Secret>>();
-        for (name, version) in [("a", "11"), ("b", "12"), ("c", "13")] {
+        for (name, version) in [("www-tls", "11"), ("other-tls", "12"), ("img-tls", "13")] {
             let meta = PartialObjectMeta::<Secret> {
                 metadata: ObjectMeta {
                     name: Some(name.into()),
@@ -308,16 +303,22 @@ mod tests {
             .with_first_read(Api::namespaced(client.clone(), "shop"));
         cache.mark_listed();
         let index = DeliveryIndex::default();
-        for (name, secret) in [("www", "a"), ("img", "c")] {
-            index.observe(&watcher::Event::Apply(delivery(name, secret)));
+        for name in ["www", "img"] {
+            let hostname = format!("{name}.shop.example");
+            index.observe(&watcher::Event::Apply(delivery(
+                "shop", name, &hostname, T1,
+            )));
         }
         cache.mark_deliveries_listed();
 
         let server = tokio::spawn(async move {
             let mut queries = Vec::new();
             for response in [
-                page(vec![secret_json("a", "11")], "next-page"),
-                page(vec![secret_json("b", "12"), secret_json("c", "13")], ""),
+                page(vec![secret_json("www-tls", "11")], "next-page"),
+                page(
+                    vec![secret_json("other-tls", "12"), secret_json("img-tls", "13")],
+                    "",
+                ),
             ] {
                 let (request, send) = handle.next_request().await.expect("a request");
                 assert_eq!(request.method(), http::Method::GET);
@@ -327,7 +328,7 @@ mod tests {
             }
             queries
         });
-        let content = cache.read(&client, &index, "shop", "a").await;
+        let content = cache.read(&client, &index, "shop", "www-tls").await;
         let queries = server.await.expect("the mock server");
         assert_eq!(
             content,
@@ -346,11 +347,11 @@ mod tests {
         }
         assert!(!queries[0].contains("continue="), "{}", queries[0]);
         assert!(queries[1].contains("continue=next-page"), "{}", queries[1]);
-        // a and c are referenced and kept; b is not.
+        // www-tls and img-tls are referenced and kept; other-tls is not.
         assert_eq!((cache.reads(), cache.gets(), cache.len()), (2, 0, 2));
-        // c comes from the cache: the mock has no answer left, so a request would fail.
+        // img-tls comes from the cache: the mock has no answer left, so a request would fail.
         assert!(matches!(
-            cache.read(&client, &index, "shop", "c").await,
+            cache.read(&client, &index, "shop", "img-tls").await,
             SecretContent::Tls { .. }
         ));
         assert_eq!((cache.reads(), cache.gets()), (2, 0));

@@ -59,21 +59,11 @@ impl AkamaiClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::guard::TargetGuard;
     use crate::provider::http::Limits;
-    use std::sync::Arc;
     use testkit::cdn::{CdnConfig, EdgeGridCredentials, Enrollment, FakeCdn};
 
     fn client(fake: &FakeCdn, secret: Option<&str>) -> AkamaiClient {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-        let guard = TargetGuard::new(vec!["127.0.0.0/8".parse().expect("net")]);
-        let api = ApiClient::new(tls, guard, Limits::default()).expect("client");
+        let api = crate::provider::http::test_client(true, Limits::default());
         let known = EdgeGridCredentials::placeholder();
         let credentials = Credentials {
             // What the client sends as Host, which the fake verifies the signature with.

@@ -91,21 +91,12 @@ impl TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::guard::TargetGuard;
     use crate::provider::http::Limits;
     use std::sync::Arc;
     use testkit::cdn::{CdnConfig, EDGECAST_CLIENT_ID, EDGECAST_CLIENT_SECRET, FakeCdn, SCOPE_CPS};
 
     fn api() -> ApiClient {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-        let guard = TargetGuard::new(vec!["127.0.0.0/8".parse().expect("net")]);
-        ApiClient::new(tls, guard, Limits::default()).expect("client")
+        crate::provider::http::test_client(true, Limits::default())
     }
 
     async fn fake(lifetime: Duration) -> FakeCdn {

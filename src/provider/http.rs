@@ -238,6 +238,27 @@ impl ApiClient {
     }
 }
 
+/// A client for tests: no roots (the fakes speak plain HTTP on loopback), the guard allowing
+/// loopback or nothing.
+#[cfg(test)]
+pub(crate) fn test_client(allow_loopback: bool, limits: Limits) -> ApiClient {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let allow = match allow_loopback {
+        true => vec![
+            "127.0.0.0/8".parse().expect("net"),
+            "::1/128".parse().expect("net"),
+        ],
+        false => Vec::new(),
+    };
+    ApiClient::new(tls, TargetGuard::new(allow), limits).expect("client")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,24 +305,6 @@ mod tests {
         (port, hits)
     }
 
-    fn client(allow_loopback: bool, limits: Limits) -> ApiClient {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-        let allow = match allow_loopback {
-            true => vec![
-                "127.0.0.0/8".parse().expect("net"),
-                "::1/128".parse().expect("net"),
-            ],
-            false => Vec::new(),
-        };
-        ApiClient::new(tls, TargetGuard::new(allow), limits).expect("client")
-    }
-
     type Json = serde_json::Value;
 
     #[tokio::test]
@@ -312,7 +315,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             max_response: 1024,
         };
-        let api = client(true, limits);
+        let api = test_client(true, limits);
         let host = "127.0.0.1".to_string();
         let ok: Json = api
             .get_json(&url("/ok"), &[("accept", "application/json")])
@@ -353,7 +356,7 @@ mod tests {
     #[tokio::test]
     async fn the_guard_decides_before_any_connection() {
         let (port, hits) = server().await;
-        let api = client(false, Limits::default());
+        let api = test_client(false, Limits::default());
         // An address in the URL.
         let refused = api
             .get_json::<Json>(&format!("http://127.0.0.1:{port}/ok"), &[])
@@ -381,7 +384,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_https_except_to_this_machine() {
-        let api = client(true, Limits::default());
+        let api = test_client(true, Limits::default());
         for url in ["ftp://127.0.0.1/x", "http://api.cdn.example/x", "not a url"] {
             assert!(
                 matches!(
