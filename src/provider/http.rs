@@ -40,6 +40,12 @@ pub enum ApiError {
     Unreachable { host: String, why: String },
     #[error("{host} answered HTTP {status}")]
     Status { host: String, status: u16 },
+    /// 429 Too Many Requests, with the `Retry-After` seconds when the server gave them.
+    #[error("{host} is rate limiting (HTTP 429){}", retry_after.map(|s| format!(", retry after {s}s")).unwrap_or_default())]
+    RateLimited {
+        host: String,
+        retry_after: Option<u64>,
+    },
     #[error("{host} sent more than {limit} bytes")]
     TooLarge { host: String, limit: usize },
     #[error("{host} sent a body that is not the expected JSON: {why}")]
@@ -154,6 +160,14 @@ impl ApiClient {
             .await
             .map_err(|e| self.failed(&host, &e))?;
         let status = response.status();
+        if status.as_u16() == 429 {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            return Err(ApiError::RateLimited { host, retry_after });
+        }
         if !status.is_success() {
             return Err(ApiError::Status {
                 host,
@@ -161,7 +175,9 @@ impl ApiClient {
             });
         }
         let body = self.read_bounded(&host, response).await?;
-        serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
+        // A shape change names the JSON path that no longer fits.
+        let mut decoder = serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(&mut decoder).map_err(|e| ApiError::Decode {
             host,
             why: e.to_string(),
         })

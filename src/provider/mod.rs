@@ -2,7 +2,9 @@
 //! Akamai's signed client (EdgeGrid), Edgecast's OAuth2 token cache, and the HTTPS client
 //! every provider call goes through; the API shapes are in `docs/design/provider-apis.md`.
 
+pub mod account;
 pub mod akamai;
 pub mod edgecast_auth;
 pub mod edgegrid;
 pub mod http;
+pub mod view;
