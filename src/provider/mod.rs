@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod akamai;
+pub mod akamai_read;
 pub mod edgecast_auth;
 pub mod edgegrid;
 pub mod http;

@@ -300,6 +300,19 @@ impl AkamaiState {
         );
     }
 
+    /// Sets the rule tree of a property version: `rules` is the top rule (`{name: "default",
+    /// behaviors, children, criteria}`, doc B.7), wrapped as PAPI answers it.
+    pub fn set_rules(&mut self, property_id: &str, version: u64, rules: Value) {
+        self.rules.insert(
+            (property_id.to_owned(), version),
+            json!({
+                "accountId": "act_A-0000", "contractId": "ctr_C-0000", "groupId": "grp_1",
+                "propertyId": property_id, "propertyVersion": version,
+                "etag": "0000000000000000", "ruleFormat": "latest", "rules": rules,
+            }),
+        );
+    }
+
     /// Adds (or replaces, by `activationId`) an activation of its property.
     pub fn put_activation(&mut self, activation: &Activation) {
         upsert(
