@@ -143,11 +143,15 @@ test: test-deps tools lint
 
 # Written through a temporary file, as manifests is, so that a failed or interrupted run never
 # leaves a truncated CRD. The chart's copy and the plain manifests follow the CRD.
+CRD_KINDS := httpsdelivery cdnaccount clustercdnaccount
+
 crds:
-	$(CARGO) run -q -- crd > crds/httpsdelivery.yaml.tmp \
-		&& test -s crds/httpsdelivery.yaml.tmp \
-		|| { rm -f crds/httpsdelivery.yaml.tmp; exit 1; }
-	mv crds/httpsdelivery.yaml.tmp crds/httpsdelivery.yaml
+	for kind in $(CRD_KINDS); do \
+		$(CARGO) run -q -- crd $$kind > crds/$$kind.yaml.tmp \
+			&& test -s crds/$$kind.yaml.tmp \
+			&& mv crds/$$kind.yaml.tmp crds/$$kind.yaml \
+			|| { rm -f crds/$$kind.yaml.tmp; exit 1; }; \
+	done
 	$(MAKE) --no-print-directory manifests
 
 bench:
@@ -187,7 +191,7 @@ MANIFESTS := deploy/httpsdelivery-operator.yaml
 .PHONY: manifests
 
 manifests: | $(TOOLS_BIN)/helm
-	cp crds/httpsdelivery.yaml $(CHART_DIR)/crds/httpsdelivery.yaml
+	cp $(foreach kind,$(CRD_KINDS),crds/$(kind).yaml) $(CHART_DIR)/crds/
 	$(TOOLS_BIN)/helm template httpsdelivery-operator $(CHART_DIR) \
 		--namespace httpsdelivery-system --include-crds > $(MANIFESTS).tmp \
 		|| { rm -f $(MANIFESTS).tmp; exit 1; }

@@ -177,10 +177,18 @@ async fn reference_status(world: &World) -> HttpsDeliveryStatus {
         max_age: settings.recheck_interval,
     };
     let now = jiff::Timestamp::now();
+    let desired = spec.declared().expect("the bench declares every step");
     let observed = prober
-        .observe(&Targets::of(&spec), Some(secret), limits, now)
+        .observe(&Targets::of(&desired), Some(secret), limits, now)
         .await;
-    let evaluation = checks::evaluate(&spec, &settings, &observed, &Memory::default(), None, now);
+    let evaluation = checks::evaluate(
+        &desired,
+        &settings,
+        &observed,
+        &Memory::default(),
+        None,
+        now,
+    );
     assert!(
         evaluation.ready().is_true(),
         "the bench world is healthy: {:?}",

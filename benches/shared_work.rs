@@ -139,8 +139,10 @@ async fn main() {
         let limit = limit.clone();
         async move {
             let _permit = limit.acquire_owned().await.ok();
-            let spec = &d.delivery.spec;
-            let settings = spec.settings().unwrap_or_default();
+            let settings = d.delivery.spec.settings().unwrap_or_default();
+            let Ok(spec) = &d.delivery.spec.declared() else {
+                return false;
+            };
             let limits = Limits {
                 timeout: Duration::from_secs(10),
                 max_age: Duration::MAX,

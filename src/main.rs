@@ -1,12 +1,10 @@
 //! Command line of httpsdelivery-operator.
 
 use clap::{Args, Parser, Subcommand};
-use httpsdelivery_operator::api::HttpsDelivery;
 use httpsdelivery_operator::cli::{self, CheckOptions, Format};
 use httpsdelivery_operator::controller::{self, Bounds, OperatorConfig};
 use httpsdelivery_operator::probe::ProbeConfig;
 use httpsdelivery_operator::telemetry;
-use kube::CustomResourceExt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -49,8 +47,12 @@ enum Command {
     },
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
     Run(Box<RunArgs>),
-    /// Print the CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (HttpsDelivery unless another kind is named).
+    Crd {
+        /// httpsdelivery, cdnaccount or clustercdnaccount.
+        #[arg(default_value = "httpsdelivery")]
+        kind: String,
+    },
 }
 
 #[derive(Args)]
@@ -101,6 +103,9 @@ struct RunArgs {
     /// httpsdelivery.dev/certificate=true); deliveries referencing others get SecretNotAllowed.
     #[arg(long, env = "SECRET_LABEL_SELECTOR")]
     secret_label_selector: Option<String>,
+    /// The operator's own namespace, where ClusterCdnAccounts' credentials Secrets are read.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    operator_namespace: String,
     #[command(flatten)]
     probe: ProbeFlags,
 }
@@ -142,18 +147,26 @@ fn main() {
     let code = match cli.command {
         // Long strings (CEL rules, descriptions) stay on one line rather than being folded at 80
         // columns; kubectl and helm read either.
-        Command::Crd => match serde_saphyr::to_string_with_options(
-            &HttpsDelivery::crd(),
-            serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX },
-        ) {
-            Ok(y) => {
-                print!("{y}");
-                0
+        Command::Crd { kind } => match httpsdelivery_operator::api::crd_of(&kind) {
+            None => {
+                eprintln!(
+                    "error: no CRD named {kind:?}; use httpsdelivery, cdnaccount or clustercdnaccount"
+                );
+                2
             }
-            Err(e) => {
-                eprintln!("error: cannot render the CRD: {e}");
-                1
-            }
+            Some(crd) => match serde_saphyr::to_string_with_options(
+                &crd,
+                serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX },
+            ) {
+                Ok(y) => {
+                    print!("{y}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: cannot render the CRD: {e}");
+                    1
+                }
+            },
         },
         Command::Run(args) => block_on(controller::operate((*args).into())),
         Command::Check {
@@ -202,6 +215,7 @@ impl From<RunArgs> for OperatorConfig {
                 ..a.probe.into()
             },
             secret_label_selector: a.secret_label_selector,
+            operator_namespace: a.operator_namespace,
             limits: Bounds {
                 min_recheck_interval: a.min_recheck_interval.into(),
                 reconcile_timeout: a.reconcile_timeout.into(),

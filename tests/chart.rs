@@ -118,6 +118,8 @@ fn default_inventory(ns: &str) -> Vec<String> {
     vec![
         format!("ClusterRole/{NAME}"),
         format!("ClusterRoleBinding/{NAME}"),
+        "CustomResourceDefinition/cdnaccounts.httpsdelivery.dev".to_owned(),
+        "CustomResourceDefinition/clustercdnaccounts.httpsdelivery.dev".to_owned(),
         "CustomResourceDefinition/httpsdeliveries.httpsdelivery.dev".to_owned(),
         format!("Deployment/{NAME}@{ns}"),
         format!("Service/{NAME}-metrics@{ns}"),
@@ -293,19 +295,29 @@ fn chart_metadata_matches_the_crate_and_the_crds_are_the_generated_ones() {
         "appVersion follows the crate's version"
     );
 
-    let generated = std::fs::read(root().join("crds/httpsdelivery.yaml")).expect("crds/");
-    let in_chart =
-        std::fs::read(chart_dir().join("crds/httpsdelivery.yaml")).expect("the chart's crds/");
-    assert!(
-        generated == in_chart,
-        "charts/{NAME}/crds/httpsdelivery.yaml differs from crds/httpsdelivery.yaml: \
-         run `make manifests`"
-    );
-    let files: Vec<_> = std::fs::read_dir(chart_dir().join("crds"))
+    let mut files: Vec<_> = std::fs::read_dir(chart_dir().join("crds"))
         .expect("crds dir")
-        .map(|e| e.expect("entry").file_name())
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files, ["httpsdelivery.yaml"], "only the one CRD");
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "cdnaccount.yaml",
+            "clustercdnaccount.yaml",
+            "httpsdelivery.yaml"
+        ],
+        "the three CRDs"
+    );
+    for file in &files {
+        let generated = std::fs::read(root().join("crds").join(file)).expect("crds/");
+        let in_chart =
+            std::fs::read(chart_dir().join("crds").join(file)).expect("the chart's crds/");
+        assert!(
+            generated == in_chart,
+            "charts/{NAME}/crds/{file} differs from crds/{file}: run `make manifests`"
+        );
+    }
 
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(chart_dir().join("values.schema.json")).expect("schema"),
@@ -442,6 +454,17 @@ fn the_plain_manifests_are_rendered_from_the_chart() {
     );
     let generated = yaml_file(&root().join("crds/httpsdelivery.yaml"));
     assert_eq!(crd, &generated, "the manifests carry the generated CRD");
+    for (file, name) in [
+        ("cdnaccount.yaml", "cdnaccounts.httpsdelivery.dev"),
+        (
+            "clustercdnaccount.yaml",
+            "clustercdnaccounts.httpsdelivery.dev",
+        ),
+    ] {
+        let crd = find(&docs, "CustomResourceDefinition", name);
+        let generated = yaml_file(&root().join("crds").join(file));
+        assert_eq!(crd, &generated, "the manifests carry the generated {name}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -93,23 +93,24 @@ fn good_spec() -> HttpsDeliverySpec {
         hostname: "www.shop.example".into(),
         certificate: CertificateSpec {
             secret_ref: None,
-            platform: Platform::HttpLarge,
-            target_cname: "cs1.wpc.cdn.example".into(),
+            platform: Some(Platform::HttpLarge),
+            target_cname: Some("cs1.wpc.cdn.example".into()),
         },
-        edge_cname: EdgeCnameSpec {
+        edge_cname: Some(EdgeCnameSpec {
             hostname: "www.shop.example".into(),
             platform: Platform::HttpLarge,
             origin: "shop-origin".into(),
             modified_at: None,
-        },
-        origin: OriginSpec {
+        }),
+        origin: Some(OriginSpec {
             name: "shop-origin".into(),
             host: "origin.shop.example".into(),
             port: 443,
             protocol: OriginProtocol::HttpsOnly,
             https_edge_protocol: true,
             sni_hostname: None,
-        },
+        }),
+        cdn: None,
         checks: None,
     }
 }

@@ -10,6 +10,30 @@ fn committed() -> String {
     std::fs::read_to_string(COMMITTED).expect("crds/httpsdelivery.yaml is readable")
 }
 
+/// Each account CRD file is byte for byte what `crd KIND` prints.
+#[test]
+fn committed_account_crds_are_what_the_crd_command_prints() {
+    for kind in ["cdnaccount", "clustercdnaccount"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_httpsdelivery-operator"))
+            .args(["crd", kind])
+            .output()
+            .expect("run `httpsdelivery-operator crd KIND`");
+        testkit::process::assert_success("httpsdelivery-operator crd KIND", &out);
+        let path = format!("{}/crds/{kind}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read(&path).expect("the committed CRD");
+        assert!(
+            committed == out.stdout,
+            "crds/{kind}.yaml is out of date with src/api; run `make crds` and commit the result"
+        );
+    }
+    let unknown = Command::new(env!("CARGO_BIN_EXE_httpsdelivery-operator"))
+        .args(["crd", "nosuchkind"])
+        .output()
+        .expect("run crd with an unknown kind");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nosuchkind"));
+}
+
 /// Byte for byte what `make crds` writes: the `crd` subcommand's output.
 #[test]
 fn committed_crd_is_what_the_crd_command_prints() {

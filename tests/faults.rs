@@ -100,7 +100,7 @@ fn delivery(namespace: &str, name: &str, hostname: &str, checks: Value) -> Https
     d.metadata.namespace = Some(namespace.into());
     d.metadata.name = Some(name.into());
     d.spec.hostname = hostname.into();
-    d.spec.edge_cname.hostname = hostname.into();
+    d.spec.edge_cname.as_mut().expect("declared").hostname = hostname.into();
     d.spec.checks = Some(serde_json::from_value(checks).expect("check settings"));
     d
 }
@@ -116,9 +116,9 @@ fn hanging(
     checks: Value,
 ) -> HttpsDelivery {
     let mut d = delivery(namespace, name, hostname, checks);
-    d.spec.origin.host = HANG_HOST.into();
-    d.spec.origin.port = hang.addr.port();
-    d.spec.origin.sni_hostname = sni.map(str::to_owned);
+    d.spec.origin.as_mut().expect("declared").host = HANG_HOST.into();
+    d.spec.origin.as_mut().expect("declared").port = hang.addr.port();
+    d.spec.origin.as_mut().expect("declared").sni_hostname = sni.map(str::to_owned);
     d
 }
 
@@ -1176,7 +1176,7 @@ async fn a_conflict_on_the_status_apply_is_retried() {
     // The example pointed at another certificate's target CNAME: on first sight,
     // DnsConfigured is False, which is one Warning Event, to be sent after the status only.
     let mut object: HttpsDelivery = example("healthy.yaml");
-    object.spec.certificate.target_cname = "cs2.wpc.cdn.example".into();
+    object.spec.certificate.target_cname = Some("cs2.wpc.cdn.example".into());
     object.metadata.uid = Some("6f1b2c3d-0000-4000-8000-000000000011".into());
     object.metadata.generation = Some(1);
     object.metadata.resource_version = Some("42".into());

@@ -8,7 +8,7 @@
 //! unit-tested on RSA-2048 keys, and P-521 keys (which ring cannot load either) end to end.
 
 use httpsdelivery_operator::api::text::{MAX_EVENT_NOTE, is_hostile};
-use httpsdelivery_operator::api::{ConditionStatus, HttpsDeliverySpec, Reason};
+use httpsdelivery_operator::api::{ConditionStatus, Desired, HttpsDeliverySpec, Reason};
 use httpsdelivery_operator::checks::certificate::{self, CertificateInput};
 use httpsdelivery_operator::checks::dns::{CnameLink, DnsObservation, DnsOutcome};
 use httpsdelivery_operator::checks::edge_serving::{self, EdgeObservation};
@@ -30,8 +30,8 @@ const WARN: Duration = Duration::from_secs(30 * 86_400);
 /// What one piece of status may take, whatever a certificate or DNS answer holds.
 const SMALL: usize = 16 * 1024;
 
-fn spec() -> HttpsDeliverySpec {
-    serde_saphyr::from_str(&format!(
+fn spec() -> Desired {
+    serde_saphyr::from_str::<HttpsDeliverySpec>(&format!(
         r#"
 hostname: {HOST}
 certificate:
@@ -51,6 +51,8 @@ origin:
 "#
     ))
     .expect("the test spec parses")
+    .declared()
+    .expect("the test spec declares every step")
 }
 
 /// `count` DNS names with `HOST` last (found only by looking at every one).
@@ -252,7 +254,7 @@ fn a_5000_name_certificate_and_a_huge_dns_answer_keep_the_status_small() {
     let spec = spec();
     let evaluation = checks::evaluate(
         &spec,
-        &spec.settings().unwrap(),
+        &Default::default(),
         &observed,
         &Memory::default(),
         None,

@@ -300,7 +300,7 @@ async fn an_edge_cname_change_propagates_without_outside_help() {
         "www",
         json!({"recheckInterval": "1h", "propagationDelay": "5s"}),
     );
-    d.spec.edge_cname.modified_at = None;
+    d.spec.edge_cname.as_mut().expect("declared").modified_at = None;
     api.create(&PostParams::default(), &d)
         .await
         .expect("create the delivery");
@@ -800,7 +800,7 @@ async fn many_claims_on_one_hostname_converge_in_one_pass_and_unrelated_changes_
     }
     let mut other = healthy(&ns, "other", json!({"recheckInterval": "1h"}));
     other.spec.hostname = "platform.shop.example".into();
-    other.spec.edge_cname.hostname = "platform.shop.example".into();
+    other.spec.edge_cname.as_mut().expect("declared").hostname = "platform.shop.example".into();
     api.create(&PostParams::default(), &other)
         .await
         .expect("create an unrelated delivery");

@@ -24,8 +24,11 @@ fn targets() -> [Targets; 2] {
     let www: HttpsDelivery = example("healthy.yaml");
     let mut other = www.clone();
     other.spec.hostname = "platform.shop.example".into();
-    other.spec.edge_cname.hostname = "platform.shop.example".into();
-    [Targets::of(&www.spec), Targets::of(&other.spec)]
+    other.spec.edge_cname.as_mut().expect("declared").hostname = "platform.shop.example".into();
+    [
+        Targets::of(&www.spec.declared().expect("declared")),
+        Targets::of(&other.spec.declared().expect("declared")),
+    ]
 }
 
 const CYCLE: Limits = Limits {

@@ -51,7 +51,12 @@ async fn dns_answers_leading_to_a_refused_address_open_no_connection() {
     let www: HttpsDelivery = example("healthy.yaml");
 
     let observed = prober
-        .observe(&Targets::of(&www.spec), None, CYCLE, jiff::Timestamp::now())
+        .observe(
+            &Targets::of(&www.spec.declared().expect("declared")),
+            None,
+            CYCLE,
+            jiff::Timestamp::now(),
+        )
         .await;
 
     // The names resolved (the DNS server is configuration, not a probe target)...
@@ -78,7 +83,12 @@ async fn an_allow_cidr_opens_exactly_its_addresses() {
     let www: HttpsDelivery = example("healthy.yaml");
 
     let observed = prober
-        .observe(&Targets::of(&www.spec), None, CYCLE, jiff::Timestamp::now())
+        .observe(
+            &Targets::of(&www.spec.declared().expect("declared")),
+            None,
+            CYCLE,
+            jiff::Timestamp::now(),
+        )
         .await;
 
     let edge = outcomes(&observed.edge.probes, world.edge_ip);

@@ -26,6 +26,8 @@ pub enum ConditionType {
     OriginHttpsReady,
     DnsConfigured,
     EdgeServing,
+    /// Provider mode only: what Git declares agrees with what the CDN has.
+    InSyncWithCdn,
     Ready,
 }
 
@@ -53,6 +55,7 @@ impl ConditionType {
             ConditionType::OriginHttpsReady => "step 4 (customer origin)",
             ConditionType::DnsConfigured => "steps 5 and 6 (DNS CNAME record, dig)",
             ConditionType::EdgeServing => "end to end (CDN edge serving)",
+            ConditionType::InSyncWithCdn => "steps 1 to 4 (declared against the CDN's record)",
             ConditionType::Ready => "all steps",
         }
     }
@@ -145,6 +148,24 @@ pub enum Reason {
     // Ready
     HostnameConflict,
     InvalidSpec,
+    // Provider mode: steps 1 to 4 as the CDN's API has them
+    CertificateNotFound,
+    CertificatePending,
+    DomainValidationPending,
+    CertificateNeedsAttention,
+    NotDeployedOnPlatform,
+    EdgeCnameNotFound,
+    PropagationFailed,
+    OriginNotFound,
+    UnrecognizedCdnValue,
+    ProviderUnavailable,
+    ProviderUnauthorized,
+    InSync,
+    DeclaredDiffersFromCdn,
+    // CdnAccount and ClusterCdnAccount Ready
+    Unauthorized,
+    Forbidden,
+    Unreachable,
 }
 
 impl Reason {

@@ -1,6 +1,8 @@
 //! The `HttpsDelivery` custom resource: spec, status and the schema rules the API server enforces.
 
+pub mod account;
 pub mod conditions;
+pub mod desired;
 pub mod duration;
 pub mod text;
 
@@ -9,6 +11,22 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 pub use conditions::{ConditionStatus, ConditionType, Reason, Verdict};
+pub use desired::{Desired, DesiredCertificate};
+
+/// The CRD of `kind` (`httpsdelivery`, `cdnaccount`, `clustercdnaccount`), for `make crds`.
+pub fn crd_of(
+    kind: &str,
+) -> Option<
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+> {
+    use kube::CustomResourceExt;
+    match kind {
+        "httpsdelivery" => Some(HttpsDelivery::crd()),
+        "cdnaccount" => Some(account::CdnAccount::crd()),
+        "clustercdnaccount" => Some(account::ClusterCdnAccount::crd()),
+        _ => None,
+    }
+}
 
 /// A lower-case DNS name: labels of letters, digits and inner hyphens, at least two labels.
 /// Written once here so that the CRD rule and the `check` command agree.
@@ -16,6 +34,10 @@ pub const HOSTNAME_RULE: &str =
     r"self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')";
 /// A CEL message expression, so that the person sees the value that was refused.
 pub const HOSTNAME_MESSAGE: &str = r#"'"' + self + '" must be a lower-case fully qualified DNS name such as www.shop.example: no upper-case letters, scheme (https://), port, path, wildcard (*) or trailing dot'"#;
+
+/// Declared mode (no `cdn`) needs every field of steps 1 to 4.
+pub const DECLARED_RULE: &str = "has(self.cdn) || (has(self.edgeCname) && has(self.origin) && has(self.certificate.platform) && has(self.certificate.targetCname))";
+pub const DECLARED_MESSAGE: &str = "without spec.cdn (declared mode), spec.certificate.platform, spec.certificate.targetCname, spec.edgeCname and spec.origin are required";
 
 /// The origin may be a DNS name or an IP address.
 pub const ORIGIN_HOST_RULE: &str = r"isIP(self) || self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')";
@@ -113,14 +135,23 @@ pub enum OriginProtocol {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(DECLARED_RULE).message(DECLARED_MESSAGE))]
 pub struct HttpsDeliverySpec {
     /// The hostname delivered over HTTPS, e.g. www.shop.example.
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
     pub hostname: String,
     pub certificate: CertificateSpec,
-    pub edge_cname: EdgeCnameSpec,
-    pub origin: OriginSpec,
+    /// Step 2 as declared. Required without `cdn`; with it, the desired state that the CDN's
+    /// edge CNAME is compared with (InSyncWithCdn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_cname: Option<EdgeCnameSpec>,
+    /// Step 4 as declared. Required without `cdn`; with it, the desired state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<OriginSpec>,
+    /// Provider mode: read steps 1 to 4 from the CDN's API through a CdnAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdn: Option<CdnSpec>,
     /// Tuning of how often and how patiently the checks run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<ChecksSpec>,
@@ -134,12 +165,58 @@ pub struct CertificateSpec {
     /// Without it, the certificate served by the CDN edge is checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretReference>,
-    /// The platform given when the certificate was submitted.
-    pub platform: Platform,
-    /// The target CNAME from the certificate's welcome letter.
+    /// The platform given when the certificate was submitted. Required without `spec.cdn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// The target CNAME from the certificate's welcome letter. Required without `spec.cdn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
-    pub target_cname: String,
+    pub target_cname: Option<String>,
+}
+
+/// Provider mode: where the CDN's own record of this delivery is read.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CdnSpec {
+    pub account_ref: AccountReference,
+    /// The certificate at the CDN: an Edgecast CPS certificate ID, an Akamai CPS enrollment ID.
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+$')").message("must be the numeric ID of the certificate (Edgecast) or enrollment (Akamai)"))]
+    pub certificate_id: String,
+    /// The edge configuration: an Edgecast edge CNAME ID, an Akamai property ID (prp_...).
+    /// Without it the Edgecast edge CNAME is found by hostname; Akamai needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub edge_cname_id: Option<String>,
+}
+
+/// A CdnAccount in the delivery's namespace, or a ClusterCdnAccount.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AccountReference {
+    #[serde(default)]
+    pub kind: AccountKind,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    schemars::JsonSchema,
+    strum::Display,
+)]
+pub enum AccountKind {
+    #[default]
+    CdnAccount,
+    ClusterCdnAccount,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
@@ -310,14 +387,6 @@ impl HttpsDeliverySpec {
             )?,
             timeout: parse_duration("timeout", &c.timeout, d.timeout, bounds::TIMEOUT)?,
         })
-    }
-
-    /// The SNI name sent to the origin.
-    pub fn origin_sni(&self) -> &str {
-        self.origin
-            .sni_hostname
-            .as_deref()
-            .unwrap_or(&self.origin.host)
     }
 }
 
@@ -590,6 +659,6 @@ mod tests {
         assert_eq!(s.recheck_interval, std::time::Duration::from_secs(5400));
         assert_eq!(s.timeout, std::time::Duration::from_millis(2500));
         assert_eq!(s.propagation_delay, std::time::Duration::from_secs(3600));
-        assert_eq!(spec.origin.port, 443);
+        assert_eq!(spec.origin.as_ref().map(|o| o.port), Some(443));
     }
 }

@@ -82,7 +82,7 @@ impl DnsObservation {
 }
 
 use crate::api::text::truncate;
-use crate::api::{ConditionStatus, ConditionType, HttpsDeliverySpec, Reason, Verdict};
+use crate::api::{ConditionStatus, ConditionType, Desired, Reason, Verdict};
 
 /// Records of a dig shown in a message: beyond this, the first and last few with a count of the
 /// rest between them (a long CNAME chain, an RRset of hundreds of addresses).
@@ -134,7 +134,7 @@ impl DnsObservation {
 }
 
 /// Evaluates steps 5 and 6 from the dig of `spec.hostname`.
-pub fn evaluate(spec: &HttpsDeliverySpec, observed: &DnsObservation) -> Verdict {
+pub fn evaluate(spec: &Desired, observed: &DnsObservation) -> Verdict {
     let host = &spec.hostname;
     let target = &spec.certificate.target_cname;
     let dig = observed.dig_summary();

@@ -1,11 +1,11 @@
 //! Step 2: the edge CNAME configuration: same platform as the certificate, the certificate's
 //! hostname, pointing at the desired origin.
 
-use crate::api::{ConditionStatus, ConditionType, HttpsDeliverySpec, Reason, Verdict};
+use crate::api::{ConditionStatus, ConditionType, Desired, Reason, Verdict};
 use crate::checks::names::{covers, describe_names};
 
 /// `certificate_names` are the DNS names of the certificate under test, when it could be read.
-pub fn evaluate(spec: &HttpsDeliverySpec, certificate_names: Option<&[String]>) -> Verdict {
+pub fn evaluate(spec: &Desired, certificate_names: Option<&[String]>) -> Verdict {
     let edge = &spec.edge_cname;
     let v = |status, reason, message: String| {
         Verdict::new(ConditionType::EdgeCnameConfigured, status, reason, message)

@@ -1,7 +1,7 @@
 //! End to end: the CDN edge, reached at the target CNAME's addresses with SNI set to the
 //! hostname, serves a certificate valid for the hostname.
 
-use crate::api::{ConditionStatus, ConditionType, HttpsDeliverySpec, Reason, Verdict};
+use crate::api::{ConditionStatus, ConditionType, Desired, Reason, Verdict};
 use crate::checks::dns::DnsObservation;
 use crate::checks::tls::CHAIN_TOO_LARGE_FIX;
 use crate::checks::tls::{TlsObservation, TlsOutcome};
@@ -15,7 +15,7 @@ pub struct EdgeObservation {
     pub probes: Vec<TlsObservation>,
 }
 
-pub fn evaluate(spec: &HttpsDeliverySpec, observed: &EdgeObservation) -> Verdict {
+pub fn evaluate(spec: &Desired, observed: &EdgeObservation) -> Verdict {
     let target = &spec.certificate.target_cname;
     let v = |status, reason, message: String| {
         Verdict::new(ConditionType::EdgeServing, status, reason, message)

@@ -1,6 +1,6 @@
 //! Test fixtures for the pure evaluation: a healthy spec and observations to break one at a time.
 
-use crate::api::HttpsDeliverySpec;
+use crate::api::{Desired, HttpsDeliverySpec};
 use crate::checks::dns::{CnameLink, DnsObservation, DnsOutcome};
 use crate::checks::edge_serving::EdgeObservation;
 use crate::checks::origin::OriginObservation;
@@ -24,7 +24,15 @@ origin:
   httpsEdgeProtocol: true
 "#;
 
-pub fn spec() -> HttpsDeliverySpec {
+/// The healthy delivery as the checks see it.
+pub fn spec() -> Desired {
+    crd_spec()
+        .declared()
+        .expect("the fixture declares every step")
+}
+
+/// The healthy delivery as the API object's spec.
+pub fn crd_spec() -> HttpsDeliverySpec {
     serde_saphyr::from_str(HEALTHY).expect("fixture spec parses")
 }
 

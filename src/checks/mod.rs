@@ -1,6 +1,7 @@
 //! Evaluation: pure functions from observations to the conditions of the contract. One module
 //! per step of the procedure; nothing here does I/O.
 
+pub mod cdn;
 pub mod certificate;
 pub mod dns;
 pub mod edge_cname;
@@ -15,8 +16,8 @@ pub mod tls;
 pub mod x509;
 
 use crate::api::{
-    CertificateEvidence, CheckSettings, ConditionStatus, ConditionType, DnsEvidence,
-    EdgeCnameTracking, HttpsDeliverySpec, Reason, Verdict,
+    CertificateEvidence, CheckSettings, ConditionStatus, ConditionType, Desired, DnsEvidence,
+    EdgeCnameTracking, Reason, Verdict,
 };
 use jiff::Timestamp;
 
@@ -41,7 +42,7 @@ pub struct OriginTarget {
 }
 
 impl Targets {
-    pub fn of(spec: &HttpsDeliverySpec) -> Targets {
+    pub fn of(spec: &Desired) -> Targets {
         Targets {
             hostname: spec.hostname.clone(),
             target_cname: spec.certificate.target_cname.clone(),
@@ -52,6 +53,29 @@ impl Targets {
                 sni: spec.origin_sni().to_string(),
             }),
         }
+    }
+}
+
+/// The delivery the checks judge: the spec's own (declared mode), or the CDN's record with the
+/// spec beside it (provider mode, `cdn` being what the CDN's API answered).
+pub fn desired_of(
+    spec: &crate::api::HttpsDeliverySpec,
+    cdn: Option<&cdn::CdnObserved>,
+) -> Result<Desired, String> {
+    match cdn {
+        None => spec.declared(),
+        Some(observed) => Ok(cdn::desired(spec, observed)),
+    }
+}
+
+impl Targets {
+    /// The targets of `desired`; in provider mode an origin the CDN does not have is not probed.
+    pub fn of_mode(desired: &Desired, cdn: Option<&cdn::CdnObserved>) -> Targets {
+        let mut targets = Targets::of(desired);
+        if cdn.is_some_and(|o| !cdn::origin_known(o)) {
+            targets.origin = None;
+        }
+        targets
     }
 }
 
@@ -96,7 +120,7 @@ impl Evaluation {
 
 /// Runs every step's evaluation. `conflict` names the delivery that already claims the hostname.
 pub fn evaluate(
-    spec: &HttpsDeliverySpec,
+    spec: &Desired,
     settings: &CheckSettings,
     observed: &Observations,
     memory: &Memory,
@@ -161,7 +185,7 @@ pub fn evaluate(
 /// `offline` holds what needs no network (the Secret, the spec) and timeouts for the rest: the
 /// steps that need no probe are judged as usual, the others are Unknown `ProbeTimeout`.
 pub fn evaluate_timed_out(
-    spec: &HttpsDeliverySpec,
+    spec: &Desired,
     settings: &CheckSettings,
     offline: &Observations,
     memory: &Memory,

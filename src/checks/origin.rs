@@ -1,9 +1,7 @@
 //! Step 4: the customer origin is in HTTPS Only mode with the HTTPS Edge Protocol on, and
 //! answers a live TLS handshake for its SNI name with a valid certificate.
 
-use crate::api::{
-    ConditionStatus, ConditionType, HttpsDeliverySpec, OriginProtocol, Reason, Verdict,
-};
+use crate::api::{ConditionStatus, ConditionType, Desired, OriginProtocol, Reason, Verdict};
 use crate::checks::dns::DnsObservation;
 use crate::checks::tls::CHAIN_TOO_LARGE_FIX;
 use crate::checks::tls::{TlsObservation, TlsOutcome};
@@ -19,11 +17,11 @@ pub struct OriginObservation {
 }
 
 /// Whether the origin's settings allow HTTPS delivery; the observer probes only then.
-pub fn settings_ok(spec: &HttpsDeliverySpec) -> bool {
+pub fn settings_ok(spec: &Desired) -> bool {
     spec.origin.protocol == OriginProtocol::HttpsOnly && spec.origin.https_edge_protocol
 }
 
-pub fn evaluate(spec: &HttpsDeliverySpec, observed: Option<&OriginObservation>) -> Verdict {
+pub fn evaluate(spec: &Desired, observed: Option<&OriginObservation>) -> Verdict {
     let o = &spec.origin;
     let v = |status, reason, message: String| {
         Verdict::new(ConditionType::OriginHttpsReady, status, reason, message)

@@ -1,9 +1,7 @@
 //! Step 3: an hour (the propagation delay) must have passed since the edge CNAME configuration
 //! was set up or last changed.
 
-use crate::api::{
-    ConditionStatus, ConditionType, EdgeCnameTracking, HttpsDeliverySpec, Reason, Verdict,
-};
+use crate::api::{ConditionStatus, ConditionType, Desired, EdgeCnameTracking, Reason, Verdict};
 use crate::checks::ago_or_in;
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
@@ -20,7 +18,7 @@ pub struct PropagationFinding {
 /// memory): it is used when `spec.edgeCname.modifiedAt` is absent, and restarted when the
 /// configuration's hash changed.
 pub fn evaluate(
-    spec: &HttpsDeliverySpec,
+    spec: &Desired,
     tracking: Option<&EdgeCnameTracking>,
     track_changes: bool,
     delay: Duration,

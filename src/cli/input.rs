@@ -1958,7 +1958,15 @@ spec:
         let m = load_text(&text).expect("loads");
         assert_eq!(m.deliveries.len(), 1);
         assert_eq!(m.deliveries[0].name, "www");
-        assert_eq!(m.deliveries[0].delivery.spec.origin.port, 8443);
+        assert_eq!(
+            m.deliveries[0]
+                .delivery
+                .spec
+                .origin
+                .as_ref()
+                .map(|o| o.port),
+            Some(8443)
+        );
         assert_eq!(
             m.skipped.len(),
             1,
@@ -2238,11 +2246,23 @@ spec:
         let m = load_text(&text).expect("loads");
         let spec = &m.deliveries[0].delivery.spec;
         assert_eq!(
-            (spec.origin.port, &spec.origin.sni_hostname, &spec.checks),
-            (8443, &None, &None)
+            (
+                spec.origin.as_ref().map(|o| o.port),
+                spec.origin.as_ref().map(|o| &o.sni_hostname),
+                &spec.checks
+            ),
+            (Some(8443), Some(&None), &None)
         );
         let m = load_text(&DELIVERY.replace("port: 8443", "port: 0443")).expect("loads");
-        assert_eq!(m.deliveries[0].delivery.spec.origin.port, 0o443);
+        assert_eq!(
+            m.deliveries[0]
+                .delivery
+                .spec
+                .origin
+                .as_ref()
+                .map(|o| o.port),
+            Some(0o443)
+        );
         // A required field that is null is missing.
         refused(
             &DELIVERY.replace("    origin: shop-origin\n", "    origin: ~\n"),

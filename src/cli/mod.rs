@@ -79,17 +79,16 @@ pub async fn check_all(
                 timeout: settings.timeout,
                 max_age: Duration::MAX,
             };
-            let observed = prober
-                .observe(&Targets::of(spec), secret, limits, now)
-                .await;
-            let evaluation = checks::evaluate(
+            let evaluation = check_one(
+                prober,
                 spec,
                 &settings,
-                &observed,
-                &Memory::default(),
+                secret,
+                limits,
                 conflict.as_deref(),
                 now,
-            );
+            )
+            .await;
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             if progress && (n.is_multiple_of(50) || n == total) {
                 eprint!("\rchecked {n}/{total} deliveries");
@@ -104,6 +103,56 @@ pub async fn check_all(
         }
     });
     futures::future::join_all(futures).await
+}
+
+/// One delivery through the engine. A provider-mode delivery is Unknown: `check` does not
+/// read CDN APIs (yet); the operator does.
+async fn check_one(
+    prober: &Prober,
+    spec: &crate::api::HttpsDeliverySpec,
+    settings: &crate::api::CheckSettings,
+    secret: Option<checks::secret::SecretContent>,
+    limits: Limits,
+    conflict: Option<&str>,
+    now: jiff::Timestamp,
+) -> checks::Evaluation {
+    let cdn = spec.cdn.as_ref().map(|c| {
+        Err(crate::provider::view::ProviderError::Account(format!(
+            "spec.cdn names {} {:?}, and the check command does not read CDN APIs; the operator does (provider mode)",
+            c.account_ref.kind, c.account_ref.name
+        )))
+    });
+    let desired = match checks::desired_of(spec, cdn.as_ref()) {
+        Ok(d) => d,
+        Err(problem) => return checks::evaluate_invalid(&problem, &Memory::default()),
+    };
+    let observed = prober
+        .observe(
+            &Targets::of_mode(&desired, cdn.as_ref()),
+            secret,
+            limits,
+            now,
+        )
+        .await;
+    let mut evaluation = checks::evaluate(
+        &desired,
+        settings,
+        &observed,
+        &Memory::default(),
+        conflict,
+        now,
+    );
+    if let Some(cdn) = &cdn {
+        checks::cdn::apply(
+            &mut evaluation,
+            spec,
+            cdn,
+            conflict,
+            now,
+            settings.recheck_interval,
+        );
+    }
+    evaluation
 }
 
 /// The `check` command, reading its input within `limits` (e.g. a per-file size limit given on

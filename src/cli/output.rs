@@ -119,7 +119,7 @@ pub fn certificate_inventory(results: &[Checked]) -> Vec<CertificateUse> {
             c.sha256_fingerprint.as_str(),
             c.dns_names.as_slice(),
             spec.hostname.as_str(),
-            spec.certificate.target_cname.as_str(),
+            spec.certificate.target_cname.as_deref().unwrap_or_default(),
         ))
     }))
 }
@@ -262,7 +262,7 @@ mod tests {
         "CN=evil\x1b]0;owned\x07\x1b[2J\r\nREADY True\u{9b}31m \u{202e}moc.elpmaxe\x7f\0";
 
     fn hostile_result() -> Checked {
-        let spec = fixtures::spec();
+        let spec = fixtures::crd_spec();
         let mut verdicts: Vec<Verdict> = ConditionType::STEPS
             .iter()
             .map(|t| Verdict::new(*t, ConditionStatus::True, Reason::Verified, "ok"))

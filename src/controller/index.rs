@@ -278,7 +278,7 @@ pub(crate) mod tests {
 
     /// Delivery `ns/name` claiming `hostname`, created at `created`, with Secret `{name}-tls`.
     pub(crate) fn delivery(ns: &str, name: &str, hostname: &str, created: &str) -> Guarded {
-        let mut spec = crate::checks::fixtures::spec();
+        let mut spec = crate::checks::fixtures::crd_spec();
         spec.hostname = hostname.into();
         spec.certificate.secret_ref = Some(SecretReference {
             name: format!("{name}-tls"),

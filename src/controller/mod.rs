@@ -2,6 +2,7 @@
 //! `reconcile` runs one object through the stages; `run` wires the watches, the health server
 //! and leader election around it.
 
+pub mod accounts;
 pub mod index;
 pub mod leader;
 pub mod publish;
@@ -55,6 +56,8 @@ pub struct Context {
     /// Who claims each hostname and references each Secret, kept from the watch.
     pub index: DeliveryIndex,
     pub secrets: SecretCache,
+    /// CDN accounts of provider mode.
+    pub accounts: Arc<accounts::Accounts>,
     pub limits: Bounds,
     /// The watchdog and readiness of the process.
     pub health: Arc<Health>,
@@ -77,6 +80,11 @@ impl Context {
             metrics,
             index: DeliveryIndex::default(),
             secrets: SecretCache::unwatched(),
+            accounts: Arc::new(accounts::Accounts::new(
+                &crate::probe::ProbeConfig::default(),
+                "default".into(),
+                None,
+            )),
             limits: Bounds::default(),
             health: Arc::new(Health::new(Bounds::default().stall_timeout)),
             failures: Mutex::new(HashMap::new()),
@@ -85,6 +93,11 @@ impl Context {
 
     pub fn with_secrets(mut self, secrets: SecretCache) -> Self {
         self.secrets = secrets;
+        self
+    }
+
+    pub fn with_accounts(mut self, accounts: accounts::Accounts) -> Self {
+        self.accounts = Arc::new(accounts);
         self
     }
 

@@ -97,7 +97,22 @@ async fn observe_and_evaluate(
     inputs: &Inputs,
     now: jiff::Timestamp,
 ) -> Evaluation {
-    let targets = Targets::of(&delivery.spec);
+    let namespace = namespace_of(delivery);
+    // Provider mode: what the CDN has decides steps 1 to 4; answers are shared per account
+    // and at most one minimum recheck interval old, so that a change there is followed.
+    let cdn = match &delivery.spec.cdn {
+        Some(spec) => Some(read_cdn(ctx, &namespace, spec, &delivery.spec.hostname).await),
+        None => None,
+    };
+    let desired = match checks::desired_of(&delivery.spec, cdn.as_ref()) {
+        Ok(desired) => desired,
+        Err(problem) => return checks::evaluate_invalid(&problem, &inputs.memory),
+    };
+    let memory = match cdn {
+        Some(_) => Memory::default(),
+        None => inputs.memory.clone(),
+    };
+    let targets = Targets::of_mode(&desired, cdn.as_ref());
     // Observations shared with other deliveries are at most one recheck interval old.
     let deadline = ctx.limits.reconcile_timeout;
     // No probe outlives the reconcile that asked for it (they run as tasks of their own, and
@@ -108,7 +123,6 @@ async fn observe_and_evaluate(
             .recheck_interval
             .max(ctx.limits.min_recheck_interval),
     };
-    let namespace = namespace_of(delivery);
     let read_secret = async || match &inputs.secret {
         Some(name) => Some(
             ctx.secrets
@@ -121,15 +135,8 @@ async fn observe_and_evaluate(
         .prober
         .observe_with(&targets, read_secret(), limits, now);
     let conflict = inputs.conflict.as_deref();
-    match tokio::time::timeout(deadline, observe).await {
-        Ok(observed) => checks::evaluate(
-            &delivery.spec,
-            settings,
-            &observed,
-            &inputs.memory,
-            conflict,
-            now,
-        ),
+    let mut evaluation = match tokio::time::timeout(deadline, observe).await {
+        Ok(observed) => checks::evaluate(&desired, settings, &observed, &memory, conflict, now),
         Err(_) => {
             tracing::warn!(deadline = ?deadline, "probes cut short by the reconcile deadline");
             // The Secret was most likely read already: then this is the cache's answer.
@@ -140,16 +147,45 @@ async fn observe_and_evaluate(
                 )));
             let offline = ctx.prober.unobserved(&targets, secret, now);
             checks::evaluate_timed_out(
-                &delivery.spec,
-                settings,
-                &offline,
-                &inputs.memory,
-                conflict,
-                now,
-                deadline,
+                &desired, settings, &offline, &memory, conflict, now, deadline,
             )
         }
+    };
+    if let Some(cdn) = &cdn {
+        let poll = ctx.limits.min_recheck_interval;
+        checks::cdn::apply(&mut evaluation, &delivery.spec, cdn, conflict, now, poll);
     }
+    evaluation
+}
+
+/// What the CDN has for the delivery, through its account (read within a quarter of the
+/// reconcile deadline: a slow API leaves the steps Unknown, not the reconcile stuck).
+async fn read_cdn(
+    ctx: &Context,
+    namespace: &str,
+    spec: &crate::api::CdnSpec,
+    hostname: &str,
+) -> checks::cdn::CdnObserved {
+    use crate::provider::view::{Handles, ProviderError};
+    let handles = Handles {
+        certificate_id: spec.certificate_id.clone(),
+        edge_id: spec.edge_cname_id.clone(),
+    };
+    let max_age = ctx.limits.min_recheck_interval;
+    let read = async {
+        let account = ctx
+            .accounts
+            .get(&ctx.client, namespace, &spec.account_ref)
+            .await?;
+        crate::provider::read(&account, &handles, hostname, max_age).await
+    };
+    let limit = ctx.limits.reconcile_timeout / 4;
+    tokio::time::timeout(limit, read).await.unwrap_or_else(|_| {
+        Err(ProviderError::Unavailable(format!(
+            "the CDN's API did not answer within {}s",
+            limit.as_secs()
+        )))
+    })
 }
 
 fn namespace_of(delivery: &HttpsDelivery) -> String {

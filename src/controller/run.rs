@@ -1,6 +1,7 @@
 //! `run`: the process around the reconciler: client, probes, health server, leader election,
 //! the watches (deliveries, Secrets, hostname claims) and shutdown on SIGTERM.
 
+use super::accounts::{Accounts, run_account_controllers};
 use super::secrets::SecretCache;
 use super::{Context, Guarded, error_policy, leader, reconcile};
 use crate::probe::{ProbeConfig, Prober};
@@ -34,6 +35,8 @@ pub struct OperatorConfig {
     pub limits: Bounds,
     /// Read and watch only the Secrets carrying this label selector (shared clusters).
     pub secret_label_selector: Option<String>,
+    /// Where ClusterCdnAccounts' credentials Secrets are read.
+    pub operator_namespace: String,
 }
 
 /// The operator's own bounds, whatever an object says.
@@ -63,6 +66,8 @@ impl Default for Bounds {
 /// Settings of the controller loop itself.
 pub struct RunConfig {
     pub watch_namespace: Option<String>,
+    /// The CDN accounts of provider mode.
+    pub accounts: Accounts,
     pub identity: String,
     pub concurrency: u16,
     pub limits: Bounds,
@@ -105,6 +110,11 @@ pub async fn operate(config: OperatorConfig) -> i32 {
     tracing::info!(identity, watch_namespace = ?config.watch_namespace, leader_elect = config.leader_elect, "starting");
     let run_config = RunConfig {
         watch_namespace: config.watch_namespace.clone(),
+        accounts: Accounts::new(
+            &config.probe,
+            config.operator_namespace.clone(),
+            Some(metrics.clone()),
+        ),
         identity: identity.clone(),
         concurrency: config.reconcile_concurrency.max(1),
         limits: config.limits,
@@ -235,9 +245,19 @@ pub async fn run(
                 SecretCache::new(secret_store, config.secret_label_selector.clone())
                     .with_first_read(scope.api::<Secret>(&client)),
             )
+            .with_accounts(config.accounts)
             .with_limits(config.limits)
             .with_health(health.clone()),
     );
+    let (accounts_stop, accounts_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(run_account_controllers(
+        client.clone(),
+        config.watch_namespace.clone(),
+        ctx.accounts.clone(),
+        async move {
+            let _ = accounts_stopped.await;
+        },
+    ));
     let (store, writer) = reflector::store::<Guarded>();
     let (recheck_tx, recheck_rx) = futures::channel::mpsc::unbounded();
     let deliveries = watch_deliveries(&client, &scope, ctx.clone(), writer, recheck_tx);
@@ -273,6 +293,7 @@ pub async fn run(
             }
         })
         .await;
+    let _ = accounts_stop.send(());
 }
 
 /// The deliveries of the scope: listed in pages (500 objects) from etcd rather than in one

@@ -27,8 +27,8 @@ pub struct AccountSettings {
 
 /// How requests reach the provider.
 pub enum Transport {
-    Edgecast(EdgecastTransport),
-    Akamai(AkamaiClient),
+    Edgecast(Box<EdgecastTransport>),
+    Akamai(Box<AkamaiClient>),
 }
 
 /// Edgecast: MCC with the REST token (`TOK:`); CPS and Origins v3 with OAuth2 Bearer tokens
@@ -131,7 +131,12 @@ impl Account {
         })
     }
 
-    async fn fetch(&self, path: &str, accept: &str, endpoint: &'static str) -> Result<Arc<Value>, ProviderError> {
+    async fn fetch(
+        &self,
+        path: &str,
+        accept: &str,
+        endpoint: &'static str,
+    ) -> Result<Arc<Value>, ProviderError> {
         let pause = self.pause_left();
         if !pause.is_zero() {
             return Err(ProviderError::Unavailable(format!(
@@ -153,7 +158,12 @@ impl Account {
             Err(_) => "error",
         };
         if let Some(observe) = &self.observer {
-            observe(self.provider, endpoint, outcome, started.elapsed().as_secs_f64());
+            observe(
+                self.provider,
+                endpoint,
+                outcome,
+                started.elapsed().as_secs_f64(),
+            );
         }
         if let Err(ApiError::RateLimited { retry_after, .. }) = &answer {
             let wait = Duration::from_secs(retry_after.unwrap_or(30).min(3600));

@@ -45,7 +45,7 @@ pub async fn read(
     let scope = Scope::of(account)?;
     let Some(edge_id) = handles.edge_id.as_deref() else {
         return Err(ProviderError::Account(format!(
-            "Akamai deliveries need spec.cdn.edgeId, the ID of the property (prp_...) that \
+            "Akamai deliveries need spec.cdn.edgeCnameId, the ID of the property (prp_...) that \
              serves {hostname}: the operator does not search properties by hostname"
         )));
     };
@@ -608,16 +608,17 @@ fn applies(rule: &Rule, at: &str, host: &str) -> Result<bool, ProviderError> {
 
 impl OriginOptions {
     /// Akamai reaches the origin on `httpPort` for HTTP requests and on `httpsPort` for HTTPS
-    /// ones (doc B.7: no single "HTTPS only" flag): both ports is MatchRequest, only one port
-    /// is that protocol only. An origin that is not a customer origin is kept raw.
+    /// ones (doc B.7: no single "HTTPS only" flag, and `httpPort` is always there). The
+    /// delivery is an HTTPS hostname, so its requests reach the origin over HTTPS whenever
+    /// `httpsPort` is set: that is step 4's HTTPS Only. Only `httpPort` is HTTP only. An origin
+    /// that is not a customer origin is kept raw.
     fn into_origin(self) -> CdnOrigin {
         let protocol = match (&self.origin_type, self.http_port, self.https_port) {
             (Some(kind), _, _) if kind != "CUSTOMER" => Err(Raw {
                 field: "originType".into(),
                 value: kind.clone(),
             }),
-            (_, Some(_), Some(_)) => Ok(OriginProtocol::MatchRequest),
-            (_, None, Some(_)) => Ok(OriginProtocol::HttpsOnly),
+            (_, _, Some(_)) => Ok(OriginProtocol::HttpsOnly),
             (_, Some(_), None) => Ok(OriginProtocol::HttpOnly),
             (_, None, None) => Err(Raw {
                 field: "httpsPort".into(),
@@ -1009,7 +1010,12 @@ mod tests {
             headers_to_sign: Vec::new(),
         };
         let client = AkamaiClient::new(api, credentials, Some(&fake.base_url()));
-        Arc::new(Account::new(Transport::Akamai(client), settings, 100, None))
+        Arc::new(Account::new(
+            Transport::Akamai(Box::new(client)),
+            settings,
+            100,
+            None,
+        ))
     }
 
     fn account(fake: &FakeCdn) -> Arc<Account> {
@@ -1144,7 +1150,7 @@ mod tests {
             name: "origin.example.com".into(),
             host: Some("origin.example.com".into()),
             port: Some(443),
-            protocol: Ok(OriginProtocol::MatchRequest),
+            protocol: Ok(OriginProtocol::HttpsOnly),
             https_edge_protocol: true,
             sni_hostname: Some("origin.example.com".into()),
         };
@@ -1481,7 +1487,7 @@ mod tests {
         };
         let error = read(&account(&fake), &no_edge, SHOP, MINUTE).await;
         assert!(
-            matches!(&error, Err(ProviderError::Account(m)) if m.contains("spec.cdn.edgeId")),
+            matches!(&error, Err(ProviderError::Account(m)) if m.contains("spec.cdn.edgeCnameId")),
             "{error:?}"
         );
         // Neither is asked.

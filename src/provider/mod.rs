@@ -1,11 +1,146 @@
-//! Provider mode: reading steps 1 to 4 from the CDN's own API (issue "provider mode"). So far
-//! Akamai's signed client (EdgeGrid), Edgecast's OAuth2 token cache, and the HTTPS client
-//! every provider call goes through; the API shapes are in `docs/design/provider-apis.md`.
+//! Provider mode: reading steps 1 to 4 from the CDN's own API. One module per provider reads
+//! its API into the provider-neutral [`view::CdnView`]; a third provider is one more reader and
+//! one more arm in [`read`] and [`check_access`]. The API shapes are in
+//! `docs/design/provider-apis.md`.
 
 pub mod account;
 pub mod akamai;
 pub mod akamai_read;
 pub mod edgecast_auth;
+pub mod edgecast_read;
 pub mod edgegrid;
 pub mod http;
 pub mod view;
+
+use crate::api::account::{CdnAccountSpec, Provider};
+use account::{Account, AccountSettings, EdgecastTransport, RequestObserver, Transport};
+use http::ApiClient;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use view::{CdnView, Handles, ProviderError};
+
+/// Edgecast's API, unless the account overrides it.
+pub const EDGECAST_BASE_URL: &str = "https://api.vdms.io";
+/// Requests per second to one account, unless it says otherwise.
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 10;
+
+/// Everything the CDN has for one delivery. The provider is `edgecast` or `akamai` (the only
+/// two `Account::new` makes).
+pub async fn read(
+    account: &Arc<Account>,
+    handles: &Handles,
+    hostname: &str,
+    max_age: Duration,
+) -> Result<CdnView, ProviderError> {
+    match account.provider {
+        "edgecast" => edgecast_read::read(account, handles, hostname, max_age).await,
+        _ => akamai_read::read(account, handles, hostname, max_age).await,
+    }
+}
+
+/// A cheap authenticated read, for the account's Ready condition.
+pub async fn check_access(account: &Arc<Account>) -> Result<(), ProviderError> {
+    match account.provider {
+        "edgecast" => edgecast_read::check_access(account).await,
+        _ => akamai_read::check_access(account).await,
+    }
+}
+
+/// A credential from the Secret's data, trimmed (a trailing newline from `echo` is common).
+fn key<'a>(data: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    data.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// The account of `spec`, with `credentials` (the Secret's data as text). A missing key is an
+/// error that names it, never its value.
+pub fn build_account(
+    spec: &CdnAccountSpec,
+    credentials: &BTreeMap<String, String>,
+    api: ApiClient,
+    observer: Option<RequestObserver>,
+) -> Result<Account, ProviderError> {
+    let missing = |keys: &str| {
+        ProviderError::Account(format!(
+            "the credentials Secret {:?} lacks {keys}",
+            spec.credentials_secret_ref.name
+        ))
+    };
+    let rate = spec
+        .requests_per_second
+        .unwrap_or(DEFAULT_REQUESTS_PER_SECOND);
+    match spec.provider {
+        Provider::Edgecast => {
+            let settings = spec.edgecast.as_ref().ok_or_else(|| {
+                ProviderError::Account("provider edgecast needs spec.edgecast".into())
+            })?;
+            let rest_token = key(credentials, "rest_token").map(str::to_string);
+            let oauth = match (
+                key(credentials, "client_id"),
+                key(credentials, "client_secret"),
+            ) {
+                (Some(id), Some(secret)) => Some((id, secret)),
+                _ => None,
+            };
+            if rest_token.is_none() {
+                return Err(missing("rest_token (the MCC API needs it)"));
+            }
+            let token_url = settings
+                .token_url
+                .as_deref()
+                .unwrap_or(edgecast_auth::DEFAULT_TOKEN_URL);
+            let source = |scope: &str| {
+                oauth.map(|(id, secret)| {
+                    edgecast_auth::TokenSource::new(api.clone(), token_url, id, secret, scope)
+                })
+            };
+            let transport = Transport::Edgecast(Box::new(EdgecastTransport {
+                base_url: settings
+                    .base_url
+                    .as_deref()
+                    .unwrap_or(EDGECAST_BASE_URL)
+                    .trim_end_matches('/')
+                    .to_string(),
+                rest_token,
+                cps_tokens: source("sec.cps.certificates"),
+                origin_tokens: source("cdn.origins"),
+                api,
+            }));
+            let settings = AccountSettings {
+                edgecast_account_number: Some(settings.account_number.clone()),
+                ..Default::default()
+            };
+            Ok(Account::new(transport, settings, rate, observer))
+        }
+        Provider::Akamai => {
+            let settings = spec.akamai.as_ref().ok_or_else(|| {
+                ProviderError::Account("provider akamai needs spec.akamai".into())
+            })?;
+            let get = |name: &str| {
+                key(credentials, name)
+                    .map(str::to_string)
+                    .ok_or_else(|| missing(name))
+            };
+            let credentials = edgegrid::Credentials {
+                host: get("host")?,
+                client_token: get("client_token")?,
+                client_secret: get("client_secret")?,
+                access_token: get("access_token")?,
+                max_body: edgegrid::DEFAULT_MAX_BODY,
+                headers_to_sign: Vec::new(),
+            };
+            let client = akamai::AkamaiClient::new(api, credentials, settings.base_url.as_deref());
+            let settings = AccountSettings {
+                akamai_contract_id: Some(settings.contract_id.clone()),
+                akamai_group_id: Some(settings.group_id.clone()),
+                ..Default::default()
+            };
+            Ok(Account::new(
+                Transport::Akamai(Box::new(client)),
+                settings,
+                rate,
+                observer,
+            ))
+        }
+    }
+}

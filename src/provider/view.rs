@@ -50,12 +50,18 @@ pub enum CertificateState {
     /// Issued and deployed.
     Active,
     /// The CA waits for domain control validation of these domains.
-    DomainValidationPending { domains: Vec<String> },
+    DomainValidationPending {
+        domains: Vec<String>,
+    },
     /// In progress at another stage, named as the provider names it (Processing,
     /// OtherValidation, Deployment, an Akamai change's status).
-    Pending { stage: String },
+    Pending {
+        stage: String,
+    },
     /// The provider flags the certificate for attention, with its own message.
-    NeedsAttention { message: String },
+    NeedsAttention {
+        message: String,
+    },
     Deleted,
     Unrecognized(Raw),
 }
@@ -90,9 +96,14 @@ pub struct CdnEdge {
 pub enum CdnPropagation {
     Done,
     /// Still spreading; the percentage where the provider gives one.
-    InProgress { state: String, percent: Option<f64> },
+    InProgress {
+        state: String,
+        percent: Option<f64>,
+    },
     /// The change did not reach the network (an Akamai activation FAILED, ABORTED...).
-    Failed { state: String },
+    Failed {
+        state: String,
+    },
     Unrecognized(Raw),
 }
 

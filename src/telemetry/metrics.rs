@@ -41,6 +41,13 @@ struct ProbeLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+    endpoint: String,
+    outcome: String,
+}
+
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -67,6 +74,8 @@ struct Inner {
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: Histogram,
     probe_duration: HistogramFamily<ProbeLabels>,
+    provider_requests: Family<ProviderLabels, Counter>,
+    provider_duration: HistogramFamily<ProviderLabels>,
     dns_queries: Counter,
     tls_handshakes: Counter,
     secret_reads: Counter,
@@ -133,6 +142,21 @@ impl Metrics {
             probe_duration.clone(),
         );
 
+        let provider_requests = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "provider_requests",
+            "Requests to CDN APIs (provider mode) by provider, endpoint and outcome",
+            provider_requests.clone(),
+        );
+        let provider_duration: HistogramFamily<ProviderLabels> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "provider_request_duration",
+            "Latency of requests to CDN APIs by provider, endpoint and outcome",
+            Unit::Seconds,
+            provider_duration.clone(),
+        );
+
         let counter = |registry: &mut Registry, name: &str, help: &str| {
             let c = Counter::default();
             registry.register(name, help, c.clone());
@@ -163,6 +187,8 @@ impl Metrics {
                 reconcile_errors,
                 reconcile_duration,
                 probe_duration,
+                provider_requests,
+                provider_duration,
                 dns_queries,
                 tls_handshakes,
                 secret_reads,
@@ -258,6 +284,26 @@ impl Metrics {
             .probe_duration
             .get_or_create(&labels)
             .observe(duration.as_secs_f64());
+    }
+
+    /// Records one request to a CDN API; `endpoint` is a path template (no IDs).
+    pub fn observe_provider_request(
+        &self,
+        provider: &'static str,
+        endpoint: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
+        let labels = ProviderLabels {
+            provider: provider.to_owned(),
+            endpoint: endpoint.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.inner.provider_requests.get_or_create(&labels).inc();
+        self.inner
+            .provider_duration
+            .get_or_create(&labels)
+            .observe(seconds);
     }
 
     /// Everything in the OpenMetrics text format (ending in `# EOF`), as one string.

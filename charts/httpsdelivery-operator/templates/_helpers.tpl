@@ -128,8 +128,18 @@ The rules of the operator's (Cluster)Role: exactly the API calls it makes.
 - apiGroups: ["httpsdelivery.dev"]
   resources: ["httpsdeliveries/status"]
   verbs: ["get", "patch", "update"]
+# Provider mode: read the CDN accounts deliveries name (get), watch them to report whether
+# their API answers (list/watch), and write their status. ClusterCdnAccounts are
+# cluster-scoped: a Role (watchNamespace) cannot grant them, so they are not used then.
+- apiGroups: ["httpsdelivery.dev"]
+  resources: ["cdnaccounts"{{ if not (include "httpsdelivery-operator.watchNamespace" .) }}, "clustercdnaccounts"{{ end }}]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["httpsdelivery.dev"]
+  resources: ["cdnaccounts/status"{{ if not (include "httpsdelivery-operator.watchNamespace" .) }}, "clustercdnaccounts/status"{{ end }}]
+  verbs: ["get", "patch", "update"]
 # Read the kubernetes.io/tls Secret a delivery references (get), and watch Secrets (by
-# metadata only) to notice certificate rotation (list/watch). Never create, change or delete.
+# metadata only) to notice certificate rotation (list/watch); read the credentials Secret a
+# CDN account references (get), only when one does. Never create, change or delete.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]

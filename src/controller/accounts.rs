@@ -1,0 +1,427 @@
+//! CDN accounts in the cluster: the registry deliveries read through (one [`Account`] per
+//! CdnAccount or ClusterCdnAccount, kept while neither it nor its Secret changes, so that its
+//! shared answers, budget and OAuth2 token live across reconciles), and the accounts' own
+//! status (Ready once a cheap authenticated read succeeds).
+
+use super::FIELD_MANAGER;
+use crate::api::account::{CdnAccount, CdnAccountSpec, CdnAccountStatus, ClusterCdnAccount};
+use crate::api::conditions::merge_conditions;
+use crate::api::{AccountKind, AccountReference, ConditionStatus, ConditionType, Reason, Verdict};
+use crate::probe::ProbeConfig;
+use crate::probe::guard::TargetGuard;
+use crate::provider::account::{Account, RequestObserver};
+use crate::provider::http::{ApiClient, Limits};
+use crate::provider::view::ProviderError;
+use crate::provider::{build_account, check_access};
+use crate::telemetry::Metrics;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long an account and its Secret are trusted before they are read again.
+const REREAD_AFTER: Duration = Duration::from_secs(30);
+
+/// (kind, namespace, name) of an account.
+type Key = (AccountKind, String, String);
+
+struct Entry {
+    /// uid, generation and the Secret's resourceVersion: a change builds a new Account.
+    fingerprint: String,
+    account: Arc<Account>,
+    read_at: Instant,
+}
+
+pub struct Accounts {
+    api: Option<ApiClient>,
+    /// Where ClusterCdnAccounts' Secrets are read.
+    operator_namespace: String,
+    entries: tokio::sync::Mutex<HashMap<Key, Entry>>,
+    observer: Option<RequestObserver>,
+    /// Why no API client could be made (bad CA files), reported on every account.
+    setup_error: Mutex<Option<String>>,
+}
+
+impl Accounts {
+    /// Accounts whose API clients trust the web roots and `probe`'s extra CA files, and whose
+    /// addresses pass `probe`'s target guard.
+    pub fn new(probe: &ProbeConfig, operator_namespace: String, metrics: Option<Metrics>) -> Self {
+        let (api, setup_error) = match api_client(probe) {
+            Ok(api) => (Some(api), None),
+            Err(e) => (None, Some(e)),
+        };
+        let observer: Option<RequestObserver> = metrics.map(|m| {
+            Arc::new(
+                move |p: &'static str, e: &'static str, o: &'static str, s: f64| {
+                    m.observe_provider_request(p, e, o, s)
+                },
+            ) as RequestObserver
+        });
+        Accounts {
+            api,
+            operator_namespace,
+            entries: tokio::sync::Mutex::new(HashMap::new()),
+            observer,
+            setup_error: Mutex::new(setup_error),
+        }
+    }
+
+    /// The account `reference` names for a delivery in `namespace`.
+    pub async fn get(
+        &self,
+        client: &Client,
+        namespace: &str,
+        reference: &AccountReference,
+    ) -> Result<Arc<Account>, ProviderError> {
+        let key: Key = match reference.kind {
+            AccountKind::CdnAccount => (
+                reference.kind,
+                namespace.to_string(),
+                reference.name.clone(),
+            ),
+            AccountKind::ClusterCdnAccount => {
+                (reference.kind, String::new(), reference.name.clone())
+            }
+        };
+        let mut entries = self.entries.lock().await;
+        if let Some(e) = entries.get(&key)
+            && e.read_at.elapsed() < REREAD_AFTER
+        {
+            return Ok(e.account.clone());
+        }
+        let (spec, uid, generation) = read_account(client, &key).await?;
+        let secret_namespace = match key.0 {
+            AccountKind::CdnAccount => key.1.clone(),
+            AccountKind::ClusterCdnAccount => self.operator_namespace.clone(),
+        };
+        let (data, version) = read_credentials(client, &secret_namespace, &spec).await?;
+        let fingerprint = format!("{uid}/{generation}/{version}");
+        if let Some(e) = entries.get_mut(&key)
+            && e.fingerprint == fingerprint
+        {
+            e.read_at = Instant::now();
+            return Ok(e.account.clone());
+        }
+        let api = self.api.clone().ok_or_else(|| {
+            let why = self
+                .setup_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            ProviderError::Account(why.unwrap_or_default())
+        })?;
+        let account = Arc::new(build_account(&spec, &data, api, self.observer.clone())?);
+        entries.insert(
+            key,
+            Entry {
+                fingerprint,
+                account: account.clone(),
+                read_at: Instant::now(),
+            },
+        );
+        Ok(account)
+    }
+}
+
+fn api_client(probe: &ProbeConfig) -> Result<ApiClient, String> {
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for file in &probe.ca_files {
+        for der in crate::probe::tls::load_ca_file(file).map_err(|e| e.to_string())? {
+            roots.add(der).map_err(|e| e.to_string())?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    ApiClient::new(
+        tls,
+        TargetGuard::new(probe.allow_cidrs.clone()),
+        Limits::default(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+async fn read_account(
+    client: &Client,
+    key: &Key,
+) -> Result<(CdnAccountSpec, String, i64), ProviderError> {
+    let (kind, namespace, name) = key;
+    let not_found = |e: kube::Error| match e {
+        kube::Error::Api(s) if s.is_not_found() => ProviderError::Account(match kind {
+            AccountKind::CdnAccount => {
+                format!("there is no CdnAccount {name:?} in namespace {namespace:?}")
+            }
+            AccountKind::ClusterCdnAccount => format!("there is no ClusterCdnAccount {name:?}"),
+        }),
+        other => ProviderError::Unavailable(format!(
+            "cannot read the account from the API server: {other}"
+        )),
+    };
+    match kind {
+        AccountKind::CdnAccount => {
+            let a = Api::<CdnAccount>::namespaced(client.clone(), namespace)
+                .get(name)
+                .await
+                .map_err(not_found)?;
+            Ok((
+                a.spec.clone(),
+                a.uid().unwrap_or_default(),
+                a.metadata.generation.unwrap_or_default(),
+            ))
+        }
+        AccountKind::ClusterCdnAccount => {
+            let a = Api::<ClusterCdnAccount>::all(client.clone())
+                .get(name)
+                .await
+                .map_err(not_found)?;
+            Ok((
+                a.spec.account.clone(),
+                a.uid().unwrap_or_default(),
+                a.metadata.generation.unwrap_or_default(),
+            ))
+        }
+    }
+}
+
+/// The credentials Secret's data as text, and its resourceVersion. Values never leave this
+/// function in an error.
+async fn read_credentials(
+    client: &Client,
+    namespace: &str,
+    spec: &CdnAccountSpec,
+) -> Result<(BTreeMap<String, String>, String), ProviderError> {
+    let name = &spec.credentials_secret_ref.name;
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(s) if s.is_not_found() => ProviderError::Account(format!(
+                "the credentials Secret {name:?} does not exist in namespace {namespace:?}"
+            )),
+            kube::Error::Api(s) if s.code == 403 => ProviderError::Account(format!(
+                "the operator may not read the credentials Secret {name:?} in namespace {namespace:?}"
+            )),
+            other => ProviderError::Unavailable(format!("cannot read the credentials Secret: {other}")),
+        })?;
+    let mut data = BTreeMap::new();
+    for (k, v) in secret.data.iter().flatten() {
+        if let Ok(text) = String::from_utf8(v.0.clone()) {
+            data.insert(k.clone(), text);
+        }
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone());
+    }
+    Ok((data, secret.resource_version().unwrap_or_default()))
+}
+
+/// The account's Ready condition from a cheap authenticated read.
+pub fn ready_verdict(outcome: &Result<(), ProviderError>) -> Verdict {
+    let (status, reason, message) = match outcome {
+        Ok(()) => (
+            ConditionStatus::True,
+            Reason::Verified,
+            "the CDN's API answered an authenticated read.".to_string(),
+        ),
+        Err(ProviderError::Unauthorized(why)) => (
+            ConditionStatus::False,
+            Reason::Unauthorized,
+            format!("the CDN refused the credentials ({why}); check the Secret's keys."),
+        ),
+        Err(ProviderError::Forbidden(why)) => (
+            ConditionStatus::False,
+            Reason::Forbidden,
+            format!(
+                "the credentials lack a grant or scope ({why}); give the API client read access (see the README)."
+            ),
+        ),
+        Err(ProviderError::Account(why)) => (
+            ConditionStatus::False,
+            Reason::InvalidSpec,
+            format!("{why}."),
+        ),
+        Err(other) => (
+            ConditionStatus::False,
+            Reason::Unreachable,
+            format!("{other}; will retry."),
+        ),
+    };
+    Verdict::new(ConditionType::Ready, status, reason, message)
+}
+
+/// Checks one account and writes its status; the next check is in `every`, sooner after a
+/// failure.
+pub async fn check_and_publish(
+    accounts: &Accounts,
+    client: &Client,
+    kind: AccountKind,
+    namespace: Option<String>,
+    name: &str,
+    existing: Option<&CdnAccountStatus>,
+    generation: Option<i64>,
+) -> Result<bool, kube::Error> {
+    let reference = AccountReference {
+        kind,
+        name: name.to_string(),
+    };
+    let outcome = match accounts
+        .get(client, namespace.as_deref().unwrap_or_default(), &reference)
+        .await
+    {
+        Ok(account) => check_access(&account).await,
+        Err(e) => Err(e),
+    };
+    let verdict = ready_verdict(&outcome);
+    let conditions = merge_conditions(
+        existing
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default(),
+        std::slice::from_ref(&verdict),
+        generation,
+        jiff::Timestamp::now(),
+    );
+    let status = CdnAccountStatus {
+        observed_generation: generation,
+        conditions,
+    };
+    if existing == Some(&status) {
+        return Ok(outcome.is_ok());
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match kind {
+        AccountKind::CdnAccount => {
+            let body = serde_json::json!({"apiVersion": "httpsdelivery.dev/v1alpha1", "kind": "CdnAccount", "status": status});
+            Api::<CdnAccount>::namespaced(client.clone(), namespace.as_deref().unwrap_or_default())
+                .patch_status(name, &params, &Patch::Apply(&body))
+                .await?;
+        }
+        AccountKind::ClusterCdnAccount => {
+            let body = serde_json::json!({"apiVersion": "httpsdelivery.dev/v1alpha1", "kind": "ClusterCdnAccount", "status": status});
+            Api::<ClusterCdnAccount>::all(client.clone())
+                .patch_status(name, &params, &Patch::Apply(&body))
+                .await?;
+        }
+    }
+    Ok(outcome.is_ok())
+}
+
+/// How often a Ready account is checked again; a failing one is retried sooner.
+const RECHECK_READY: Duration = Duration::from_secs(300);
+const RECHECK_FAILING: Duration = Duration::from_secs(30);
+
+struct AccountContext {
+    client: Client,
+    accounts: Arc<Accounts>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the account's status: {0}")]
+struct StatusError(#[from] kube::Error);
+
+/// Watches CdnAccounts (in `namespace`, or all) and, cluster-wide only, ClusterCdnAccounts,
+/// and keeps their Ready condition, until `shutdown`.
+pub async fn run_account_controllers(
+    client: Client,
+    namespace: Option<String>,
+    accounts: Arc<Accounts>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    use futures::StreamExt;
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::{WatchStreamExt, predicates, watcher};
+    let ctx = Arc::new(AccountContext {
+        client: client.clone(),
+        accounts,
+    });
+    let requeue = |ok: bool| Action::requeue(if ok { RECHECK_READY } else { RECHECK_FAILING });
+    let namespaced: Api<CdnAccount> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = kube::runtime::reflector::store();
+    let stream = watcher::watcher(namespaced, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = shutdown_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let local = Controller::for_stream(stream, store)
+        .graceful_shutdown_on(stopped())
+        .run(
+            move |a: Arc<CdnAccount>, ctx: Arc<AccountContext>| async move {
+                let ok = check_and_publish(
+                    &ctx.accounts,
+                    &ctx.client,
+                    AccountKind::CdnAccount,
+                    a.namespace(),
+                    &a.name_any(),
+                    a.status.as_ref(),
+                    a.metadata.generation,
+                )
+                .await
+                .map_err(StatusError)?;
+                Ok::<_, StatusError>(requeue(ok))
+            },
+            |_, e, _| {
+                tracing::warn!(error = %e, "CdnAccount");
+                Action::requeue(RECHECK_FAILING)
+            },
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    if namespace.is_some() {
+        // Roles only: cluster-scoped accounts cannot be watched.
+        local.await;
+        return;
+    }
+    let cluster: Api<ClusterCdnAccount> = Api::all(client.clone());
+    let (store, writer) = kube::runtime::reflector::store();
+    let stream = watcher::watcher(cluster, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let global = Controller::for_stream(stream, store)
+        .graceful_shutdown_on(stopped())
+        .run(
+            move |a: Arc<ClusterCdnAccount>, ctx: Arc<AccountContext>| async move {
+                let ok = check_and_publish(
+                    &ctx.accounts,
+                    &ctx.client,
+                    AccountKind::ClusterCdnAccount,
+                    None,
+                    &a.name_any(),
+                    a.status.as_ref(),
+                    a.metadata.generation,
+                )
+                .await
+                .map_err(StatusError)?;
+                Ok::<_, StatusError>(requeue(ok))
+            },
+            |_, e, _| {
+                tracing::warn!(error = %e, "ClusterCdnAccount");
+                Action::requeue(RECHECK_FAILING)
+            },
+            ctx,
+        )
+        .for_each(|_| async {});
+    futures::join!(local, global);
+}
