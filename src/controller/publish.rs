@@ -54,17 +54,30 @@ pub fn plan(
 /// InvalidSpec: then no step was checked, and one Warning names the field instead of six.
 pub fn transitions(old: &[Condition], verdicts: &[Verdict]) -> Vec<Transition> {
     let before = |t: ConditionType| old.iter().find(|c| c.type_ == t.as_str());
+    // A CDN API going away (or coming back) moves every condition it feeds at once: that is
+    // one Event each way, not one per condition.
+    let outage = |reason: &str| {
+        reason == Reason::ProviderUnavailable.as_str()
+            || reason == Reason::ProviderUnauthorized.as_str()
+    };
+    let (mut went, mut came_back) = (false, false);
     let mut events: Vec<Transition> = verdicts
         .iter()
         .filter(|v| v.type_ != ConditionType::Ready && v.reason != Reason::InvalidSpec)
         .filter_map(|v| {
-            let warning = match (before(v.type_).map(|c| c.status.as_str()), v.status) {
+            let old = before(v.type_);
+            let warning = match (old.map(|c| c.status.as_str()), v.status) {
                 (Some("True"), ConditionStatus::False | ConditionStatus::Unknown) => true,
                 (None, ConditionStatus::False) => true,
                 (Some("False" | "Unknown"), ConditionStatus::True) => false,
                 _ => return None,
             };
-            Some(event(warning, v))
+            let seen = match (warning, old) {
+                (true, _) if outage(v.reason.as_str()) => &mut went,
+                (false, Some(c)) if outage(&c.reason) => &mut came_back,
+                _ => return Some(event(warning, v)),
+            };
+            (!std::mem::replace(seen, true)).then(|| event(warning, v))
         })
         .collect();
     if let Some(ready) = verdicts
@@ -212,6 +225,38 @@ mod tests {
         assert_eq!(p3.events.len(), 1);
         assert!(!p3.events[0].warning);
         assert_eq!(p3.events[0].reason, "Verified");
+    }
+
+    #[test]
+    fn a_cdn_api_outage_is_one_warning_and_its_end_one_normal() {
+        let ok = evaluation(all(ConditionStatus::True, Reason::Verified));
+        let down = evaluation(all(ConditionStatus::Unknown, Reason::ProviderUnavailable));
+        let s0 = plan(None, &ok, Some(1), t("2026-01-01T00:00:00Z"))
+            .status
+            .unwrap();
+        let p1 = plan(Some(&s0), &down, Some(1), t("2026-01-01T00:10:00Z"));
+        assert_eq!(p1.events.len(), 1, "{:?}", p1.events);
+        assert!(p1.events[0].warning);
+        assert_eq!(p1.events[0].reason, "ProviderUnavailable");
+        let p2 = plan(p1.status.as_ref(), &ok, Some(1), t("2026-01-01T00:20:00Z"));
+        assert_eq!(p2.events.len(), 1, "{:?}", p2.events);
+        assert!(!p2.events[0].warning);
+        // Another failure at the same time still has its own Event.
+        let mut mixed = all(ConditionStatus::Unknown, Reason::ProviderUnavailable);
+        mixed[4] = Verdict::new(
+            ConditionType::DnsConfigured,
+            ConditionStatus::False,
+            Reason::NxDomain,
+            "gone",
+        );
+        let p3 = plan(
+            Some(&s0),
+            &evaluation(mixed),
+            Some(1),
+            t("2026-01-01T00:30:00Z"),
+        );
+        let reasons: Vec<&str> = p3.events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["ProviderUnavailable", "NxDomain"]);
     }
 
     #[test]

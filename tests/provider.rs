@@ -1,0 +1,406 @@
+//! Provider mode end to end: the real operator on the real control plane reads steps 1 to 4
+//! from a fake Edgecast API on loopback (testkit's FakeCdn, speaking the documented shapes and
+//! checking the `TOK:`/Bearer headers), with the loopback DNS and TLS world for the probes.
+
+use httpsdelivery_operator::api::HttpsDelivery;
+use httpsdelivery_operator::api::account::{CdnAccount, CdnAccountSpec};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::time::Duration;
+use testkit::cdn::{
+    CdnConfig, CustomerOrigin, EDGECAST_ACCOUNT, EDGECAST_CLIENT_ID, EDGECAST_CLIENT_SECRET,
+    EDGECAST_REST_TOKEN, EdgeCname, EdgecastCertificate, FakeCdn, Propagation,
+};
+use testkit::controlplane::{ControlPlane, shared};
+use testkit::operator::{Operator, condition, count, events, eventually, nudge};
+use testkit::world::World;
+
+const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
+const PATIENCE: Duration = Duration::from_secs(40);
+const READY: [&str; 3] = ["Ready", "True", "Verified"];
+const CERTIFICATE_ID: i64 = 1234;
+const EDGE_CNAME_ID: i64 = 1001;
+const ORIGIN_ID: i64 = 2001;
+
+/// What Edgecast has for www.shop.example when all is well, matching the loopback world: the
+/// certificate deployed on HTTP Large with the world's target CNAME, the edge CNAME pointing at
+/// the customer origin on the world's origin port, propagated.
+async fn healthy_cdn() -> FakeCdn {
+    let fake = FakeCdn::start(CdnConfig::default())
+        .await
+        .expect("fake CDN");
+    fake.edit(|s| {
+        s.edgecast.put_certificate(&EdgecastCertificate::active(
+            CERTIFICATE_ID,
+            &["www.shop.example"],
+            "cs1.wpc.cdn.example",
+        ));
+        s.edgecast.put_edge_cname(
+            EDGECAST_ACCOUNT,
+            &EdgeCname::new(EDGE_CNAME_ID, "www.shop.example", ORIGIN_ID),
+        );
+        s.edgecast
+            .set_edge_cname_propagation(EDGE_CNAME_ID, &Propagation::propagated());
+        let mut origin =
+            CustomerOrigin::https_only(ORIGIN_ID, "shop-origin", "origin.shop.example");
+        origin.https_hostnames = vec!["https://origin.shop.example:8443".into()];
+        s.edgecast.put_origin(EDGECAST_ACCOUNT, &origin);
+    });
+    fake
+}
+
+/// The control plane with the CRDs, the loopback world, a namespace and its delivery API.
+async fn setup(prefix: &str) -> (&'static ControlPlane, World, String, Api<HttpsDelivery>) {
+    let cp = shared();
+    cp.install_crds(concat!(env!("CARGO_MANIFEST_DIR"), "/crds"));
+    let world = World::start().await.expect("world");
+    let ns = cp.namespace(prefix).await;
+    let api = Api::namespaced(cp.client().await, &ns);
+    (cp, world, ns, api)
+}
+
+/// The operator on `ns`; the CDN is looked at again every 2 s while it is in flux.
+fn start(cp: &ControlPlane, world: &World, ns: &str) -> Operator {
+    let mut args = vec![
+        "--watch-namespace".to_owned(),
+        ns.to_owned(),
+        "--probe-cache-window=0s".to_owned(),
+        "--min-recheck-interval=2s".to_owned(),
+    ];
+    args.extend(world.probe_args());
+    Operator::start(BIN, cp.kubeconfig_path(), args)
+}
+
+/// The credentials Secret and a CdnAccount `edgecast` reading `fake`.
+async fn create_account(cp: &ControlPlane, ns: &str, fake: &FakeCdn, rest_token: &str) {
+    let client = cp.client().await;
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "edgecast-credentials", "namespace": ns},
+        "stringData": {
+            "rest_token": rest_token,
+            "client_id": EDGECAST_CLIENT_ID,
+            "client_secret": EDGECAST_CLIENT_SECRET,
+        },
+    }))
+    .expect("the Secret");
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the credentials Secret");
+    let spec: CdnAccountSpec = serde_json::from_value(json!({
+        "provider": "edgecast",
+        "edgecast": {
+            "accountNumber": EDGECAST_ACCOUNT,
+            "baseUrl": fake.base_url(),
+            "tokenUrl": format!("{}/connect/token", fake.base_url()),
+        },
+        "credentialsSecretRef": {"name": "edgecast-credentials"},
+    }))
+    .expect("the account spec");
+    let mut account = CdnAccount::new("edgecast", spec);
+    account.metadata.namespace = Some(ns.into());
+    Api::<CdnAccount>::namespaced(client, ns)
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("create the CdnAccount");
+}
+
+/// A provider-mode delivery: the hostname, the account and the certificate's ID, nothing else.
+fn provider_delivery(ns: &str, name: &str, hostname: &str) -> HttpsDelivery {
+    serde_json::from_value(json!({
+        "apiVersion": "httpsdelivery.dev/v1alpha1", "kind": "HttpsDelivery",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "hostname": hostname,
+            "certificate": {},
+            "cdn": {"accountRef": {"name": "edgecast"}, "certificateId": CERTIFICATE_ID.to_string()},
+            "checks": {"recheckInterval": "1h"},
+        },
+    }))
+    .expect("the delivery")
+}
+
+async fn condition_of(
+    api: &Api<HttpsDelivery>,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    let d = api.get(name).await.ok()?;
+    condition(&d, type_).map(|c| (c.status, c.reason, c.message))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn a_delivery_is_ready_from_the_cdns_truth_and_drift_is_reported_side_by_side() {
+    let (cp, world, ns, api) = setup("provider-ready").await;
+    let fake = healthy_cdn().await;
+    create_account(cp, &ns, &fake, EDGECAST_REST_TOKEN).await;
+    let op = start(cp, &world, &ns);
+    api.create(
+        &PostParams::default(),
+        &provider_delivery(&ns, "www", "www.shop.example"),
+    )
+    .await
+    .expect("create the delivery");
+    let d = op.wait_for_condition(&api, "www", READY, PATIENCE).await;
+    let sync = condition(&d, "InSyncWithCdn").expect("InSyncWithCdn");
+    assert_eq!(
+        (sync.status.as_str(), sync.reason.as_str()),
+        ("True", "InSync")
+    );
+    let propagated = condition(&d, "EdgeCnamePropagated").expect("step 3");
+    assert!(
+        propagated.message.contains("edgecast reports"),
+        "{}",
+        propagated.message
+    );
+    // The probes ran on the CDN's values: the chain reached its target CNAME.
+    let chain = d
+        .status
+        .as_ref()
+        .and_then(|s| s.dns.clone())
+        .expect("dns")
+        .chain;
+    assert_eq!(chain, ["www.shop.example. IN CNAME cs1.wpc.cdn.example."]);
+
+    // The account says its API answered.
+    let accounts: Api<CdnAccount> = Api::namespaced(cp.client().await, &ns);
+    op.wait_for_condition(&accounts, "edgecast", READY, PATIENCE)
+        .await;
+
+    // Git declares an origin host the CDN does not have: False, field by field.
+    let patch = json!({"spec": {"origin": {
+        "name": "shop-origin", "host": "old-origin.shop.example", "port": 8443,
+        "protocol": "HttpsOnly", "httpsEdgeProtocol": true,
+    }}});
+    api.patch("www", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("declare an origin");
+    let d = op
+        .wait_for_condition(
+            &api,
+            "www",
+            ["InSyncWithCdn", "False", "DeclaredDiffersFromCdn"],
+            PATIENCE,
+        )
+        .await;
+    let sync = condition(&d, "InSyncWithCdn").expect("InSyncWithCdn");
+    assert!(
+        sync.message.contains(r#"spec.origin.host: declared "old-origin.shop.example", the CDN has "origin.shop.example""#),
+        "{}",
+        sync.message
+    );
+    let ready = condition(&d, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "DeclaredDiffersFromCdn")
+    );
+    // Every request carried the account's credentials.
+    assert!(
+        fake.requests().iter().all(|r| r.authorized),
+        "{:#?}",
+        fake.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn propagation_is_followed_and_an_outage_is_unknown_then_true_with_one_event_each_way() {
+    let (cp, world, ns, api) = setup("provider-flux").await;
+    let fake = healthy_cdn().await;
+    fake.edit(|s| {
+        s.edgecast
+            .set_edge_cname_propagation(EDGE_CNAME_ID, &Propagation::propagating(50.0))
+    });
+    create_account(cp, &ns, &fake, EDGECAST_REST_TOKEN).await;
+    let op = start(cp, &world, &ns);
+    api.create(
+        &PostParams::default(),
+        &provider_delivery(&ns, "www", "www.shop.example"),
+    )
+    .await
+    .expect("create the delivery");
+    let d = op
+        .wait_for_condition(
+            &api,
+            "www",
+            ["EdgeCnamePropagated", "False", "Propagating"],
+            PATIENCE,
+        )
+        .await;
+    let step3 = condition(&d, "EdgeCnamePropagated").expect("step 3");
+    assert!(
+        step3.message.contains("75% propagated"),
+        "{}",
+        step3.message
+    );
+    // Done at the CDN: followed without any change to the object.
+    fake.edit(|s| {
+        s.edgecast
+            .set_edge_cname_propagation(EDGE_CNAME_ID, &Propagation::propagated())
+    });
+    op.wait_for_condition(&api, "www", READY, PATIENCE).await;
+
+    // The API goes down: Unknown, never False. (A Ready delivery is looked at again at its
+    // recheck interval, an hour here: a change of the object stands in for it.)
+    fake.fail("/v2/mcc/*", 503);
+    fake.fail("/sec/cps/*", 503);
+    // Answers are shared for --min-recheck-interval (2 s): let the last ones age out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nudge(&api, "www").await;
+    let d = op
+        .wait_for_condition(
+            &api,
+            "www",
+            ["Ready", "Unknown", "ProviderUnavailable"],
+            PATIENCE,
+        )
+        .await;
+    for type_ in [
+        "CertificateValid",
+        "EdgeCnameConfigured",
+        "EdgeCnamePropagated",
+        "OriginHttpsReady",
+        "InSyncWithCdn",
+    ] {
+        let c = condition(&d, type_).expect(type_);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("Unknown", "ProviderUnavailable"),
+            "{type_}"
+        );
+    }
+    fake.clear_faults();
+    op.wait_for_condition(&api, "www", READY, PATIENCE).await;
+    // Give a duplicate its chance, then count.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ev = events(cp.client().await, &ns, "www").await;
+    assert_eq!(count(&ev, "Warning", "ProviderUnavailable"), 1, "{ev:#?}");
+    let back: Vec<_> = ev
+        .iter()
+        .filter(|e| e.type_.as_deref() == Some("Normal"))
+        .filter(|e| {
+            e.note
+                .as_deref()
+                .is_some_and(|n| !n.starts_with("EdgeCnamePropagated"))
+        })
+        .collect();
+    assert_eq!(
+        back.len(),
+        1,
+        "one Normal Event for the API's return: {back:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn refused_credentials_are_the_accounts_false_and_the_deliveries_unknown() {
+    let (cp, world, ns, api) = setup("provider-auth").await;
+    let fake = healthy_cdn().await;
+    let wrong = "not-the-token-xxxxxxxx";
+    create_account(cp, &ns, &fake, wrong).await;
+    let op = start(cp, &world, &ns);
+    let accounts: Api<CdnAccount> = Api::namespaced(cp.client().await, &ns);
+    let account = op
+        .wait_for_condition(
+            &accounts,
+            "edgecast",
+            ["Ready", "False", "Unauthorized"],
+            PATIENCE,
+        )
+        .await;
+    let said = serde_json::to_string(&account.status).expect("status");
+    assert!(!said.contains(wrong), "{said}");
+    api.create(
+        &PostParams::default(),
+        &provider_delivery(&ns, "www", "www.shop.example"),
+    )
+    .await
+    .expect("create the delivery");
+    let d = op
+        .wait_for_condition(
+            &api,
+            "www",
+            ["Ready", "Unknown", "ProviderUnauthorized"],
+            PATIENCE,
+        )
+        .await;
+    assert!(
+        !serde_json::to_string(&d.status)
+            .expect("status")
+            .contains(wrong)
+    );
+    assert!(!op.log().contains(wrong), "the token reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn twenty_deliveries_of_one_account_share_each_api_answer() {
+    let (cp, world, ns, api) = setup("provider-share").await;
+    let fake = healthy_cdn().await;
+    let hosts: Vec<String> = (0..20).map(|i| format!("h{i}.shop.example")).collect();
+    fake.edit(|s| {
+        for (i, host) in hosts.iter().enumerate() {
+            s.edgecast.put_edge_cname(
+                EDGECAST_ACCOUNT,
+                &EdgeCname::new(EDGE_CNAME_ID + 1 + i as i64, host, ORIGIN_ID),
+            );
+            s.edgecast.set_edge_cname_propagation(
+                EDGE_CNAME_ID + 1 + i as i64,
+                &Propagation::propagated(),
+            );
+        }
+    });
+    create_account(cp, &ns, &fake, EDGECAST_REST_TOKEN).await;
+    // The default 30 s minimum recheck: one cycle is what is counted.
+    let mut args = vec![
+        "--watch-namespace".to_owned(),
+        ns.clone(),
+        "--probe-cache-window=0s".to_owned(),
+    ];
+    args.extend(world.probe_args());
+    let op = Operator::start(BIN, cp.kubeconfig_path(), args);
+    for (i, host) in hosts.iter().enumerate() {
+        api.create(
+            &PostParams::default(),
+            &provider_delivery(&ns, &format!("d{i}"), host),
+        )
+        .await
+        .expect("create a delivery");
+    }
+    eventually(PATIENCE, async || {
+        let mut missing = Vec::new();
+        for i in 0..hosts.len() {
+            if condition_of(&api, &format!("d{i}"), "InSyncWithCdn")
+                .await
+                .is_none()
+            {
+                missing.push(i);
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no verdict yet: {missing:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log()));
+    let list = format!("/v2/mcc/customers/{EDGECAST_ACCOUNT}/cnames/httplarge");
+    let certificate = format!("/sec/cps/v2.0/certificates/{CERTIFICATE_ID}");
+    assert_eq!(fake.count("GET", &list), 1, "one listing for 20 deliveries");
+    assert_eq!(
+        fake.count("GET", &certificate),
+        1,
+        "one certificate read for 20 deliveries"
+    );
+    let origins = format!("/v2/mcc/customers/{EDGECAST_ACCOUNT}/origins/httplarge");
+    assert_eq!(
+        fake.count("GET", &origins),
+        1,
+        "one origin listing for 20 deliveries"
+    );
+}
