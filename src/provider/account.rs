@@ -102,15 +102,7 @@ impl Account {
         let (path, accept) = (path.to_string(), accept.to_string());
         self.answers
             .get(key, max_age, move || {
-                async move {
-                    let value = this.fetch(&path, &accept, endpoint).await;
-                    let max_age = match &value {
-                        Ok(_) => Duration::MAX,
-                        Err(_) => this.pause_left().max(FAILURE_REUSE),
-                    };
-                    Fetched { value, max_age }
-                }
-                .boxed()
+                async move { this.fetch(&path, &accept, endpoint).await }.boxed()
             })
             .await
     }
@@ -131,20 +123,50 @@ impl Account {
         })
     }
 
+    /// The refusal to send while a 429's pause lasts, reused until the pause ends (not
+    /// longer: the path is asked as soon as requests are allowed again).
+    fn paused(&self) -> Option<Fetched<Result<Arc<Value>, ProviderError>>> {
+        let pause = self.pause_left();
+        (!pause.is_zero()).then(|| Fetched {
+            value: Err(ProviderError::Unavailable(format!(
+                "rate limited by the CDN; the next request is allowed in {}s",
+                pause.as_secs().max(1)
+            ))),
+            max_age: pause,
+        })
+    }
+
+    /// The answer for `path` and how long it may be reused: a success as long as callers
+    /// allow, a failure for [`FAILURE_REUSE`] (or as long as a 429 asked, if longer).
     async fn fetch(
         &self,
         path: &str,
         accept: &str,
         endpoint: &'static str,
-    ) -> Result<Arc<Value>, ProviderError> {
-        let pause = self.pause_left();
-        if !pause.is_zero() {
-            return Err(ProviderError::Unavailable(format!(
-                "rate limited by the CDN; the next request is allowed in {}s",
-                pause.as_secs().max(1)
-            )));
+    ) -> Fetched<Result<Arc<Value>, ProviderError>> {
+        if let Some(refused) = self.paused() {
+            return refused;
         }
         self.budget.until_ready().await;
+        // A 429 may have come while this request waited for the budget.
+        if let Some(refused) = self.paused() {
+            return refused;
+        }
+        let value = self.request(path, accept, endpoint).await;
+        let max_age = match &value {
+            Ok(_) => Duration::MAX,
+            Err(_) => self.pause_left().max(FAILURE_REUSE),
+        };
+        Fetched { value, max_age }
+    }
+
+    /// One request, observed; a 429 pauses the account for its `Retry-After`.
+    async fn request(
+        &self,
+        path: &str,
+        accept: &str,
+        endpoint: &'static str,
+    ) -> Result<Arc<Value>, ProviderError> {
         let started = std::time::Instant::now();
         let answer = self.send(path, accept).await;
         let outcome = match &answer {
@@ -207,7 +229,7 @@ impl Account {
                     if !matches!(answer, Err(ApiError::Status { status: 401, .. })) {
                         break;
                     }
-                    tokens.forget().await;
+                    tokens.forget_refused(&auth).await;
                 }
                 answer
             }
@@ -235,5 +257,343 @@ fn classify(error: ApiError) -> ProviderError {
         ApiError::Decode { .. } => ProviderError::Unexpected(error.to_string()),
         ApiError::BadUrl { .. } => ProviderError::Account(error.to_string()),
         _ => ProviderError::Unavailable(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The account against the fake Edgecast API: shared answers, the budget, 429 pauses,
+    //! OAuth2 token refresh and failure classification.
+
+    use super::*;
+    use crate::provider::edgecast_read::tests::{
+        HOST, MINUTE, TARGET, account, account_with, cps, credentials, fake, healthy, mcc,
+    };
+    use crate::provider::view::{CdnView, CertificateState, Handles};
+    use futures::future::join_all;
+    use testkit::cdn::{
+        CustomerOrigin, EDGECAST_ACCOUNT, EDGECAST_CLIENT_SECRET, EDGECAST_REST_TOKEN, EdgeCname,
+        EdgecastCertificate, FakeCdn, Fault, Propagation,
+    };
+
+    const JSON: &str = "application/json";
+
+    fn handles(certificate_id: i64) -> Handles {
+        Handles {
+            certificate_id: certificate_id.to_string(),
+            edge_id: None,
+        }
+    }
+
+    async fn read(
+        account: &Arc<Account>,
+        certificate_id: i64,
+        hostname: &str,
+        max_age: Duration,
+    ) -> Result<CdnView, ProviderError> {
+        crate::provider::read(account, &handles(certificate_id), hostname, max_age).await
+    }
+
+    /// Moves tokio's clock (the answers' ages and the 429 pause) on by `by`, at once.
+    async fn skip(by: Duration) {
+        tokio::time::pause();
+        tokio::time::advance(by).await;
+        tokio::time::resume();
+    }
+
+    /// Hosts `www{i}.shop.example`, each with its certificate `1000 + i` and edge CNAME
+    /// `2000 + i` on HTTP Large, all pointing at customer origin 3000.
+    fn twenty_deliveries(fake: &FakeCdn) {
+        fake.edit(|s| {
+            let ec = &mut s.edgecast;
+            for i in 0..20 {
+                let host = format!("www{i}.shop.example");
+                ec.put_certificate(&EdgecastCertificate::active(1000 + i, &[&host], TARGET));
+                ec.put_edge_cname(EDGECAST_ACCOUNT, &EdgeCname::new(2000 + i, &host, 3000));
+                ec.set_edge_cname_propagation(2000 + i, &Propagation::propagated());
+            }
+            let origin = CustomerOrigin::https_only(3000, "shop-origin", "origin.shop.example");
+            ec.put_origin(EDGECAST_ACCOUNT, &origin);
+        });
+    }
+
+    #[tokio::test]
+    async fn the_deliveries_of_an_account_share_its_answers() {
+        let fake = fake().await;
+        twenty_deliveries(&fake);
+        let account = account(&fake);
+        let reads = (0..20).map(|i| {
+            let account = account.clone();
+            async move { read(&account, 1000 + i, &format!("www{i}.shop.example"), MINUTE).await }
+        });
+        let views = join_all(reads).await;
+        for (i, view) in views.into_iter().enumerate() {
+            let view = view.expect("a view");
+            assert_eq!(view.edge.map(|e| e.id), Some((2000 + i).to_string()));
+            assert_eq!(view.origin.map(|o| o.name).as_deref(), Some("shop-origin"));
+        }
+        assert_eq!(fake.count("GET", &mcc("cnames/httplarge")), 1, "one list");
+        assert_eq!(fake.count("GET", &mcc("origins/httplarge")), 1, "one list");
+        for i in 0..20 {
+            assert_eq!(fake.count("GET", &cps(1000 + i)), 1);
+            assert_eq!(fake.count("GET", &format!("{}/status", cps(1000 + i))), 1);
+            let status = mcc(&format!("cnames/{}/status", 2000 + i));
+            assert_eq!(fake.count("GET", &status), 1);
+        }
+        assert_eq!(
+            fake.tokens_issued(),
+            1,
+            "one OAuth2 token for every CPS read"
+        );
+        // Within max_age, a second round asks nothing.
+        let again = read(&account, 1000, "www0.shop.example", MINUTE).await;
+        assert!(again.is_ok());
+        assert_eq!(
+            fake.requests().len(),
+            2 + 20 * 3 + 1,
+            "20x3 paths, 2 lists, 1 token"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_budget_spaces_requests_out() {
+        let fake = fake().await;
+        let credentials = credentials(EDGECAST_REST_TOKEN, EDGECAST_CLIENT_SECRET);
+        let account = account_with(&fake, &credentials, 2);
+        let started = tokio::time::Instant::now();
+        // Six distinct paths at once: two at once (the burst), then one each half second.
+        let gets = (0..6).map(|i| {
+            let account = account.clone();
+            async move {
+                let path = mcc(&format!("cnames/{}", 5000 + i));
+                account.get(&path, JSON, "test", MINUTE).await
+            }
+        });
+        let answers = join_all(gets).await;
+        let elapsed = started.elapsed();
+        for answer in answers {
+            assert!(
+                matches!(answer, Err(ProviderError::NotFound(_))),
+                "{answer:?}"
+            );
+        }
+        assert_eq!(fake.requests().len(), 6);
+        // (6 - 2) / 2 s; a little less for the rate limiter's own clock.
+        assert!(elapsed >= Duration::from_millis(1950), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_429_pauses_every_path_of_the_account_for_its_retry_after() {
+        let fake = fake().await;
+        let account = account(&fake);
+        let (list, origins) = (mcc("cnames/httplarge"), mcc("origins/httplarge"));
+        let fault = Fault {
+            status: 429,
+            retry_after: Some(2),
+        };
+        fake.fail_with(&list, fault);
+        let error = account.get(&list, JSON, "test", MINUTE).await;
+        assert!(
+            matches!(&error, Err(ProviderError::Unavailable(m)) if m.contains("429")),
+            "{error:?}"
+        );
+        fake.clear_faults();
+        let started = tokio::time::Instant::now();
+        let error = account.get(&origins, JSON, "test", MINUTE).await;
+        assert!(
+            matches!(&error, Err(ProviderError::Unavailable(m)) if m.contains("rate limited")),
+            "{error:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(500), "at once");
+        assert_eq!(fake.count("GET", &origins), 0, "not sent during the pause");
+        skip(Duration::from_millis(2100)).await;
+        let answer = account.get(&origins, JSON, "test", MINUTE).await;
+        assert!(
+            answer.is_ok(),
+            "asked again once the pause is over: {answer:?}"
+        );
+        assert_eq!(fake.count("GET", &origins), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_for_the_budget_are_not_sent_during_a_pause() {
+        let fake = fake().await;
+        let credentials = credentials(EDGECAST_REST_TOKEN, EDGECAST_CLIENT_SECRET);
+        let account = account_with(&fake, &credentials, 1);
+        let (list, origins) = (mcc("cnames/httplarge"), mcc("origins/httplarge"));
+        let fault = Fault {
+            status: 429,
+            retry_after: Some(5),
+        };
+        fake.fail_with(&list, fault);
+        // The first takes this second's one request and is answered 429; the second waits
+        // for the next second, when the account is paused.
+        let (first, second) = tokio::join!(
+            account.get(&list, JSON, "test", MINUTE),
+            account.get(&origins, JSON, "test", MINUTE),
+        );
+        assert!(
+            matches!(first, Err(ProviderError::Unavailable(_))),
+            "{first:?}"
+        );
+        assert!(
+            matches!(second, Err(ProviderError::Unavailable(_))),
+            "{second:?}"
+        );
+        assert_eq!(fake.count("GET", &list), 1);
+        assert_eq!(fake.count("GET", &origins), 0, "not sent during the pause");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_is_replaced_once() {
+        let fake = fake().await;
+        healthy(&fake);
+        let account = account(&fake);
+        read(&account, 1234, HOST, MINUTE).await.expect("a view");
+        assert_eq!(fake.tokens_issued(), 1);
+        fake.revoke_tokens();
+        let view = read(&account, 1234, HOST, Duration::ZERO)
+            .await
+            .expect("read with a new token");
+        let state = view.certificate.map(|c| c.state);
+        assert_eq!(state, Some(CertificateState::Active));
+        assert_eq!(fake.tokens_issued(), 2, "exactly one new token");
+        assert_eq!(
+            fake.count("GET", &cps(1234)),
+            3,
+            "the refused read asked again once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_revoked_under_concurrent_reads_is_replaced_once() {
+        let fake = fake().await;
+        twenty_deliveries(&fake);
+        let account = account(&fake);
+        read(&account, 1000, "www0.shop.example", MINUTE)
+            .await
+            .expect("a view");
+        fake.revoke_tokens();
+        let reads = (0..20).map(|i| {
+            let account = account.clone();
+            let host = format!("www{i}.shop.example");
+            async move { read(&account, 1000 + i, &host, Duration::ZERO).await }
+        });
+        for view in join_all(reads).await {
+            assert!(view.expect("a view").certificate.is_some());
+        }
+        assert_eq!(fake.tokens_issued(), 2, "one new token for all");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_client_secret_is_unauthorized() {
+        let fake = fake().await;
+        healthy(&fake);
+        let credentials = credentials(EDGECAST_REST_TOKEN, "not-the-client-secret");
+        let account = account_with(&fake, &credentials, 1000);
+        let error = read(&account, 1234, HOST, MINUTE).await;
+        assert!(
+            matches!(error, Err(ProviderError::Unauthorized(_))),
+            "{error:?}"
+        );
+        assert_eq!(
+            fake.count("GET", &cps(1234)),
+            0,
+            "no CPS read without a token"
+        );
+        assert_eq!(fake.tokens_issued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_reused_for_a_few_seconds_then_asked_again() {
+        let fake = fake().await;
+        healthy(&fake);
+        let account = account(&fake);
+        fake.fail(&cps(1234), 500);
+        for _ in 0..3 {
+            let error = read(&account, 1234, HOST, MINUTE).await;
+            assert!(
+                matches!(error, Err(ProviderError::Unavailable(_))),
+                "{error:?}"
+            );
+        }
+        assert_eq!(
+            fake.count("GET", &cps(1234)),
+            1,
+            "one request for three deliveries"
+        );
+        fake.clear_faults();
+        skip(Duration::from_secs(4)).await;
+        let error = read(&account, 1234, HOST, MINUTE).await;
+        assert!(error.is_err(), "still the failure");
+        assert_eq!(fake.count("GET", &cps(1234)), 1);
+        skip(Duration::from_millis(1100)).await;
+        read(&account, 1234, HOST, MINUTE)
+            .await
+            .expect("asked again");
+        assert_eq!(fake.count("GET", &cps(1234)), 2);
+    }
+
+    /// Every failure a wrong Secret or a failing API gives, as shown and as debugged.
+    async fn failures(fake: &FakeCdn, rest_token: &str, client_secret: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        for credentials in [
+            credentials(rest_token, EDGECAST_CLIENT_SECRET),
+            credentials(EDGECAST_REST_TOKEN, client_secret),
+        ] {
+            let account = account_with(fake, &credentials, 1000);
+            errors.push(read(&account, 1234, HOST, MINUTE).await.err());
+            errors.push(crate::provider::check_access(&account).await.err());
+        }
+        for (pattern, status) in [("/sec/cps/*", 500), ("/v2/mcc/*", 403), ("/sec/cps/*", 429)] {
+            fake.fail(pattern, status);
+            errors.push(read(&account(fake), 1234, HOST, MINUTE).await.err());
+            fake.clear_faults();
+        }
+        let mut no_rest_token = credentials("", client_secret);
+        no_rest_token.remove("rest_token");
+        let spec_error = crate::provider::build_account(
+            &crate::api::account::CdnAccountSpec {
+                provider: crate::api::account::Provider::Edgecast,
+                edgecast: None,
+                akamai: None,
+                credentials_secret_ref: crate::api::account::CredentialsReference {
+                    name: "x".into(),
+                },
+                requests_per_second: None,
+            },
+            &no_rest_token,
+            crate::provider::http::test_client(true, Default::default()),
+            None,
+        );
+        errors.push(spec_error.err());
+        errors
+            .into_iter()
+            .map(|e| e.expect("every one fails"))
+            .flat_map(|e| [e.to_string(), format!("{e:?}")])
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn credentials_never_appear_in_errors() {
+        let fake = fake().await;
+        healthy(&fake);
+        let (rest_token, client_secret) = ("wrong-rest-token-yyy", "wrong-client-secret-yyy");
+        let shown = failures(&fake, rest_token, client_secret).await;
+        assert_eq!(shown.len(), 2 * 8);
+        let secrets = [
+            EDGECAST_REST_TOKEN,
+            EDGECAST_CLIENT_SECRET,
+            rest_token,
+            client_secret,
+            "TOK:",
+            "Bearer",
+            "ec-access-token",
+        ];
+        for text in &shown {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{secret:?} in {text}");
+            }
+        }
     }
 }

@@ -86,6 +86,20 @@ impl TokenSource {
     pub async fn forget(&self) {
         *self.cached.lock().await = None;
     }
+
+    /// Drops the cached token if it is still the one `authorization` (a header this source
+    /// gave) carried and the API refused: of many requests refused with one revoked token,
+    /// the first makes the source fetch a new one, and the others use that one.
+    pub async fn forget_refused(&self, authorization: &str) {
+        let mut cached = self.cached.lock().await;
+        let refused = authorization.strip_prefix("Bearer ");
+        if cached
+            .as_ref()
+            .is_some_and(|(token, _)| Some(token.as_str()) == refused)
+        {
+            *cached = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +168,20 @@ mod tests {
         tokens.forget().await;
         tokens.authorization().await.expect("fetched again");
         assert_eq!(cdn.count("POST", "/connect/token"), 3);
+    }
+
+    #[tokio::test]
+    async fn only_the_refused_token_is_forgotten() {
+        let cdn = fake(Duration::from_secs(3600)).await;
+        let tokens = source(&cdn, EDGECAST_CLIENT_SECRET);
+        let refused = tokens.authorization().await.expect("a token");
+        tokens.forget_refused(&refused).await;
+        let current = tokens.authorization().await.expect("a new token");
+        assert_ne!(current, refused);
+        // A request that was refused the old token, answered after the new one came.
+        tokens.forget_refused(&refused).await;
+        assert_eq!(tokens.authorization().await.expect("kept"), current);
+        assert_eq!(cdn.count("POST", "/connect/token"), 2);
     }
 
     #[tokio::test]
