@@ -117,9 +117,13 @@ async fn main() {
     let now = jiff::Timestamp::now();
 
     // Shared: one session for the whole run, as `check` does.
-    let prober = Prober::new(&config(dns.addr(), &ca_file)).expect("prober");
+    let probe_config = config(dns.addr(), &ca_file);
+    let prober = Prober::new(&probe_config).expect("prober");
+    // No delivery is in provider mode: no account is built.
+    let accounts =
+        httpsdelivery_operator::cli::cdn::CliAccounts::new(&manifests, &probe_config, |_| None);
     let start = Instant::now();
-    let results = check_all(&prober, &manifests, now, false).await;
+    let results = check_all(&prober, &accounts, &manifests, now, false).await;
     let shared = Run {
         seconds: start.elapsed().as_secs_f64(),
         ready: results

@@ -404,3 +404,112 @@ async fn twenty_deliveries_of_one_account_share_each_api_answer() {
         "one origin listing for 20 deliveries"
     );
 }
+
+/// The manifests `check` is given in provider mode: the account (pointing at `fake`), the
+/// delivery, and, when `token` is given, the credentials Secret.
+fn check_manifests(fake: &FakeCdn, token: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut yaml = format!(
+        r#"apiVersion: httpsdelivery.dev/v1alpha1
+kind: CdnAccount
+metadata: {{name: edgecast, namespace: shop}}
+spec:
+  provider: edgecast
+  edgecast: {{accountNumber: "{EDGECAST_ACCOUNT}", baseUrl: "{base}", tokenUrl: "{base}/connect/token"}}
+  credentialsSecretRef: {{name: edgecast-credentials}}
+---
+apiVersion: httpsdelivery.dev/v1alpha1
+kind: HttpsDelivery
+metadata: {{name: www, namespace: shop}}
+spec:
+  hostname: www.shop.example
+  certificate: {{}}
+  cdn: {{accountRef: {{name: edgecast}}, certificateId: "{CERTIFICATE_ID}"}}
+"#,
+        base = fake.base_url()
+    );
+    if let Some(token) = token {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: edgecast-credentials, namespace: shop}}\n\
+             stringData: {{rest_token: {token}, client_id: {EDGECAST_CLIENT_ID}, client_secret: {EDGECAST_CLIENT_SECRET}}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("shop.yaml"), yaml).expect("write the manifests");
+    dir
+}
+
+/// `check -f DIR -o json` against the world, with `env` set; exit code and stdout.
+async fn run_check(
+    world: &World,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["check", "-f"])
+        .arg(dir)
+        .args(["-o", "json"])
+        .args(world.probe_args());
+    cmd.env_remove("HTTPSDELIVERY_EDGECAST_REST_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run check"))
+        .await
+        .expect("join");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn ready_of(report: &str) -> (String, String) {
+    let report: serde_json::Value = serde_json::from_str(report).expect("JSON report");
+    let ready = testkit::json::condition(&report["deliveries"][0], "Ready");
+    (
+        ready["status"].as_str().unwrap_or_default().into(),
+        ready["reason"].as_str().unwrap_or_default().into(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reads_the_cdn_with_credentials_from_a_secret_or_the_environment() {
+    let world = World::start().await.expect("world");
+    let fake = healthy_cdn().await;
+
+    let with_secret = check_manifests(&fake, Some(EDGECAST_REST_TOKEN));
+    let (code, out) = run_check(&world, with_secret.path(), &[]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(ready_of(&out), ("True".into(), "Verified".into()), "{out}");
+    assert!(
+        !out.contains(EDGECAST_REST_TOKEN) && !out.contains(EDGECAST_CLIENT_SECRET),
+        "{out}"
+    );
+
+    // Without the Secret: Unknown, exit 1, and the message says where credentials come from.
+    let without = check_manifests(&fake, None);
+    let (code, out) = run_check(&world, without.path(), &[]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        ready_of(&out),
+        ("Unknown".into(), "ProviderUnauthorized".into()),
+        "{out}"
+    );
+    assert!(out.contains("HTTPSDELIVERY_EDGECAST_REST_TOKEN"), "{out}");
+
+    // The same from the environment.
+    let env = [("HTTPSDELIVERY_EDGECAST_REST_TOKEN", EDGECAST_REST_TOKEN)];
+    let (code, out) = run_check(&world, without.path(), &env).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains(EDGECAST_REST_TOKEN), "{out}");
+
+    // A wrong token: Unknown, never a crash, and not repeated.
+    let wrong = check_manifests(&fake, Some("wrong-token-xxxx"));
+    let (code, out) = run_check(&world, wrong.path(), &[]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        ready_of(&out),
+        ("Unknown".into(), "ProviderUnauthorized".into()),
+        "{out}"
+    );
+    assert!(!out.contains("wrong-token-xxxx"), "{out}");
+}

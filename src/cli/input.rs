@@ -11,13 +11,14 @@
     deny(clippy::panic, clippy::unwrap_used, clippy::expect_used)
 )]
 
-use crate::api::HttpsDelivery;
+use crate::api::account::{CdnAccount, CdnAccountSpec, ClusterCdnAccount};
+use crate::api::{AccountKind, HttpsDelivery};
 use crate::checks::secret::SecretContent;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResourceExt;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,9 @@ pub struct Skipped {
     pub what: String,
 }
 
+/// An account: (kind, namespace, name), the namespace empty for a ClusterCdnAccount.
+pub type AccountKey = (AccountKind, String, String);
+
 /// Everything read from the paths given to `check`.
 #[derive(Debug, Default)]
 pub struct Manifests {
@@ -73,6 +77,11 @@ pub struct Manifests {
     pub deliveries: Vec<LoadedDelivery>,
     /// Secrets by (namespace, name).
     pub secrets: HashMap<(String, String), SecretContent>,
+    /// CdnAccounts (namespace, name) and ClusterCdnAccounts ("", name), provider mode.
+    pub accounts: HashMap<AccountKey, CdnAccountSpec>,
+    /// The text keys of Secrets that are not kubernetes.io/tls (an account's credentials),
+    /// by (namespace, name). Never printed.
+    pub credentials: HashMap<(String, String), BTreeMap<String, String>>,
     /// Documents of other kinds (or no kind at all) that were skipped, in file order. Empty
     /// documents are not in it.
     pub skipped: Vec<Skipped>,
@@ -515,9 +524,25 @@ impl<'a> Loader<'a> {
                 ),
             )),
             ("v1", "Secret") => match read_secret(&source, &location) {
-                Ok((key, content)) => self.secret(key, content, location),
+                Ok((key, content, credentials)) => {
+                    if let Some(credentials) = credentials {
+                        self.out.credentials.insert(key.clone(), credentials);
+                    }
+                    self.secret(key, content, location)
+                }
                 Err(e) => self.errors.extend(e),
             },
+            ("httpsdelivery.dev/v1alpha1", "CdnAccount" | "ClusterCdnAccount") => {
+                match read_account(&source, &location, kind) {
+                    Ok((key, spec)) => {
+                        if self.out.accounts.insert(key.clone(), spec).is_some() {
+                            let problem = format!("{kind} {}/{} is defined twice", key.1, key.2);
+                            self.errors.push(err(location, problem));
+                        }
+                    }
+                    Err(e) => self.errors.extend(e),
+                }
+            }
             (v, k) => self
                 .out
                 .skipped
@@ -1777,10 +1802,61 @@ fn settings_problem(text: String, source: &Source<'_>) -> String {
 
 /// Checks one Secret as the API server would. Never echoes the document's values in errors:
 /// they hold a private key.
-fn read_secret(
+/// A CdnAccount or ClusterCdnAccount, checked against its CRD's schema and rules as the API
+/// server would.
+fn read_account(
     source: &Source<'_>,
     location: &str,
-) -> Result<((String, String), SecretContent), Vec<InputError>> {
+    kind: &str,
+) -> Result<(AccountKey, CdnAccountSpec), Vec<InputError>> {
+    let mut value = source.node.to_json();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("status");
+    }
+    let (crd, account_kind) = match kind {
+        "CdnAccount" => (CdnAccount::crd(), AccountKind::CdnAccount),
+        _ => (ClusterCdnAccount::crd(), AccountKind::ClusterCdnAccount),
+    };
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default();
+    if let Err(failed) = kube::core::cel::Validator::new().validate(&schema, &value, None) {
+        return Err(failed
+            .iter()
+            .map(|e| err(location, format!("{kind}: {e}")))
+            .collect());
+    }
+    let bad = |e: serde_path_to_error::Error<serde_json::Error>| {
+        let path = e.path().to_string();
+        vec![err(location, format!("{kind} {path}: {}", e.into_inner()))]
+    };
+    let (metadata, spec) = if account_kind == AccountKind::CdnAccount {
+        let a: CdnAccount = serde_path_to_error::deserialize(&value).map_err(bad)?;
+        (a.metadata, a.spec)
+    } else {
+        let a: ClusterCdnAccount = serde_path_to_error::deserialize(&value).map_err(bad)?;
+        (a.metadata, a.spec.account)
+    };
+    let (name, namespace) = name_and_namespace(&metadata);
+    let namespace = match account_kind {
+        AccountKind::CdnAccount => namespace,
+        AccountKind::ClusterCdnAccount => String::new(),
+    };
+    Ok(((account_kind, namespace, name), spec))
+}
+
+/// A Secret: its certificate content, and the text of its keys when it is not a
+/// kubernetes.io/tls Secret (an account's credentials).
+type ReadSecret = (
+    (String, String),
+    SecretContent,
+    Option<BTreeMap<String, String>>,
+);
+
+fn read_secret(source: &Source<'_>, location: &str) -> Result<ReadSecret, Vec<InputError>> {
     let node = source.node;
     let errors = |problems: Vec<String>| -> Vec<InputError> {
         problems
@@ -1816,7 +1892,23 @@ fn read_secret(
             "{namespace}/{name}: data: Too long: may not be more than {MAX_SECRET_SIZE} bytes ({size})"
         )]));
     }
-    Ok(((namespace, name), SecretContent::from_secret(&secret)))
+    let credentials = (secret.type_.as_deref() != Some("kubernetes.io/tls")).then(|| {
+        let mut text = BTreeMap::new();
+        for (k, v) in secret.data.iter().flatten() {
+            if let Ok(value) = String::from_utf8(v.0.clone()) {
+                text.insert(k.clone(), value);
+            }
+        }
+        for (k, v) in secret.string_data.iter().flatten() {
+            text.insert(k.clone(), v.clone());
+        }
+        text
+    });
+    Ok((
+        (namespace, name),
+        SecretContent::from_secret(&secret),
+        credentials,
+    ))
 }
 
 /// The schema's bounds of a Secret (values not shown), its metadata's problems, and its data

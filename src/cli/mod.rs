@@ -1,5 +1,6 @@
 //! The `check` command: the engine run over a GitOps repository's manifests, without a cluster.
 
+pub mod cdn;
 pub mod input;
 pub mod output;
 
@@ -41,6 +42,7 @@ pub struct Checked {
 /// Runs every delivery through the engine, sharing DNS and TLS work across them.
 pub async fn check_all(
     prober: &Prober,
+    accounts: &cdn::CliAccounts,
     manifests: &input::Manifests,
     now: jiff::Timestamp,
     progress: bool,
@@ -74,17 +76,16 @@ pub async fn check_all(
                     .get(&(d.namespace.clone(), r.name.clone()))
                     .cloned()
             });
-            // One run of `check` is one cycle: every observation is shared for all of it.
-            let limits = Limits {
-                timeout: settings.timeout,
-                max_age: Duration::MAX,
+            let cdn = match &spec.cdn {
+                Some(c) => Some(accounts.read(&d.namespace, c, &spec.hostname).await),
+                None => None,
             };
             let evaluation = check_one(
                 prober,
                 spec,
+                cdn,
                 &settings,
                 secret,
-                limits,
                 conflict.as_deref(),
                 now,
             )
@@ -105,23 +106,21 @@ pub async fn check_all(
     futures::future::join_all(futures).await
 }
 
-/// One delivery through the engine. A provider-mode delivery is Unknown: `check` does not
-/// read CDN APIs (yet); the operator does.
+/// One delivery through the engine; `cdn` is what its CDN account answered (provider mode).
 async fn check_one(
     prober: &Prober,
     spec: &crate::api::HttpsDeliverySpec,
+    cdn: Option<checks::cdn::CdnObserved>,
     settings: &crate::api::CheckSettings,
     secret: Option<checks::secret::SecretContent>,
-    limits: Limits,
     conflict: Option<&str>,
     now: jiff::Timestamp,
 ) -> checks::Evaluation {
-    let cdn = spec.cdn.as_ref().map(|c| {
-        Err(crate::provider::view::ProviderError::Account(format!(
-            "spec.cdn names {} {:?}, and the check command does not read CDN APIs; the operator does (provider mode)",
-            c.account_ref.kind, c.account_ref.name
-        )))
-    });
+    // One run of `check` is one cycle: every observation is shared for all of it.
+    let limits = Limits {
+        timeout: settings.timeout,
+        max_age: Duration::MAX,
+    };
     let desired = match checks::desired_of(spec, cdn.as_ref()) {
         Ok(d) => d,
         Err(problem) => return checks::evaluate_invalid(&problem, &Memory::default()),
@@ -199,7 +198,8 @@ pub async fn run(opts: CheckOptions, limits: input::LoadOptions) -> i32 {
     };
     let now = opts.now.unwrap_or_else(jiff::Timestamp::now);
     let progress = std::io::stderr().is_terminal() && manifests.deliveries.len() > 50;
-    let results = check_all(&prober, &manifests, now, progress).await;
+    let accounts = cdn::CliAccounts::new(&manifests, &probe, |var| std::env::var(var).ok());
+    let results = check_all(&prober, &accounts, &manifests, now, progress).await;
     let rendered = match opts.format {
         Format::Table => output::table(&results),
         Format::Json => output::json(&results),

@@ -8,9 +8,8 @@ use crate::api::account::{CdnAccount, CdnAccountSpec, CdnAccountStatus, ClusterC
 use crate::api::conditions::merge_conditions;
 use crate::api::{AccountKind, AccountReference, ConditionStatus, ConditionType, Reason, Verdict};
 use crate::probe::ProbeConfig;
-use crate::probe::guard::TargetGuard;
 use crate::provider::account::{Account, RequestObserver};
-use crate::provider::http::{ApiClient, Limits};
+use crate::provider::http::ApiClient;
 use crate::provider::view::ProviderError;
 use crate::provider::{build_account, check_access};
 use crate::telemetry::Metrics;
@@ -49,7 +48,7 @@ impl Accounts {
     /// Accounts whose API clients trust the web roots and `probe`'s extra CA files, and whose
     /// addresses pass `probe`'s target guard.
     pub fn new(probe: &ProbeConfig, operator_namespace: String, metrics: Option<Metrics>) -> Self {
-        let (api, setup_error) = match api_client(probe) {
+        let (api, setup_error) = match ApiClient::for_probe_config(probe) {
             Ok(api) => (Some(api), None),
             Err(e) => (None, Some(e)),
         };
@@ -124,29 +123,6 @@ impl Accounts {
         );
         Ok(account)
     }
-}
-
-fn api_client(probe: &ProbeConfig) -> Result<ApiClient, String> {
-    let mut roots =
-        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for file in &probe.ca_files {
-        for der in crate::probe::tls::load_ca_file(file).map_err(|e| e.to_string())? {
-            roots.add(der).map_err(|e| e.to_string())?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    ApiClient::new(
-        tls,
-        TargetGuard::new(probe.allow_cidrs.clone()),
-        Limits::default(),
-    )
-    .map_err(|e| e.to_string())
 }
 
 async fn read_account(

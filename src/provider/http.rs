@@ -119,6 +119,31 @@ impl ApiClient {
         })
     }
 
+    /// The client of provider mode, for the operator and `check` alike: the bundled web roots
+    /// and `--ca-file`s, the probes' target guard (`--allow-cidr`), the default limits.
+    pub fn for_probe_config(probe: &crate::probe::ProbeConfig) -> Result<Self, String> {
+        let mut roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for file in &probe.ca_files {
+            for der in crate::probe::tls::load_ca_file(file).map_err(|e| e.to_string())? {
+                roots.add(der).map_err(|e| e.to_string())?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        ApiClient::new(
+            tls,
+            TargetGuard::new(probe.allow_cidrs.clone()),
+            Limits::default(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// GETs `url` with `headers` and decodes the JSON answer.
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
