@@ -4,25 +4,27 @@
 
 use httpsdelivery_operator::api::HttpsDelivery;
 use httpsdelivery_operator::api::account::{CdnAccount, CdnAccountSpec};
+use httpsdelivery_operator::cli::cdn::{AKAMAI_ENV, EDGECAST_ENV};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::Duration;
 use testkit::cdn::{
-    CdnConfig, CustomerOrigin, EDGECAST_ACCOUNT, EDGECAST_CLIENT_ID, EDGECAST_CLIENT_SECRET,
-    EDGECAST_REST_TOKEN, EdgeCname, EdgecastCertificate, FakeCdn, Propagation,
+    Activation, CdnConfig, CpsDeployment, CpsDeployments, EDGECAST_ACCOUNT, EDGECAST_CLIENT_ID,
+    EDGECAST_CLIENT_SECRET, EDGECAST_REST_TOKEN, EdgeCname, EdgeGridCredentials, EdgeHostname,
+    Enrollment, FakeCdn, Propagation, Property, PropertyHostname,
 };
 use testkit::controlplane::{ControlPlane, shared};
 use testkit::operator::{Operator, condition, count, events, eventually, nudge};
-use testkit::world::World;
+use testkit::world::{World, serve_edgecast_delivery};
 
 const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
 const PATIENCE: Duration = Duration::from_secs(40);
 const READY: [&str; 3] = ["Ready", "True", "Verified"];
 const CERTIFICATE_ID: i64 = 1234;
 const EDGE_CNAME_ID: i64 = 1001;
-const ORIGIN_ID: i64 = 2001;
+const ORIGIN_ID: i64 = EDGE_CNAME_ID + 1000;
 
 /// What Edgecast has for www.shop.example when all is well, matching the loopback world: the
 /// certificate deployed on HTTP Large with the world's target CNAME, the edge CNAME pointing at
@@ -31,23 +33,7 @@ async fn healthy_cdn() -> FakeCdn {
     let fake = FakeCdn::start(CdnConfig::default())
         .await
         .expect("fake CDN");
-    fake.edit(|s| {
-        s.edgecast.put_certificate(&EdgecastCertificate::active(
-            CERTIFICATE_ID,
-            &["www.shop.example"],
-            "cs1.wpc.cdn.example",
-        ));
-        s.edgecast.put_edge_cname(
-            EDGECAST_ACCOUNT,
-            &EdgeCname::new(EDGE_CNAME_ID, "www.shop.example", ORIGIN_ID),
-        );
-        s.edgecast
-            .set_edge_cname_propagation(EDGE_CNAME_ID, &Propagation::propagated());
-        let mut origin =
-            CustomerOrigin::https_only(ORIGIN_ID, "shop-origin", "origin.shop.example");
-        origin.https_hostnames = vec!["https://origin.shop.example:8443".into()];
-        s.edgecast.put_origin(EDGECAST_ACCOUNT, &origin);
-    });
+    serve_edgecast_delivery(&fake, "www.shop.example", CERTIFICATE_ID, EDGE_CNAME_ID);
     fake
 }
 
@@ -449,7 +435,10 @@ async fn run_check(
         .arg(dir)
         .args(["-o", "json"])
         .args(world.probe_args());
-    cmd.env_remove("HTTPSDELIVERY_EDGECAST_REST_TOKEN");
+    // Only what the test gives: no credentials from the machine's environment.
+    for (var, _) in EDGECAST_ENV.iter().chain(AKAMAI_ENV.iter()) {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -512,4 +501,141 @@ async fn check_reads_the_cdn_with_credentials_from_a_secret_or_the_environment()
         "{out}"
     );
     assert!(!out.contains("wrong-token-xxxx"), "{out}");
+}
+
+/// What Akamai has for www.shop.example when all is well, matching the loopback world:
+/// enrollment 10 deployed to production; property prp_1000 version 3 active on PRODUCTION,
+/// its hostname pointing at the world's target CNAME as a secure edge hostname; its origin
+/// behavior reaching the world's origin over HTTPS.
+async fn healthy_akamai() -> FakeCdn {
+    let fake = FakeCdn::start(CdnConfig::default())
+        .await
+        .expect("fake CDN");
+    fake.edit(|s| {
+        let a = &mut s.akamai;
+        a.put_contract("ctr_C-0000", "DIRECT_CUSTOMER");
+        a.put_enrollment(&Enrollment::new(
+            10,
+            "www.shop.example",
+            &["www.shop.example"],
+        ));
+        a.set_deployments(
+            10,
+            &CpsDeployments {
+                production: Some(CpsDeployment {
+                    certificate_pem: "-----BEGIN CERTIFICATE-----\n...".into(),
+                    trust_chain_pem: String::new(),
+                    expiry: "2030-01-01T00:00:00Z".into(),
+                    key_algorithm: "RSA".into(),
+                    dns_names: vec!["www.shop.example".into()],
+                    secure_network: "enhanced-tls".into(),
+                }),
+                staging: None,
+            },
+        );
+        a.put_property(&Property {
+            property_id: "prp_1000".into(),
+            property_name: "shop".into(),
+            contract_id: "ctr_C-0000".into(),
+            group_id: "grp_1".into(),
+            latest_version: 3,
+            production_version: Some(3),
+            staging_version: None,
+        });
+        a.set_property_hostnames(
+            "prp_1000",
+            3,
+            &[PropertyHostname {
+                cname_from: "www.shop.example".into(),
+                cname_to: "cs1.wpc.cdn.example".into(),
+                edge_hostname_id: "ehn_2000".into(),
+                cert_provisioning_type: "CPS_MANAGED".into(),
+            }],
+        );
+        a.put_edge_hostname(&EdgeHostname {
+            edge_hostname_id: "ehn_2000".into(),
+            domain_prefix: "cs1.wpc.cdn".into(),
+            domain_suffix: "example".into(),
+            secure: true,
+            status: "CREATED".into(),
+        });
+        a.put_activation(&Activation {
+            activation_id: "atv_3000".into(),
+            property_id: "prp_1000".into(),
+            property_name: "shop".into(),
+            property_version: 3,
+            network: "PRODUCTION".into(),
+            status: "ACTIVE".into(),
+        });
+        a.set_rules(
+            "prp_1000",
+            3,
+            json!({
+                "name": "default", "criteria": [], "children": [],
+                "behaviors": [{"name": "origin", "options": {
+                    "originType": "CUSTOMER", "hostname": "origin.shop.example",
+                    "httpPort": 80, "httpsPort": 8443, "originSni": true,
+                }}],
+            }),
+        );
+    });
+    fake
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reads_an_akamai_account_with_edgegrid_credentials_from_the_environment() {
+    let world = World::start().await.expect("world");
+    let fake = healthy_akamai().await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let yaml = format!(
+        r#"apiVersion: httpsdelivery.dev/v1alpha1
+kind: CdnAccount
+metadata: {{name: akamai, namespace: shop}}
+spec:
+  provider: akamai
+  akamai: {{contractId: ctr_C-0000, groupId: grp_1, baseUrl: "{}"}}
+  credentialsSecretRef: {{name: akamai-edgerc}}
+---
+apiVersion: httpsdelivery.dev/v1alpha1
+kind: HttpsDelivery
+metadata: {{name: www, namespace: shop}}
+spec:
+  hostname: www.shop.example
+  certificate: {{}}
+  cdn: {{accountRef: {{name: akamai}}, certificateId: "10", edgeCnameId: prp_1000}}
+"#,
+        fake.base_url()
+    );
+    std::fs::write(dir.path().join("shop.yaml"), yaml).expect("write");
+    let known = EdgeGridCredentials::placeholder();
+    let host = fake.addr().to_string();
+    let env = [
+        ("AKAMAI_HOST", host.as_str()),
+        ("AKAMAI_CLIENT_TOKEN", known.client_token.as_str()),
+        ("AKAMAI_CLIENT_SECRET", known.client_secret.as_str()),
+        ("AKAMAI_ACCESS_TOKEN", known.access_token.as_str()),
+    ];
+    let (code, out) = run_check(&world, dir.path(), &env).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(ready_of(&out), ("True".into(), "Verified".into()), "{out}");
+    assert!(!out.contains(&known.client_secret), "{out}");
+    // Every request was signed, and the signature verified.
+    let requests = fake.requests();
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r.authorized),
+        "{requests:#?}"
+    );
+
+    // A wrong secret: Unknown, never False, never repeated.
+    let wrong = "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy=";
+    let mut env = env;
+    env[2] = ("AKAMAI_CLIENT_SECRET", wrong);
+    let (code, out) = run_check(&world, dir.path(), &env).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        ready_of(&out),
+        ("Unknown".into(), "ProviderUnauthorized".into()),
+        "{out}"
+    );
+    assert!(!out.contains(wrong), "{out}");
 }

@@ -20,6 +20,8 @@ pub const EDGE_HOSTNAMES: &[&str] = &[
     "legacy.shop.example",
     "cdn-moved.shop.example",
     "shop.example",
+    // Read from the CDN's API in provider mode (the demo's `api` delivery).
+    "api.shop.example",
 ];
 
 /// Served by the edge with an expired certificate (the broken step 1 example).
@@ -146,6 +148,7 @@ pub fn zones(edge_ip: Ipv4Addr, origin_ip: Ipv4Addr) -> Vec<Zone> {
         .cname("platform.shop.example", "cs1.wpc.cdn.example")
         .cname("new.shop.example", "cs1.wpc.cdn.example")
         .cname("legacy.shop.example", "cs1.wpc.cdn.example")
+        .cname("api.shop.example", "cs1.wpc.cdn.example")
         // The broken step 5 example: moved to another certificate's target CNAME.
         .cname("cdn-moved.shop.example", "cs2.wpc.cdn.example")
         .a("origin.shop.example", origin_ip);
@@ -153,4 +156,37 @@ pub fn zones(edge_ip: Ipv4Addr, origin_ip: Ipv4Addr) -> Vec<Zone> {
         .a("cs1.wpc.cdn.example", edge_ip)
         .a("cs2.wpc.cdn.example", edge_ip);
     vec![shop, cdn]
+}
+
+/// Makes `cdn` (a fake Edgecast API) hold a healthy delivery of `hostname` through this world:
+/// CPS certificate `certificate_id` for it, deployed on HTTP Large with the world's target CNAME
+/// `cs1.wpc.cdn.example`; edge CNAME `edge_cname_id` for it, propagated, pointing at customer
+/// origin `shop-origin` (ID `edge_cname_id + 1000`), HTTPS only on the world's origin port.
+pub fn serve_edgecast_delivery(
+    cdn: &crate::cdn::FakeCdn,
+    hostname: &str,
+    certificate_id: i64,
+    edge_cname_id: i64,
+) {
+    use crate::cdn::{
+        CustomerOrigin, EDGECAST_ACCOUNT, EdgeCname, EdgecastCertificate, Propagation,
+    };
+    let origin_id = edge_cname_id + 1000;
+    cdn.edit(|s| {
+        s.edgecast.put_certificate(&EdgecastCertificate::active(
+            certificate_id,
+            &[hostname],
+            "cs1.wpc.cdn.example",
+        ));
+        s.edgecast.put_edge_cname(
+            EDGECAST_ACCOUNT,
+            &EdgeCname::new(edge_cname_id, hostname, origin_id),
+        );
+        s.edgecast
+            .set_edge_cname_propagation(edge_cname_id, &Propagation::propagated());
+        let mut origin =
+            CustomerOrigin::https_only(origin_id, "shop-origin", "origin.shop.example");
+        origin.https_hostnames = vec![format!("https://origin.shop.example:{PORT}")];
+        s.edgecast.put_origin(EDGECAST_ACCOUNT, &origin);
+    });
 }

@@ -22,6 +22,7 @@ fn demo_prints_every_verdict_and_cleans_up() {
         .collect();
     let expect = [
         ("www", "True", "Verified"),
+        ("api", "True", "Verified"),
         ("expired-certificate", "False", "Expired"),
         ("wrong-platform", "False", "PlatformMismatch"),
         ("new-edge-cname", "False", "Propagating"),
@@ -37,7 +38,17 @@ fn demo_prints_every_verdict_and_cleans_up() {
             .unwrap_or_else(|| panic!("{name} in\n{stdout}"));
         assert_eq!((row[2], row[3]), (ready, reason), "{name}:\n{stdout}");
     }
-    assert_eq!(rows.iter().filter(|r| r[2] == "True").count(), 1);
+    assert_eq!(rows.iter().filter(|r| r[2] == "True").count(), 2);
+    // The provider-mode delivery's account answered.
+    let account = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("$ kubectl get cdnaccounts"))
+        .nth(2)
+        .unwrap_or_default();
+    assert!(
+        account.starts_with("edgecast") && account.contains("True") && account.contains("Verified"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("$ kubectl describe hd moved-cname -n shop"),
         "{stdout}"

@@ -6,8 +6,12 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::cdn::{
+    CdnConfig, EDGECAST_ACCOUNT, EDGECAST_CLIENT_ID, EDGECAST_CLIENT_SECRET, EDGECAST_REST_TOKEN,
+    FakeCdn,
+};
 use testkit::controlplane::{ControlPlane, die_with_parent, workspace_root};
-use testkit::world::World;
+use testkit::world::{World, serve_edgecast_delivery};
 
 const NAMESPACE: &str = "shop";
 const RELEASE_NAMESPACE: &str = "httpsdelivery-system";
@@ -138,6 +142,14 @@ async fn demo() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start the loopback world: {e}"))?;
     eprintln!("    {}", world.summary());
+    let cdn = FakeCdn::start(CdnConfig::default())
+        .await
+        .map_err(|e| format!("cannot start the fake CDN API: {e}"))?;
+    serve_edgecast_delivery(&cdn, "api.shop.example", 1234, 1001);
+    eprintln!(
+        "    a fake Edgecast API at {} holds api.shop.example (provider mode)",
+        cdn.base_url()
+    );
 
     step("installing the CRD and RBAC with the chart (helm install)");
     let chart = root.join("charts/httpsdelivery-operator");
@@ -183,6 +195,15 @@ async fn demo() -> Result<(), String> {
         "kubectl apply",
     )?;
 
+    step("applying a provider-mode delivery: api.shop.example, read from the CDN's API");
+    let provider = cp.dir().join("provider-mode.yaml");
+    std::fs::write(&provider, provider_manifests(&cdn))
+        .map_err(|e| format!("{}: {e}", provider.display()))?;
+    run(
+        cp.kubectl().arg("apply").arg("-f").arg(&provider),
+        "kubectl apply (provider mode)",
+    )?;
+
     step("waiting until every delivery is reconciled");
     let started = Instant::now();
     wait_until("every delivery reconciled", &mut child, &log, || {
@@ -204,6 +225,15 @@ async fn demo() -> Result<(), String> {
         run(
             cp.kubectl().args(["get", "hd", "-n", NAMESPACE]),
             "kubectl get hd"
+        )?
+    );
+    println!();
+    println!("$ kubectl get cdnaccounts -n {NAMESPACE}");
+    print!(
+        "{}",
+        run(
+            cp.kubectl().args(["get", "cdnaccounts", "-n", NAMESPACE]),
+            "kubectl get cdnaccounts"
         )?
     );
     println!();
@@ -234,8 +264,38 @@ async fn demo() -> Result<(), String> {
     let _ = child.kill();
     let _ = child.wait();
     drop(world);
+    drop(cdn);
     drop(cp);
     Ok(())
+}
+
+/// The provider-mode delivery `api`: its credentials Secret, the CdnAccount reading the fake
+/// Edgecast API, and the delivery, which declares only its hostname, account and certificate ID.
+fn provider_manifests(cdn: &FakeCdn) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: edgecast-credentials, namespace: {NAMESPACE}}}
+stringData: {{rest_token: {EDGECAST_REST_TOKEN}, client_id: {EDGECAST_CLIENT_ID}, client_secret: {EDGECAST_CLIENT_SECRET}}}
+---
+apiVersion: httpsdelivery.dev/v1alpha1
+kind: CdnAccount
+metadata: {{name: edgecast, namespace: {NAMESPACE}}}
+spec:
+  provider: edgecast
+  edgecast: {{accountNumber: "{EDGECAST_ACCOUNT}", baseUrl: "{base}", tokenUrl: "{base}/connect/token"}}
+  credentialsSecretRef: {{name: edgecast-credentials}}
+---
+apiVersion: httpsdelivery.dev/v1alpha1
+kind: HttpsDelivery
+metadata: {{name: api, namespace: {NAMESPACE}}}
+spec:
+  hostname: api.shop.example
+  certificate: {{}}
+  cdn: {{accountRef: {{name: edgecast}}, certificateId: "1234"}}
+"#,
+        base = cdn.base_url()
+    )
 }
 
 /// Registers for SIGINT and SIGTERM now (a signal that arrived before registration would kill
