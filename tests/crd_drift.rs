@@ -87,3 +87,32 @@ fn crd_has_the_contract_names() {
         .collect();
     assert_eq!(columns, ["Hostname", "Ready", "Reason", "Expires", "Age"]);
 }
+
+/// `kubectl explain` documents every field of every spec: each property has a description.
+#[test]
+fn every_spec_field_has_a_description() {
+    fn walk(node: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+        for (key, field) in node["properties"].as_object().into_iter().flatten() {
+            let path = format!("{path}.{key}");
+            if field.get("description").is_none() {
+                missing.push(path.clone());
+            }
+            walk(field, &path, missing);
+            walk(&field["items"], &format!("{path}[]"), missing);
+        }
+    }
+    for kind in ["httpsdelivery", "cdnaccount", "clustercdnaccount"] {
+        let crd = httpsdelivery_operator::api::crd_of(kind).expect("a CRD");
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema");
+        let mut missing = Vec::new();
+        walk(
+            &schema["openAPIV3Schema"]["properties"]["spec"],
+            "spec",
+            &mut missing,
+        );
+        assert!(
+            missing.is_empty(),
+            "{kind}: fields without a description: {missing:?}"
+        );
+    }
+}

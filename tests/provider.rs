@@ -94,6 +94,20 @@ async fn create_account(cp: &ControlPlane, ns: &str, fake: &FakeCdn, rest_token:
         .expect("create the CdnAccount");
 }
 
+/// The credentials Secret `name` in `ns`.
+async fn create_credentials(cp: &ControlPlane, ns: &str, name: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "stringData": {"rest_token": EDGECAST_REST_TOKEN},
+    }))
+    .expect("the Secret");
+    Api::<Secret>::namespaced(cp.client().await, ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the credentials Secret");
+}
+
 /// A provider-mode delivery: the hostname, the account and the certificate's ID, nothing else.
 fn provider_delivery(ns: &str, name: &str, hostname: &str) -> HttpsDelivery {
     serde_json::from_value(json!({
@@ -638,4 +652,63 @@ spec:
         "{out}"
     );
     assert!(!out.contains(wrong), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn a_cluster_account_reads_its_secret_from_the_operators_namespace_only() {
+    use httpsdelivery_operator::api::account::{ClusterCdnAccount, ClusterCdnAccountSpec};
+    let (cp, world, ns, api) = setup("provider-cluster").await;
+    let operator_ns = cp.namespace("provider-operator").await;
+    let fake = healthy_cdn().await;
+    // The same Secret name in the delivery's namespace must not be what is used.
+    create_credentials(cp, &ns, "cluster-credentials").await;
+    let name = format!("edgecast-{ns}");
+    let spec: CdnAccountSpec = serde_json::from_value(json!({
+        "provider": "edgecast",
+        "edgecast": {"accountNumber": EDGECAST_ACCOUNT, "baseUrl": fake.base_url()},
+        "credentialsSecretRef": {"name": "cluster-credentials"},
+    }))
+    .expect("the account spec");
+    let accounts: Api<ClusterCdnAccount> = Api::all(cp.client().await);
+    accounts
+        .create(
+            &PostParams::default(),
+            &ClusterCdnAccount::new(&name, ClusterCdnAccountSpec { account: spec }),
+        )
+        .await
+        .expect("create the ClusterCdnAccount");
+    let mut args = vec![
+        "--watch-namespace".to_owned(),
+        ns.clone(),
+        "--operator-namespace".to_owned(),
+        operator_ns.clone(),
+        "--min-recheck-interval=2s".to_owned(),
+    ];
+    args.extend(world.probe_args());
+    let op = Operator::start(BIN, cp.kubeconfig_path(), args);
+    let mut d = provider_delivery(&ns, "www", "www.shop.example");
+    if let Some(cdn) = d.spec.cdn.as_mut() {
+        cdn.account_ref =
+            serde_json::from_value(json!({"kind": "ClusterCdnAccount", "name": name}))
+                .expect("reference");
+    }
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create the delivery");
+    let d = op
+        .wait_for_condition(
+            &api,
+            "www",
+            ["Ready", "Unknown", "ProviderUnauthorized"],
+            PATIENCE,
+        )
+        .await;
+    let ready = condition(&d, "Ready").expect("Ready");
+    assert!(ready.message.contains(&operator_ns), "{}", ready.message);
+    // In the operator's namespace, it is used.
+    create_credentials(cp, &operator_ns, "cluster-credentials").await;
+    op.wait_for_condition(&api, "www", READY, Duration::from_secs(60))
+        .await;
+    let _ = accounts.delete(&name, &Default::default()).await;
 }

@@ -129,6 +129,7 @@ pub const BASE_URL_MESSAGE: &str =
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CredentialsReference {
+    /// Name of the Secret holding the credentials.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }

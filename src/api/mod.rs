@@ -194,8 +194,10 @@ pub struct CdnSpec {
 /// A CdnAccount in the delivery's namespace, or a ClusterCdnAccount.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AccountReference {
+    /// CdnAccount (in the delivery's namespace, the default) or ClusterCdnAccount.
     #[serde(default)]
     pub kind: AccountKind,
+    /// Name of the account.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
@@ -230,6 +232,8 @@ pub struct SecretReference {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeCnameSpec {
+    /// The hostname the edge CNAME configuration is for: spec.hostname, a name of the
+    /// certificate.
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
     pub hostname: String,
@@ -247,16 +251,20 @@ pub struct EdgeCnameSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OriginSpec {
+    /// Name of the customer origin at the CDN (what the edge CNAME points to).
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Host name or IP address the CDN edge connects to.
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(ORIGIN_HOST_RULE).message(Message::Expression(r#"'"' + self + '" must be a lower-case host name or an IP address, without scheme, port or path'"#.into())))]
     pub host: String,
+    /// HTTPS port the CDN edge connects to (default 443).
     #[serde(default = "default_https_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
+    /// The origin's protocol mode: HttpsOnly is what step 4 asks for.
     pub protocol: OriginProtocol,
+    /// Whether the origin's HTTPS Edge Protocol option is on (step 4 asks for it).
     pub https_edge_protocol: bool,
     /// SNI name the edge sends to the origin; defaults to `host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
