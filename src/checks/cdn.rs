@@ -378,20 +378,8 @@ fn origin_verdict(view: &CdnView) -> Option<Verdict> {
 
 /// Each declared field against the CDN's value, side by side.
 pub fn differences(spec: &HttpsDeliverySpec, view: &CdnView) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cmp = |field: &str, declared: Option<String>, cdn: Option<String>| {
-        if let Some(d) = declared
-            && Some(&d) != cdn.as_ref()
-        {
-            out.push(format!(
-                "{field}: declared {:?}, the CDN has {}",
-                shown(&d, SHOWN),
-                cdn.map_or("none".to_string(), |c| format!("{:?}", shown(&c, SHOWN)))
-            ));
-        }
-    };
+    let mut diff = Differences::default();
     let edge = view.edge.as_ref();
-    let origin = view.origin.as_ref();
     let platform_of = |p: &Option<Result<Platform, Raw>>| match p {
         Some(Ok(p)) => Some(p.to_string()),
         Some(Err(raw)) => Some(raw.value.clone()),
@@ -399,53 +387,77 @@ pub fn differences(spec: &HttpsDeliverySpec, view: &CdnView) -> Vec<String> {
     };
     let edge_platform = edge.and_then(|e| platform_of(&e.platform));
     if edge_platform.is_some() {
-        cmp(
+        diff.compare(
             "spec.certificate.platform",
             spec.certificate.platform.map(|p| p.to_string()),
             edge_platform.clone(),
         );
     }
-    cmp(
+    diff.compare(
         "spec.certificate.targetCname",
         spec.certificate.target_cname.clone(),
         view.target_cname().map(str::to_string),
     );
     if let Some(d) = &spec.edge_cname {
-        cmp(
+        diff.compare(
             "spec.edgeCname.hostname",
             Some(d.hostname.clone()),
             edge.map(|e| e.hostname.clone()),
         );
         if edge_platform.is_some() || edge.is_none() {
-            cmp(
+            diff.compare(
                 "spec.edgeCname.platform",
                 Some(d.platform.to_string()),
-                edge_platform.clone(),
+                edge_platform,
             );
         }
-        cmp(
+        diff.compare(
             "spec.edgeCname.origin",
             Some(d.origin.clone()),
             edge.and_then(|e| e.origin.clone()),
         );
     }
     if let Some(d) = &spec.origin {
-        cmp(
+        diff.origin(d, view.origin.as_ref());
+    }
+    diff.0
+}
+
+/// The differences found so far, one sentence each.
+#[derive(Default)]
+struct Differences(Vec<String>);
+
+impl Differences {
+    /// Notes `field` when it is declared and the CDN has another value (or none).
+    fn compare(&mut self, field: &str, declared: Option<String>, cdn: Option<String>) {
+        if let Some(d) = declared
+            && Some(&d) != cdn.as_ref()
+        {
+            self.0.push(format!(
+                "{field}: declared {:?}, the CDN has {}",
+                shown(&d, SHOWN),
+                cdn.map_or("none".to_string(), |c| format!("{:?}", shown(&c, SHOWN)))
+            ));
+        }
+    }
+
+    fn origin(&mut self, d: &OriginSpec, origin: Option<&crate::provider::view::CdnOrigin>) {
+        self.compare(
             "spec.origin.name",
             Some(d.name.clone()),
             origin.map(|o| o.name.clone()),
         );
-        cmp(
+        self.compare(
             "spec.origin.host",
             Some(d.host.clone()),
             origin.and_then(|o| o.host.clone()),
         );
-        cmp(
+        self.compare(
             "spec.origin.port",
             Some(d.port.to_string()),
             origin.and_then(|o| o.port).map(|p| p.to_string()),
         );
-        cmp(
+        self.compare(
             "spec.origin.protocol",
             Some(d.protocol.to_string()),
             origin.map(|o| match &o.protocol {
@@ -453,20 +465,19 @@ pub fn differences(spec: &HttpsDeliverySpec, view: &CdnView) -> Vec<String> {
                 Err(raw) => raw.value.clone(),
             }),
         );
-        cmp(
+        self.compare(
             "spec.origin.httpsEdgeProtocol",
             Some(d.https_edge_protocol.to_string()),
             origin.map(|o| o.https_edge_protocol.to_string()),
         );
         if d.sni_hostname.is_some() {
-            cmp(
+            self.compare(
                 "spec.origin.sniHostname",
                 d.sni_hostname.clone(),
                 origin.and_then(|o| o.sni_hostname.clone()),
             );
         }
     }
-    out
 }
 
 fn in_sync(spec: &HttpsDeliverySpec, observed: &CdnObserved) -> Verdict {

@@ -534,12 +534,7 @@ impl<'a> Loader<'a> {
             },
             ("httpsdelivery.dev/v1alpha1", "CdnAccount" | "ClusterCdnAccount") => {
                 match read_account(&source, &location, kind) {
-                    Ok((key, spec)) => {
-                        if self.out.accounts.insert(key.clone(), spec).is_some() {
-                            let problem = format!("{kind} {}/{} is defined twice", key.1, key.2);
-                            self.errors.push(err(location, problem));
-                        }
-                    }
+                    Ok((key, spec)) => self.account(key, spec, kind, location),
                     Err(e) => self.errors.extend(e),
                 }
             }
@@ -547,6 +542,20 @@ impl<'a> Loader<'a> {
                 .out
                 .skipped
                 .push(skipped(printable(&format!("{v} {k}")))),
+        }
+    }
+
+    /// Keeps an account, unless the same one was defined before.
+    fn account(&mut self, key: AccountKey, spec: CdnAccountSpec, kind: &str, location: String) {
+        match self.out.accounts.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let (_, namespace, name) = e.key();
+                let problem = format!("{kind} {namespace}/{name} is defined twice");
+                self.errors.push(err(location, problem));
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(spec);
+            }
         }
     }
 

@@ -302,6 +302,81 @@ struct AccountContext {
 #[error("cannot write the account's status: {0}")]
 struct StatusError(#[from] kube::Error);
 
+/// What the status controller needs of both account kinds.
+trait AccountObject:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: AccountKind;
+    fn account_status(&self) -> Option<&CdnAccountStatus>;
+}
+
+impl AccountObject for CdnAccount {
+    const KIND: AccountKind = AccountKind::CdnAccount;
+    fn account_status(&self) -> Option<&CdnAccountStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl AccountObject for ClusterCdnAccount {
+    const KIND: AccountKind = AccountKind::ClusterCdnAccount;
+    fn account_status(&self) -> Option<&CdnAccountStatus> {
+        self.status.as_ref()
+    }
+}
+
+/// Keeps the Ready condition of the accounts `api` lists, until `shutdown`.
+async fn account_controller<K: AccountObject>(
+    api: Api<K>,
+    ctx: Arc<AccountContext>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    use futures::StreamExt;
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+    let (store, writer) = reflector::store();
+    // Only a new generation checks again (the status write does not); the requeue does.
+    let stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let reconcile = |a: Arc<K>, ctx: Arc<AccountContext>| async move {
+        let ok = check_and_publish(
+            &ctx.accounts,
+            &ctx.client,
+            K::KIND,
+            a.meta().namespace.clone(),
+            &a.name_any(),
+            a.account_status(),
+            a.meta().generation,
+        )
+        .await?;
+        Ok::<_, StatusError>(Action::requeue(if ok {
+            RECHECK_READY
+        } else {
+            RECHECK_FAILING
+        }))
+    };
+    Controller::for_stream(stream, store)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |_, e, _| {
+                tracing::warn!(error = %e, kind = %K::KIND, "account status");
+                Action::requeue(RECHECK_FAILING)
+            },
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
 /// Watches CdnAccounts (in `namespace`, or all) and, cluster-wide only, ClusterCdnAccounts,
 /// and keeps their Ready condition, until `shutdown`.
 pub async fn run_account_controllers(
@@ -310,94 +385,31 @@ pub async fn run_account_controllers(
     accounts: Arc<Accounts>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    use futures::StreamExt;
-    use kube::runtime::controller::{Action, Controller};
-    use kube::runtime::{WatchStreamExt, predicates, watcher};
     let ctx = Arc::new(AccountContext {
         client: client.clone(),
         accounts,
     });
-    let requeue = |ok: bool| Action::requeue(if ok { RECHECK_READY } else { RECHECK_FAILING });
-    let namespaced: Api<CdnAccount> = match &namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let (store, writer) = kube::runtime::reflector::store();
-    let stream = watcher::watcher(namespaced, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
-        let _ = shutdown_tx.send(true);
+        let _ = stop_tx.send(true);
     });
     let stopped = move || {
-        let mut rx = shutdown_rx.clone();
+        let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let local = Controller::for_stream(stream, store)
-        .graceful_shutdown_on(stopped())
-        .run(
-            move |a: Arc<CdnAccount>, ctx: Arc<AccountContext>| async move {
-                let ok = check_and_publish(
-                    &ctx.accounts,
-                    &ctx.client,
-                    AccountKind::CdnAccount,
-                    a.namespace(),
-                    &a.name_any(),
-                    a.status.as_ref(),
-                    a.metadata.generation,
-                )
-                .await
-                .map_err(StatusError)?;
-                Ok::<_, StatusError>(requeue(ok))
-            },
-            |_, e, _| {
-                tracing::warn!(error = %e, "CdnAccount");
-                Action::requeue(RECHECK_FAILING)
-            },
+    let Some(ns) = namespace else {
+        let local = account_controller(
+            Api::<CdnAccount>::all(client.clone()),
             ctx.clone(),
-        )
-        .for_each(|_| async {});
-    if namespace.is_some() {
-        // Roles only: cluster-scoped accounts cannot be watched.
-        local.await;
+            stopped(),
+        );
+        let global = account_controller(Api::<ClusterCdnAccount>::all(client), ctx, stopped());
+        futures::join!(local, global);
         return;
-    }
-    let cluster: Api<ClusterCdnAccount> = Api::all(client.clone());
-    let (store, writer) = kube::runtime::reflector::store();
-    let stream = watcher::watcher(cluster, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    let global = Controller::for_stream(stream, store)
-        .graceful_shutdown_on(stopped())
-        .run(
-            move |a: Arc<ClusterCdnAccount>, ctx: Arc<AccountContext>| async move {
-                let ok = check_and_publish(
-                    &ctx.accounts,
-                    &ctx.client,
-                    AccountKind::ClusterCdnAccount,
-                    None,
-                    &a.name_any(),
-                    a.status.as_ref(),
-                    a.metadata.generation,
-                )
-                .await
-                .map_err(StatusError)?;
-                Ok::<_, StatusError>(requeue(ok))
-            },
-            |_, e, _| {
-                tracing::warn!(error = %e, "ClusterCdnAccount");
-                Action::requeue(RECHECK_FAILING)
-            },
-            ctx,
-        )
-        .for_each(|_| async {});
-    futures::join!(local, global);
+    };
+    // Roles only: cluster-scoped accounts cannot be watched.
+    account_controller(Api::<CdnAccount>::namespaced(client, &ns), ctx, stopped()).await;
 }

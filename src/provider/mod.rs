@@ -60,87 +60,100 @@ pub fn build_account(
     api: ApiClient,
     observer: Option<RequestObserver>,
 ) -> Result<Account, ProviderError> {
-    let missing = |keys: &str| {
-        ProviderError::Account(format!(
-            "the credentials Secret {:?} lacks {keys}",
-            spec.credentials_secret_ref.name
-        ))
-    };
     let rate = spec
         .requests_per_second
         .unwrap_or(DEFAULT_REQUESTS_PER_SECOND);
-    match spec.provider {
-        Provider::Edgecast => {
-            let settings = spec.edgecast.as_ref().ok_or_else(|| {
-                ProviderError::Account("provider edgecast needs spec.edgecast".into())
-            })?;
-            let rest_token = key(credentials, "rest_token").map(str::to_string);
-            let oauth = match (
-                key(credentials, "client_id"),
-                key(credentials, "client_secret"),
-            ) {
-                (Some(id), Some(secret)) => Some((id, secret)),
-                _ => None,
-            };
-            if rest_token.is_none() {
-                return Err(missing("rest_token (the MCC API needs it)"));
-            }
-            let token_url = settings
-                .token_url
-                .as_deref()
-                .unwrap_or(edgecast_auth::DEFAULT_TOKEN_URL);
-            let source = |scope: &str| {
-                oauth.map(|(id, secret)| {
-                    edgecast_auth::TokenSource::new(api.clone(), token_url, id, secret, scope)
-                })
-            };
-            let transport = Transport::Edgecast(Box::new(EdgecastTransport {
-                base_url: settings
-                    .base_url
-                    .as_deref()
-                    .unwrap_or(EDGECAST_BASE_URL)
-                    .trim_end_matches('/')
-                    .to_string(),
-                rest_token,
-                cps_tokens: source("sec.cps.certificates"),
-                origin_tokens: source("cdn.origins"),
-                api,
-            }));
-            let settings = AccountSettings {
-                edgecast_account_number: Some(settings.account_number.clone()),
-                ..Default::default()
-            };
-            Ok(Account::new(transport, settings, rate, observer))
-        }
-        Provider::Akamai => {
-            let settings = spec.akamai.as_ref().ok_or_else(|| {
-                ProviderError::Account("provider akamai needs spec.akamai".into())
-            })?;
-            let get = |name: &str| {
-                key(credentials, name)
-                    .map(str::to_string)
-                    .ok_or_else(|| missing(name))
-            };
-            let credentials = edgegrid::Credentials {
-                host: get("host")?,
-                client_token: get("client_token")?,
-                client_secret: get("client_secret")?,
-                access_token: get("access_token")?,
-                max_body: edgegrid::DEFAULT_MAX_BODY,
-                headers_to_sign: Vec::new(),
-            };
-            let client = akamai::AkamaiClient::new(api, credentials, settings.base_url.as_deref());
-            let settings = AccountSettings {
-                akamai_contract_id: Some(settings.contract_id.clone()),
-                akamai_group_id: Some(settings.group_id.clone()),
-                ..Default::default()
-            };
-            Ok(Account::new(
-                Transport::Akamai(Box::new(client)),
-                settings,
-                rate,
-                observer,
-            ))
-        }
+    let (transport, settings) = match spec.provider {
+        Provider::Edgecast => edgecast_transport(spec, credentials, api)?,
+        Provider::Akamai => akamai_transport(spec, credentials, api)?,
+    };
+    Ok(Account::new(transport, settings, rate, observer))
+}
+
+fn missing(spec: &CdnAccountSpec, keys: &str) -> ProviderError {
+    ProviderError::Account(format!(
+        "the credentials Secret {:?} lacks {keys}",
+        spec.credentials_secret_ref.name
+    ))
+}
+
+/// How edgecast requests are sent, and the identifiers its paths need.
+fn edgecast_transport(
+    spec: &CdnAccountSpec,
+    credentials: &BTreeMap<String, String>,
+    api: ApiClient,
+) -> Result<(Transport, AccountSettings), ProviderError> {
+    let settings = spec
+        .edgecast
+        .as_ref()
+        .ok_or_else(|| ProviderError::Account("provider edgecast needs spec.edgecast".into()))?;
+    let rest_token = key(credentials, "rest_token").map(str::to_string);
+    let oauth = match (
+        key(credentials, "client_id"),
+        key(credentials, "client_secret"),
+    ) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        _ => None,
+    };
+    if rest_token.is_none() {
+        return Err(missing(spec, "rest_token (the MCC API needs it)"));
     }
+    let token_url = settings
+        .token_url
+        .as_deref()
+        .unwrap_or(edgecast_auth::DEFAULT_TOKEN_URL);
+    let source = |scope: &str| {
+        oauth.map(|(id, secret)| {
+            edgecast_auth::TokenSource::new(api.clone(), token_url, id, secret, scope)
+        })
+    };
+    let transport = Transport::Edgecast(Box::new(EdgecastTransport {
+        base_url: settings
+            .base_url
+            .as_deref()
+            .unwrap_or(EDGECAST_BASE_URL)
+            .trim_end_matches('/')
+            .to_string(),
+        rest_token,
+        cps_tokens: source("sec.cps.certificates"),
+        origin_tokens: source("cdn.origins"),
+        api,
+    }));
+    let settings = AccountSettings {
+        edgecast_account_number: Some(settings.account_number.clone()),
+        ..Default::default()
+    };
+    Ok((transport, settings))
+}
+
+/// How akamai requests are sent, and the identifiers its paths need.
+fn akamai_transport(
+    spec: &CdnAccountSpec,
+    credentials: &BTreeMap<String, String>,
+    api: ApiClient,
+) -> Result<(Transport, AccountSettings), ProviderError> {
+    let settings = spec
+        .akamai
+        .as_ref()
+        .ok_or_else(|| ProviderError::Account("provider akamai needs spec.akamai".into()))?;
+    let get = |name: &str| {
+        key(credentials, name)
+            .map(str::to_string)
+            .ok_or_else(|| missing(spec, name))
+    };
+    let credentials = edgegrid::Credentials {
+        host: get("host")?,
+        client_token: get("client_token")?,
+        client_secret: get("client_secret")?,
+        access_token: get("access_token")?,
+        max_body: edgegrid::DEFAULT_MAX_BODY,
+        headers_to_sign: Vec::new(),
+    };
+    let client = akamai::AkamaiClient::new(api, credentials, settings.base_url.as_deref());
+    let settings = AccountSettings {
+        akamai_contract_id: Some(settings.contract_id.clone()),
+        akamai_group_id: Some(settings.group_id.clone()),
+        ..Default::default()
+    };
+    Ok((Transport::Akamai(Box::new(client)), settings))
 }

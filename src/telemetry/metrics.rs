@@ -48,6 +48,30 @@ struct ProviderLabels {
     outcome: String,
 }
 
+/// The request counter and latency histogram of provider mode's CDN API requests.
+fn register_provider_metrics(
+    registry: &mut Registry,
+) -> (
+    Family<ProviderLabels, Counter>,
+    HistogramFamily<ProviderLabels>,
+) {
+    let requests = Family::<ProviderLabels, Counter>::default();
+    registry.register(
+        "provider_requests",
+        "Requests to CDN APIs (provider mode) by provider, endpoint and outcome",
+        requests.clone(),
+    );
+    let duration: HistogramFamily<ProviderLabels> =
+        Family::new_with_constructor(duration_histogram);
+    registry.register_with_unit(
+        "provider_request_duration",
+        "Latency of requests to CDN APIs by provider, endpoint and outcome",
+        Unit::Seconds,
+        duration.clone(),
+    );
+    (requests, duration)
+}
+
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -142,20 +166,7 @@ impl Metrics {
             probe_duration.clone(),
         );
 
-        let provider_requests = Family::<ProviderLabels, Counter>::default();
-        registry.register(
-            "provider_requests",
-            "Requests to CDN APIs (provider mode) by provider, endpoint and outcome",
-            provider_requests.clone(),
-        );
-        let provider_duration: HistogramFamily<ProviderLabels> =
-            Family::new_with_constructor(duration_histogram);
-        registry.register_with_unit(
-            "provider_request_duration",
-            "Latency of requests to CDN APIs by provider, endpoint and outcome",
-            Unit::Seconds,
-            provider_duration.clone(),
-        );
+        let (provider_requests, provider_duration) = register_provider_metrics(&mut registry);
 
         let counter = |registry: &mut Registry, name: &str, help: &str| {
             let c = Counter::default();
