@@ -109,7 +109,7 @@ tools-clean:
 
 CARGO ?= cargo
 
-.PHONY: test test-fast test-deps lint crds bench bench-scale build
+.PHONY: test test-fast test-deps lint crds bench bench-scale bench-provider build
 
 build:
 	$(CARGO) build --release
@@ -156,6 +156,12 @@ crds:
 
 bench:
 	$(CARGO) bench --bench shared_work
+
+# Provider mode: N deliveries of one CDN account read through one shared account (at a
+# budget of RPS requests/s) against an account per delivery, on the fake Edgecast API.
+RPS ?= 200
+bench-provider:
+	$(CARGO) bench --bench provider_sharing -- $(or $(PROVIDER_N),1000) $(RPS)
 
 # The operator on the real control plane against N deliveries, beside a raw-apply client.
 N ?= 1000

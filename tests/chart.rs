@@ -164,9 +164,35 @@ fn rule(group: &str, resource: &str, names: &str, verbs: &str) -> (String, Strin
 }
 
 /// The operator's rules: exactly the calls it makes, nowhere a write to a Secret or a spec.
+/// Cluster-wide, it also reads ClusterCdnAccounts and writes their status.
 fn operator_rules() -> BTreeSet<(String, String, String, String)> {
+    let mut rules = namespaced_operator_rules();
+    rules.insert(rule(
+        "httpsdelivery.dev",
+        "clustercdnaccounts",
+        "",
+        "get,list,watch",
+    ));
+    rules.insert(rule(
+        "httpsdelivery.dev",
+        "clustercdnaccounts/status",
+        "",
+        "get,patch,update",
+    ));
+    rules
+}
+
+/// The rules of a Role in the one watched namespace (cluster-scoped accounts cannot be granted).
+fn namespaced_operator_rules() -> BTreeSet<(String, String, String, String)> {
     BTreeSet::from([
         rule("httpsdelivery.dev", "httpsdeliveries", "", "get,list,watch"),
+        rule("httpsdelivery.dev", "cdnaccounts", "", "get,list,watch"),
+        rule(
+            "httpsdelivery.dev",
+            "cdnaccounts/status",
+            "",
+            "get,patch,update",
+        ),
         rule(
             "httpsdelivery.dev",
             "httpsdeliveries/status",
@@ -601,7 +627,7 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
 
     let role = find(&docs, "Role", full);
     assert_eq!(role["metadata"]["namespace"], json!(watch_ns));
-    assert_eq!(rules(role), operator_rules());
+    assert_eq!(rules(role), namespaced_operator_rules());
     let binding = find(&docs, "RoleBinding", full);
     assert_eq!(binding["metadata"]["namespace"], json!(watch_ns));
     assert_eq!(

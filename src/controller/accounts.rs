@@ -413,3 +413,61 @@ pub async fn run_account_controllers(
     // Roles only: cluster-scoped accounts cannot be watched.
     account_controller(Api::<CdnAccount>::namespaced(client, &ns), ctx, stopped()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_of_the_access_check_has_its_ready_reason() {
+        let cases = [
+            (Ok(()), ConditionStatus::True, Reason::Verified),
+            (
+                Err(ProviderError::Unauthorized("HTTP 401".into())),
+                ConditionStatus::False,
+                Reason::Unauthorized,
+            ),
+            (
+                Err(ProviderError::Forbidden("HTTP 403".into())),
+                ConditionStatus::False,
+                Reason::Forbidden,
+            ),
+            (
+                Err(ProviderError::Unavailable("timed out".into())),
+                ConditionStatus::False,
+                Reason::Unreachable,
+            ),
+            (
+                Err(ProviderError::Unexpected("[0].Id: invalid type".into())),
+                ConditionStatus::False,
+                Reason::Unreachable,
+            ),
+            (
+                Err(ProviderError::Account(
+                    "the credentials Secret \"x\" lacks rest_token".into(),
+                )),
+                ConditionStatus::False,
+                Reason::InvalidSpec,
+            ),
+        ];
+        for (outcome, status, reason) in cases {
+            let v = ready_verdict(&outcome);
+            assert_eq!(
+                (v.type_, v.status, v.reason),
+                (ConditionType::Ready, status, reason),
+                "{outcome:?}"
+            );
+            if let Err(e) = &outcome {
+                let why = match e {
+                    ProviderError::Unauthorized(w)
+                    | ProviderError::Forbidden(w)
+                    | ProviderError::Unavailable(w)
+                    | ProviderError::Unexpected(w)
+                    | ProviderError::Account(w)
+                    | ProviderError::NotFound(w) => w,
+                };
+                assert!(v.message.contains(why.as_str()), "{}", v.message);
+            }
+        }
+    }
+}

@@ -596,4 +596,61 @@ mod tests {
             }
         }
     }
+
+    /// A CDN API that accepts the connection and never answers is Unavailable after the
+    /// client's deadline, and the answer is not waited for again by every delivery.
+    #[tokio::test]
+    async fn a_hanging_api_is_unavailable_after_the_deadline() {
+        let fake = fake().await;
+        healthy(&fake);
+        fake.set_delay(Duration::from_secs(30));
+        let spec = crate::api::account::CdnAccountSpec {
+            provider: crate::api::account::Provider::Edgecast,
+            edgecast: Some(crate::api::account::EdgecastSettings {
+                account_number: EDGECAST_ACCOUNT.into(),
+                base_url: Some(fake.base_url()),
+                token_url: None,
+            }),
+            akamai: None,
+            credentials_secret_ref: crate::api::account::CredentialsReference { name: "x".into() },
+            requests_per_second: Some(100),
+        };
+        let limits = crate::provider::http::Limits {
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let api = crate::provider::http::test_client(true, limits);
+        let rest = std::collections::BTreeMap::from([(
+            "rest_token".to_string(),
+            EDGECAST_REST_TOKEN.to_string(),
+        )]);
+        let account =
+            Arc::new(crate::provider::build_account(&spec, &rest, api, None).expect("account"));
+        let started = std::time::Instant::now();
+        let path = mcc("cnames/httplarge");
+        let error = account
+            .get(&path, "application/json", "mcc.cnames", Duration::MAX)
+            .await
+            .expect_err("hangs");
+        assert!(matches!(error, ProviderError::Unavailable(_)), "{error:?}");
+        assert!(
+            error.to_string().contains("did not answer within 1s"),
+            "{error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // Asked again at once, the failure is the shared answer: no second wait.
+        let again = std::time::Instant::now();
+        let _ = account
+            .get(&path, "application/json", "mcc.cnames", Duration::MAX)
+            .await;
+        assert!(
+            again.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            again.elapsed()
+        );
+    }
 }
