@@ -653,6 +653,8 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
         json!([
             {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
             {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]},
+            // The CDN APIs of provider mode.
+            {"ports": [{"port": 443, "protocol": "TCP"}]},
             {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
              "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]},
         ])

@@ -95,11 +95,17 @@ pub struct EdgecastSettings {
     #[schemars(length(min = 1, max = 32))]
     #[x_kube(validation = Rule::new("self.matches('^[0-9A-Za-z]+$')").message("must be the account number, letters and digits only"))]
     pub account_number: String,
-    /// The API's base URL (default https://api.vdms.io).
+    /// The base URL of CPS and Origins (default https://api.vdms.io).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(BASE_URL_RULE).message(BASE_URL_MESSAGE))]
     pub base_url: Option<String>,
+    /// The base URL of the MCC API (edge CNAMEs, customer origins): default baseUrl when that
+    /// is set (one host serving both), else https://api.edgecast.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(BASE_URL_RULE).message(BASE_URL_MESSAGE))]
+    pub mcc_base_url: Option<String>,
     /// The OAuth2 token endpoint (default https://id.vdms.io/connect/token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]

@@ -35,7 +35,10 @@ pub enum Transport {
 /// (one source per scope), else the REST token.
 pub struct EdgecastTransport {
     pub api: ApiClient,
+    /// CPS and Origins v3.
     pub base_url: String,
+    /// MCC (`/v2/mcc/...`), on its own host by default.
+    pub mcc_base_url: String,
     pub rest_token: Option<String>,
     /// Token sources for the `sec.cps.certificates` and `cdn.origins` scopes.
     pub cps_tokens: Option<TokenSource>,
@@ -206,7 +209,11 @@ impl Account {
                 } else {
                     None
                 };
-                let url = format!("{}{path}", t.base_url);
+                let base = match path.starts_with("/v2/mcc/") {
+                    true => &t.mcc_base_url,
+                    false => &t.base_url,
+                };
+                let url = format!("{base}{path}");
                 let rest = t.rest_token.as_ref().map(|token| format!("TOK:{token}"));
                 let Some(tokens) = tokens else {
                     let auth = rest.unwrap_or_default();
@@ -609,6 +616,7 @@ mod tests {
             edgecast: Some(crate::api::account::EdgecastSettings {
                 account_number: EDGECAST_ACCOUNT.into(),
                 base_url: Some(fake.base_url()),
+                mcc_base_url: None,
                 token_url: None,
             }),
             akamai: None,

@@ -456,6 +456,7 @@ pub(crate) mod tests {
             edgecast: Some(EdgecastSettings {
                 account_number: EDGECAST_ACCOUNT.into(),
                 base_url: Some(fake.base_url()),
+                mcc_base_url: None,
                 token_url: Some(format!("{}/connect/token", fake.base_url())),
             }),
             akamai: None,

@@ -20,8 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use view::{CdnView, Handles, ProviderError};
 
-/// Edgecast's API, unless the account overrides it.
+/// Edgecast's CPS and Origins API, unless the account overrides it.
 pub const EDGECAST_BASE_URL: &str = "https://api.vdms.io";
+/// Edgecast's MCC API (edge CNAMEs, customer origins), on its own (legacy) host.
+pub const EDGECAST_MCC_BASE_URL: &str = "https://api.edgecast.com";
 /// Requests per second to one account, unless it says otherwise.
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 10;
 
@@ -114,6 +116,13 @@ fn edgecast_transport(
             .unwrap_or(EDGECAST_BASE_URL)
             .trim_end_matches('/')
             .to_string(),
+        mcc_base_url: settings
+            .mcc_base_url
+            .as_deref()
+            .or(settings.base_url.as_deref())
+            .unwrap_or(EDGECAST_MCC_BASE_URL)
+            .trim_end_matches('/')
+            .to_string(),
         rest_token,
         cps_tokens: source("sec.cps.certificates"),
         origin_tokens: source("cdn.origins"),
@@ -156,4 +165,70 @@ fn akamai_transport(
         ..Default::default()
     };
     Ok((Transport::Akamai(Box::new(client)), settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::account::{CredentialsReference, EdgecastSettings};
+
+    fn edgecast(base_url: Option<&str>, mcc_base_url: Option<&str>) -> CdnAccountSpec {
+        CdnAccountSpec {
+            provider: Provider::Edgecast,
+            edgecast: Some(EdgecastSettings {
+                account_number: "0001".into(),
+                base_url: base_url.map(str::to_string),
+                mcc_base_url: mcc_base_url.map(str::to_string),
+                token_url: None,
+            }),
+            akamai: None,
+            credentials_secret_ref: CredentialsReference { name: "x".into() },
+            requests_per_second: None,
+        }
+    }
+
+    fn bases(spec: &CdnAccountSpec) -> (String, String) {
+        let credentials = BTreeMap::from([("rest_token".to_string(), "t".to_string())]);
+        let api = http::test_client(false, http::Limits::default());
+        match edgecast_transport(spec, &credentials, api)
+            .expect("transport")
+            .0
+        {
+            Transport::Edgecast(t) => (t.base_url, t.mcc_base_url),
+            Transport::Akamai(_) => panic!("not Edgecast"),
+        }
+    }
+
+    /// MCC lives on its own host (doc A.1); one overridden base URL serves both.
+    #[test]
+    fn edgecast_mcc_and_cps_have_their_own_hosts_unless_overridden() {
+        assert_eq!(
+            bases(&edgecast(None, None)),
+            (EDGECAST_BASE_URL.into(), EDGECAST_MCC_BASE_URL.into())
+        );
+        assert_eq!(
+            bases(&edgecast(Some("https://proxy.example/"), None)),
+            (
+                "https://proxy.example".into(),
+                "https://proxy.example".into()
+            )
+        );
+        assert_eq!(
+            bases(&edgecast(None, Some("https://mcc.example"))),
+            (EDGECAST_BASE_URL.into(), "https://mcc.example".into())
+        );
+    }
+
+    #[test]
+    fn a_missing_key_is_named_and_no_value_is_shown() {
+        let spec = edgecast(None, None);
+        let api = http::test_client(false, http::Limits::default());
+        let only_client =
+            BTreeMap::from([("client_secret".to_string(), "s3cr3t-value".to_string())]);
+        let Err(error) = build_account(&spec, &only_client, api, None) else {
+            panic!("an account without a REST token");
+        };
+        assert!(error.to_string().contains("rest_token"), "{error}");
+        assert!(!error.to_string().contains("s3cr3t-value"), "{error}");
+    }
 }
