@@ -172,7 +172,11 @@ async fn crd_installs_and_becomes_established() {
     // Installing again (as every test binary and every rerun does) is a no-op, not an error.
     assert_eq!(
         cp.install_crds(workspace().join("crds")),
-        vec![CRD_NAME.to_owned()]
+        vec![
+            "cdnaccounts.httpsdelivery.dev".to_owned(),
+            "clustercdnaccounts.httpsdelivery.dev".to_owned(),
+            CRD_NAME.to_owned(),
+        ]
     );
 }
 
