@@ -9,7 +9,7 @@ use futures::StreamExt;
 use httpsdelivery_operator::api::account::CdnAccountSpec;
 use httpsdelivery_operator::probe::ProbeConfig;
 use httpsdelivery_operator::provider::account::Account;
-use httpsdelivery_operator::provider::http::ApiClient;
+use httpsdelivery_operator::provider::http::ApiClients;
 use httpsdelivery_operator::provider::view::Handles;
 use httpsdelivery_operator::provider::{build_account, read};
 use serde_json::json;
@@ -66,7 +66,9 @@ fn account(fake: &FakeCdn, rate: u32) -> Arc<Account> {
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
         ..ProbeConfig::default()
     };
-    let api = ApiClient::for_probe_config(&probe).expect("client");
+    let api = ApiClients::for_probe_config(&probe)
+        .expect("client")
+        .namespaced;
     let credentials = BTreeMap::from([("rest_token".to_string(), EDGECAST_REST_TOKEN.to_string())]);
     Arc::new(build_account(&spec, &credentials, api, None).expect("account"))
 }

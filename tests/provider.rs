@@ -712,3 +712,61 @@ async fn a_cluster_account_reads_its_secret_from_the_operators_namespace_only() 
         .await;
     let _ = accounts.delete(&name, &Default::default()).await;
 }
+
+/// A namespaced CdnAccount's base URL is a namespace user's input and passes the target guard;
+/// a ClusterCdnAccount's is the administrators' and may be any address. Without
+/// `--allow-cidr`, loopback is refused to the one and not to the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_namespaced_accounts_base_url_is_held_to_the_target_guard() {
+    let world = World::start().await.expect("world");
+    let fake = healthy_cdn().await;
+    let dir = check_manifests(&fake, Some(EDGECAST_REST_TOKEN));
+    let cluster = std::fs::read_to_string(dir.path().join("shop.yaml"))
+        .expect("read")
+        .replacen(
+            "kind: CdnAccount\nmetadata: {name: edgecast, namespace: shop}",
+            "kind: ClusterCdnAccount\nmetadata: {name: edgecast}",
+            1,
+        )
+        .replace(
+            "accountRef: {name: edgecast}",
+            "accountRef: {kind: ClusterCdnAccount, name: edgecast}",
+        );
+    let cluster_dir = tempfile::tempdir().expect("a directory");
+    std::fs::write(cluster_dir.path().join("shop.yaml"), cluster).expect("write");
+    let no_allow: Vec<String> = {
+        let args = world.probe_args();
+        let at = args
+            .iter()
+            .position(|a| a == "--allow-cidr")
+            .expect("the flag");
+        [&args[..at], &args[at + 2..]].concat()
+    };
+    for (dir, status, reason) in [
+        (dir.path(), "Unknown", "ProviderUnauthorized"),
+        (cluster_dir.path(), "True", "InSync"),
+    ] {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["check", "-f"])
+            .arg(dir)
+            .args(["-o", "json"])
+            .args(&no_allow);
+        let out = cmd.output().expect("run check");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        let sync = testkit::json::condition(&report["deliveries"][0], "InSyncWithCdn");
+        assert_eq!(
+            (sync["status"].as_str(), sync["reason"].as_str()),
+            (Some(status), Some(reason)),
+            "{report:#}"
+        );
+        if status == "Unknown" {
+            assert!(
+                sync["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("--allow-cidr"),
+                "{sync}"
+            );
+        }
+    }
+}

@@ -9,7 +9,7 @@ use crate::api::{AccountKind, CdnSpec};
 use crate::checks::cdn::CdnObserved;
 use crate::probe::ProbeConfig;
 use crate::provider::account::Account;
-use crate::provider::http::ApiClient;
+use crate::provider::http::ApiClients;
 use crate::provider::view::{Handles, ProviderError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ impl CliAccounts {
         probe: &ProbeConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> CliAccounts {
-        let api = ApiClient::for_probe_config(probe);
+        let api = ApiClients::for_probe_config(probe);
         let mut accounts = HashMap::new();
         for d in &manifests.deliveries {
             let Some(cdn) = &d.delivery.spec.cdn else {
@@ -57,7 +57,8 @@ impl CliAccounts {
                 (None, _) => Err(ProviderError::Account(missing_account(&key))),
                 (Some(_), Err(e)) => Err(ProviderError::Account(e.clone())),
                 (Some(spec), Ok(api)) => credentials(manifests, &key, spec, &env).and_then(|c| {
-                    crate::provider::build_account(spec, &c, api.clone(), None).map(Arc::new)
+                    let api = api.for_kind(key.0).clone();
+                    crate::provider::build_account(spec, &c, api, None).map(Arc::new)
                 }),
             };
             accounts.insert(key, account);

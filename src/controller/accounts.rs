@@ -9,7 +9,7 @@ use crate::api::conditions::merge_conditions;
 use crate::api::{AccountKind, AccountReference, ConditionStatus, ConditionType, Reason, Verdict};
 use crate::probe::ProbeConfig;
 use crate::provider::account::{Account, RequestObserver};
-use crate::provider::http::ApiClient;
+use crate::provider::http::ApiClients;
 use crate::provider::view::ProviderError;
 use crate::provider::{build_account, check_access};
 use crate::telemetry::Metrics;
@@ -35,7 +35,7 @@ struct Entry {
 }
 
 pub struct Accounts {
-    api: Option<ApiClient>,
+    api: Option<ApiClients>,
     /// Where ClusterCdnAccounts' Secrets are read.
     operator_namespace: String,
     entries: tokio::sync::Mutex<HashMap<Key, Entry>>,
@@ -45,10 +45,10 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Accounts whose API clients trust the web roots and `probe`'s extra CA files, and whose
-    /// addresses pass `probe`'s target guard.
+    /// Accounts whose API clients trust the web roots and `probe`'s extra CA files; a
+    /// CdnAccount's addresses pass `probe`'s target guard (see [`ApiClients`]).
     pub fn new(probe: &ProbeConfig, operator_namespace: String, metrics: Option<Metrics>) -> Self {
-        let (api, setup_error) = match ApiClient::for_probe_config(probe) {
+        let (api, setup_error) = match ApiClients::for_probe_config(probe) {
             Ok(api) => (Some(api), None),
             Err(e) => (None, Some(e)),
         };
@@ -104,14 +104,18 @@ impl Accounts {
             e.read_at = Instant::now();
             return Ok(e.account.clone());
         }
-        let api = self.api.clone().ok_or_else(|| {
-            let why = self
-                .setup_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            ProviderError::Account(why.unwrap_or_default())
-        })?;
+        let api = self
+            .api
+            .as_ref()
+            .map(|a| a.for_kind(key.0).clone())
+            .ok_or_else(|| {
+                let why = self
+                    .setup_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                ProviderError::Account(why.unwrap_or_default())
+            })?;
         let account = Arc::new(build_account(&spec, &data, api, self.observer.clone())?);
         entries.insert(
             key,

@@ -52,6 +52,41 @@ pub enum ApiError {
     Decode { host: String, why: String },
 }
 
+/// The clients of provider mode. A namespaced CdnAccount's base URL is a namespace user's
+/// input: its requests pass the probes' target guard (`--allow-cidr`), so that it cannot aim
+/// the operator at the cluster's private network. A ClusterCdnAccount is the cluster
+/// administrators' configuration, like the operator's flags: its base URLs may be any address
+/// (an egress proxy on a private network, say).
+#[derive(Clone, Debug)]
+pub struct ApiClients {
+    pub namespaced: ApiClient,
+    pub cluster: ApiClient,
+}
+
+impl ApiClients {
+    pub fn for_probe_config(probe: &crate::probe::ProbeConfig) -> Result<Self, String> {
+        let anywhere = vec![
+            ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
+            ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
+        ];
+        Ok(ApiClients {
+            namespaced: ApiClient::for_probe_config(
+                probe,
+                TargetGuard::new(probe.allow_cidrs.clone()),
+            )?,
+            cluster: ApiClient::for_probe_config(probe, TargetGuard::new(anywhere))?,
+        })
+    }
+
+    /// The client for an account of `kind`.
+    pub fn for_kind(&self, kind: crate::api::AccountKind) -> &ApiClient {
+        match kind {
+            crate::api::AccountKind::CdnAccount => &self.namespaced,
+            crate::api::AccountKind::ClusterCdnAccount => &self.cluster,
+        }
+    }
+}
+
 /// An HTTPS client for one CDN API.
 #[derive(Clone, Debug)]
 pub struct ApiClient {
@@ -119,9 +154,12 @@ impl ApiClient {
         })
     }
 
-    /// The client of provider mode, for the operator and `check` alike: the bundled web roots
-    /// and `--ca-file`s, the probes' target guard (`--allow-cidr`), the default limits.
-    pub fn for_probe_config(probe: &crate::probe::ProbeConfig) -> Result<Self, String> {
+    /// A client of provider mode, for the operator and `check` alike: the bundled web roots
+    /// and `--ca-file`s, `guard`, the default limits.
+    fn for_probe_config(
+        probe: &crate::probe::ProbeConfig,
+        guard: TargetGuard,
+    ) -> Result<Self, String> {
         let mut roots =
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for file in &probe.ca_files {
@@ -136,12 +174,7 @@ impl ApiClient {
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        ApiClient::new(
-            tls,
-            TargetGuard::new(probe.allow_cidrs.clone()),
-            Limits::default(),
-        )
-        .map_err(|e| e.to_string())
+        ApiClient::new(tls, guard, Limits::default()).map_err(|e| e.to_string())
     }
 
     /// GETs `url` with `headers` and decodes the JSON answer.
