@@ -11,6 +11,7 @@ use futures::FutureExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -59,12 +60,17 @@ pub struct Account {
     budget: DefaultDirectRateLimiter,
     /// No request before this instant (a 429's `Retry-After`).
     paused_until: Mutex<Option<Instant>>,
+    /// Failed answers in a row (a success resets it): each doubles how long a failure is
+    /// reused, so that a CDN API that is down is asked less and less often.
+    failures: AtomicU32,
     observer: Option<RequestObserver>,
 }
 
 /// How long a failed answer is reused before the path is asked again (unless a 429 said
-/// longer): failures are retried, but not by every delivery at once.
+/// longer): failures are retried, but not by every delivery at once. It doubles with each
+/// failure in a row, up to [`MAX_FAILURE_REUSE`].
 const FAILURE_REUSE: Duration = Duration::from_secs(5);
+const MAX_FAILURE_REUSE: Duration = Duration::from_secs(300);
 
 impl Account {
     /// `requests_per_second`: the account's budget (at least 1).
@@ -86,6 +92,7 @@ impl Account {
             answers: SharedCache::new(Duration::MAX),
             budget: RateLimiter::direct(Quota::per_second(rate)),
             paused_until: Mutex::new(None),
+            failures: AtomicU32::new(0),
             observer,
         }
     }
@@ -157,8 +164,17 @@ impl Account {
         }
         let value = self.request(path, accept, endpoint).await;
         let max_age = match &value {
-            Ok(_) => Duration::MAX,
-            Err(_) => self.pause_left().max(FAILURE_REUSE),
+            Ok(_) => {
+                self.failures.store(0, Ordering::Relaxed);
+                Duration::MAX
+            }
+            // A 404 is the CDN's answer (a certificate not there yet), not a failure.
+            Err(ProviderError::NotFound(_)) => FAILURE_REUSE,
+            Err(_) => {
+                let n = self.failures.fetch_add(1, Ordering::Relaxed).min(6);
+                let backoff = (FAILURE_REUSE * (1 << n)).min(MAX_FAILURE_REUSE);
+                self.pause_left().max(backoff)
+            }
         };
         Fetched { value, max_age }
     }
@@ -660,5 +676,38 @@ mod tests {
             "{:?}",
             again.elapsed()
         );
+    }
+
+    /// A CDN API that keeps failing is asked less and less often (5 s, 10 s, 20 s ... up to
+    /// 5 minutes between requests for a path); one success starts over.
+    #[tokio::test]
+    async fn failures_in_a_row_back_off_and_a_success_starts_over() {
+        let fake = fake().await;
+        healthy(&fake);
+        let account = account(&fake);
+        fake.fail(&cps(1234), 500);
+        let count = || fake.count("GET", &cps(1234));
+        let _ = read(&account, 1234, HOST, MINUTE).await;
+        assert_eq!(count(), 1);
+        skip(Duration::from_millis(5100)).await;
+        let _ = read(&account, 1234, HOST, MINUTE).await;
+        assert_eq!(count(), 2, "asked again after 5 s");
+        skip(Duration::from_millis(5100)).await;
+        let _ = read(&account, 1234, HOST, MINUTE).await;
+        assert_eq!(count(), 2, "the second failure is reused for 10 s");
+        skip(Duration::from_millis(5100)).await;
+        let _ = read(&account, 1234, HOST, MINUTE).await;
+        assert_eq!(count(), 3, "asked again after 10 s");
+        fake.clear_faults();
+        skip(Duration::from_millis(20_100)).await;
+        read(&account, 1234, HOST, MINUTE).await.expect("back");
+        assert_eq!(count(), 4);
+        fake.fail(&cps(1234), 500);
+        skip(Duration::from_secs(61)).await;
+        let _ = read(&account, 1234, HOST, MINUTE).await;
+        assert_eq!(count(), 5);
+        skip(Duration::from_millis(5100)).await;
+        let _ = read(&account, 1234, HOST, MINUTE).await;
+        assert_eq!(count(), 6, "after a success, 5 s again");
     }
 }
