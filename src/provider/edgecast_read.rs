@@ -364,7 +364,92 @@ async fn read_origin(
         &*account.get(&path, JSON, "mcc.origins", max_age).await?,
         "customer origins",
     )?;
-    Ok(list.into_iter().find(|o| o.id == origin_id).map(origin))
+    match list.into_iter().find(|o| o.id == origin_id) {
+        Some(o) => Ok(Some(origin(o))),
+        None => read_origin_group(account, *platform, origin_id, max_age).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct OriginGroupV3 {
+    name: String,
+    #[serde(default)]
+    tls_settings: Option<TlsSettingsV3>,
+}
+
+#[derive(Deserialize)]
+struct TlsSettingsV3 {
+    #[serde(default)]
+    sni_hostname: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OriginV3 {
+    host: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    is_primary: bool,
+    protocol_type_id: i64,
+}
+
+/// An origin that MCC v2 does not list may be an Origins v3 customer origin group. The SDK
+/// does not show how an edge CNAME's `OriginId` maps to v3 (doc A.7): it is taken as the
+/// group's ID [inference]. The group's primary origin (else its first) gives host, port and
+/// protocol (`protocol_type_id` 2 is HTTPS Only), the group its SNI name. v3 serves HTTP Large
+/// and ADN only.
+async fn read_origin_group(
+    account: &Arc<Account>,
+    platform: Platform,
+    group_id: i64,
+    max_age: Duration,
+) -> Result<Option<CdnOrigin>, ProviderError> {
+    let media = match platform {
+        Platform::HttpLarge => "http-large",
+        Platform::Adn => "adn",
+        Platform::HttpSmall => return Ok(None),
+    };
+    let path = format!("/cdn/origins/v0.5/{media}/groups/{group_id}");
+    let group: OriginGroupV3 = match account.get(&path, JSON, "origins.group", max_age).await {
+        Ok(v) => Account::decode(&v, "the customer origin group")?,
+        Err(ProviderError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let path = format!("{path}/origins");
+    let origins: Vec<OriginV3> = Account::decode(
+        &*account
+            .get(&path, JSON, "origins.group.origins", max_age)
+            .await?,
+        "the origins of the customer origin group",
+    )?;
+    let Some(o) = origins
+        .iter()
+        .find(|o| o.is_primary)
+        .or_else(|| origins.first())
+    else {
+        return Ok(None);
+    };
+    let protocol = match o.protocol_type_id {
+        1 => Ok(OriginProtocol::HttpOnly),
+        2 => Ok(OriginProtocol::HttpsOnly),
+        3 => Ok(OriginProtocol::MatchRequest),
+        other => Err(Raw {
+            field: "protocol_type_id".into(),
+            value: other.to_string(),
+        }),
+    };
+    let default_port = if o.protocol_type_id == 1 { 80 } else { 443 };
+    let (host, port) = host_port(&o.host, default_port);
+    Ok(Some(CdnOrigin {
+        name: group.name,
+        host: Some(host),
+        port: o.port.or(port),
+        https_edge_protocol: protocol
+            .as_ref()
+            .is_ok_and(|p| *p != OriginProtocol::HttpOnly),
+        protocol,
+        sni_hostname: group.tls_settings.and_then(|t| t.sni_hostname),
+    }))
 }
 
 /// Edgecast's HTTPS hostnames are the HTTPS Edge Protocol; an origin with HTTPS hostnames and
@@ -844,6 +929,79 @@ pub(crate) mod tests {
         assert_eq!(view.edge.expect("the edge").origin, None);
         assert_eq!(view.origin, None);
         assert_eq!(fake.count("GET", &mcc("origins/httplarge")), 0);
+    }
+
+    /// An origin MCC v2 does not list is looked for as an Origins v3 group (by the edge
+    /// CNAME's OriginId): its primary origin's protocol and its SNI name are read.
+    #[tokio::test]
+    async fn an_origin_group_of_origins_v3_is_read_when_v2_has_no_such_origin() {
+        let fake = fake().await;
+        healthy(&fake);
+        fake.edit(|s| {
+            s.edgecast
+                .put_edge_cname(EDGECAST_ACCOUNT, &EdgeCname::new(1001, HOST, 700));
+            s.edgecast.put_origin_group_v3(
+                "http-large",
+                &testkit::cdn::OriginGroupV3 {
+                    id: 700,
+                    name: "shop-group".into(),
+                    host_header: "origin.shop.example".into(),
+                    sni_hostname: Some("sni.shop.example".into()),
+                    allow_self_signed: false,
+                },
+            );
+            for (id, primary, protocol) in [(9001, false, 1), (9002, true, 2)] {
+                s.edgecast.put_origin_v3(
+                    "http-large",
+                    &testkit::cdn::OriginV3 {
+                        id,
+                        name: format!("o{id}"),
+                        host: "https://origin-v3.shop.example".into(),
+                        port: 8443,
+                        is_primary: primary,
+                        protocol_type_id: protocol,
+                        group_id: 700,
+                    },
+                );
+            }
+        });
+        let origin = view(&fake).await.origin.expect("the group's origin");
+        assert_eq!(
+            origin,
+            CdnOrigin {
+                name: "shop-group".into(),
+                host: Some("origin-v3.shop.example".into()),
+                port: Some(8443),
+                protocol: Ok(OriginProtocol::HttpsOnly),
+                https_edge_protocol: true,
+                sni_hostname: Some("sni.shop.example".into()),
+            }
+        );
+        // An unknown protocol type is kept raw; a group that is not there is no origin.
+        fake.edit(|s| {
+            let group = s
+                .edgecast
+                .origins_v3
+                .get_mut("http-large")
+                .expect("origins");
+            for o in group.iter_mut() {
+                o["protocol_type_id"] = json!(9);
+            }
+        });
+        let fresh = view(&fake).await.origin.expect("the group's origin");
+        assert_eq!(
+            fresh.protocol,
+            Err(Raw {
+                field: "protocol_type_id".into(),
+                value: "9".into()
+            })
+        );
+        assert!(!fresh.https_edge_protocol);
+        fake.edit(|s| {
+            s.edgecast
+                .put_edge_cname(EDGECAST_ACCOUNT, &EdgeCname::new(1001, HOST, 701));
+        });
+        assert_eq!(view(&fake).await.origin, None);
     }
 
     #[tokio::test]
