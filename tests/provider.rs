@@ -770,3 +770,81 @@ async fn only_a_namespaced_accounts_base_url_is_held_to_the_target_guard() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn an_akamai_delivery_is_ready_from_cps_and_papi_and_follows_a_new_activation() {
+    let (cp, world, ns, api) = setup("provider-akamai").await;
+    let fake = healthy_akamai().await;
+    let known = EdgeGridCredentials::placeholder();
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "akamai-edgerc", "namespace": ns},
+        "stringData": {
+            "host": fake.addr().to_string(), "client_token": known.client_token,
+            "client_secret": known.client_secret, "access_token": known.access_token,
+        },
+    }))
+    .expect("the Secret");
+    Api::<Secret>::namespaced(cp.client().await, &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the Secret");
+    let spec: CdnAccountSpec = serde_json::from_value(json!({
+        "provider": "akamai",
+        "akamai": {"contractId": "ctr_C-0000", "groupId": "grp_1", "baseUrl": fake.base_url()},
+        "credentialsSecretRef": {"name": "akamai-edgerc"},
+    }))
+    .expect("the account spec");
+    let mut account = CdnAccount::new("akamai", spec);
+    account.metadata.namespace = Some(ns.clone());
+    let accounts: Api<CdnAccount> = Api::namespaced(cp.client().await, &ns);
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("create the CdnAccount");
+    let op = start(cp, &world, &ns);
+    let mut d = provider_delivery(&ns, "www", "www.shop.example");
+    d.spec.cdn = serde_json::from_value(json!({
+        "accountRef": {"name": "akamai"}, "certificateId": "10", "edgeCnameId": "prp_1000",
+    }))
+    .expect("cdn");
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("create the delivery");
+    let d = op.wait_for_condition(&api, "www", READY, PATIENCE).await;
+    let step3 = condition(&d, "EdgeCnamePropagated").expect("step 3");
+    assert!(
+        step3.message.contains("akamai reports"),
+        "{}",
+        step3.message
+    );
+    op.wait_for_condition(&accounts, "akamai", READY, PATIENCE)
+        .await;
+
+    // A new version is being activated on PRODUCTION: step 3 follows it to ACTIVE.
+    let activation = |status: &str| Activation {
+        activation_id: "atv_3001".into(),
+        property_id: "prp_1000".into(),
+        property_name: "shop".into(),
+        property_version: 3,
+        network: "PRODUCTION".into(),
+        status: status.into(),
+    };
+    fake.edit(|s| s.akamai.put_activation(&activation("ZONE_2")));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nudge(&api, "www").await;
+    op.wait_for_condition(
+        &api,
+        "www",
+        ["EdgeCnamePropagated", "False", "Propagating"],
+        PATIENCE,
+    )
+    .await;
+    fake.edit(|s| s.akamai.put_activation(&activation("ACTIVE")));
+    op.wait_for_condition(&api, "www", READY, PATIENCE).await;
+    assert!(
+        fake.requests().iter().all(|r| r.authorized),
+        "every request signed"
+    );
+}
