@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
     Ord,
     strum::IntoStaticStr,
     strum::Display,
+    strum::VariantArray,
 )]
 pub enum ConditionType {
     CertificateValid,
@@ -206,17 +207,23 @@ impl Verdict {
 }
 
 /// Builds the new condition list from verdicts, keeping `lastTransitionTime` from `existing`
-/// when the status did not change, and keeping conditions of other owners untouched.
+/// when the status did not change, and keeping conditions of other owners untouched. A
+/// condition of the operator's that no verdict gives any more (`InSyncWithCdn` once a delivery
+/// leaves provider mode) is dropped rather than left stale.
 pub fn merge_conditions(
     existing: &[Condition],
     verdicts: &[Verdict],
     generation: Option<i64>,
     now: jiff::Timestamp,
 ) -> Vec<Condition> {
-    let ours: Vec<&str> = verdicts.iter().map(|v| v.type_.as_str()).collect();
+    let ours = |type_: &str| {
+        <ConditionType as strum::VariantArray>::VARIANTS
+            .iter()
+            .any(|t| t.as_str() == type_)
+    };
     let mut out: Vec<Condition> = existing
         .iter()
-        .filter(|c| !ours.contains(&c.type_.as_str()))
+        .filter(|c| !ours(&c.type_))
         .cloned()
         .collect();
     for v in verdicts {
@@ -279,6 +286,43 @@ mod tests {
             t1,
         );
         assert_eq!(third[0].last_transition_time, Time(t1));
+    }
+
+    #[test]
+    fn a_condition_of_ours_that_no_verdict_gives_is_dropped() {
+        let now = ts("2026-01-01T00:00:00Z");
+        let existing = merge_conditions(
+            &[],
+            &[
+                Verdict::new(
+                    ConditionType::InSyncWithCdn,
+                    ConditionStatus::False,
+                    Reason::DeclaredDiffersFromCdn,
+                    "x",
+                ),
+                Verdict::new(
+                    ConditionType::Ready,
+                    ConditionStatus::False,
+                    Reason::DeclaredDiffersFromCdn,
+                    "x",
+                ),
+            ],
+            Some(1),
+            now,
+        );
+        let merged = merge_conditions(
+            &existing,
+            &[Verdict::new(
+                ConditionType::Ready,
+                ConditionStatus::True,
+                Reason::Verified,
+                "ok",
+            )],
+            Some(2),
+            now,
+        );
+        let types: Vec<&str> = merged.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready"]);
     }
 
     #[test]

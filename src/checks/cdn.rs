@@ -47,7 +47,10 @@ pub fn desired(spec: &HttpsDeliverySpec, observed: &CdnObserved) -> Desired {
             port: o.port.unwrap_or(443),
             protocol: o.protocol.clone().unwrap_or(OriginProtocol::HttpOnly),
             https_edge_protocol: o.https_edge_protocol,
-            sni_hostname: o.sni_hostname.clone(),
+            sni_hostname: match o.sni_reported {
+                true => o.sni_hostname.clone(),
+                false => declared_origin.and_then(|d| d.sni_hostname.clone()),
+            },
         },
         None => declared_origin.cloned().unwrap_or(OriginSpec {
             name: origin_name.clone(),
@@ -168,6 +171,7 @@ fn provider_reason(error: &ProviderError) -> Reason {
         ProviderError::Unauthorized(_)
         | ProviderError::Forbidden(_)
         | ProviderError::Account(_) => Reason::ProviderUnauthorized,
+        ProviderError::Spec(_) => Reason::InvalidSpec,
         _ => Reason::ProviderUnavailable,
     }
 }
@@ -470,7 +474,7 @@ impl Differences {
             Some(d.https_edge_protocol.to_string()),
             origin.map(|o| o.https_edge_protocol.to_string()),
         );
-        if d.sni_hostname.is_some() {
+        if d.sni_hostname.is_some() && origin.is_none_or(|o| o.sni_reported) {
             self.compare(
                 "spec.origin.sniHostname",
                 d.sni_hostname.clone(),
@@ -556,6 +560,7 @@ mod tests {
                 protocol: Ok(OriginProtocol::HttpsOnly),
                 https_edge_protocol: true,
                 sni_hostname: None,
+                sni_reported: true,
             }),
         }
     }
@@ -811,6 +816,33 @@ mod tests {
             get(&e, T::DnsConfigured).reason,
             Reason::Blocked,
             "no target CNAME to check"
+        );
+    }
+
+    /// Edgecast's MCC v2 origins do not say which SNI name the edge sends: a declared one is
+    /// what the probe uses, and it is not called a difference.
+    #[test]
+    fn a_declared_sni_name_the_api_does_not_report_is_used_not_compared() {
+        let mut spec = fixtures::crd_spec();
+        spec.origin.as_mut().expect("declared").sni_hostname = Some("sni.shop.example".into());
+        let mut cdn = view();
+        if let Some(o) = cdn.origin.as_mut() {
+            o.sni_reported = false;
+        }
+        assert_eq!(
+            desired(&spec, &Ok(cdn.clone())).origin_sni(),
+            "sni.shop.example"
+        );
+        let e = applied(&spec, &Ok(cdn.clone()));
+        assert_eq!(get(&e, T::InSyncWithCdn).reason, Reason::InSync);
+        // Where the API reports it, a different one is a difference.
+        if let Some(o) = cdn.origin.as_mut() {
+            o.sni_reported = true;
+        }
+        let e = applied(&spec, &Ok(cdn));
+        assert_eq!(
+            get(&e, T::InSyncWithCdn).reason,
+            Reason::DeclaredDiffersFromCdn
         );
     }
 

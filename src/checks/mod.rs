@@ -64,6 +64,7 @@ pub fn desired_of(
 ) -> Result<Desired, String> {
     match cdn {
         None => spec.declared(),
+        Some(Err(crate::provider::view::ProviderError::Spec(problem))) => Err(problem.clone()),
         Some(observed) => Ok(cdn::desired(spec, observed)),
     }
 }

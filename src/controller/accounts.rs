@@ -91,7 +91,16 @@ impl Accounts {
         {
             return Ok(e.account.clone());
         }
-        let (spec, uid, generation) = read_account(client, &key).await?;
+        let (spec, uid, generation) = match read_account(client, &key).await {
+            Ok(read) => read,
+            Err(error) => {
+                // A deleted account's shared answers are dropped with it.
+                if matches!(error, ProviderError::Account(_)) {
+                    entries.remove(&key);
+                }
+                return Err(error);
+            }
+        };
         let secret_namespace = match key.0 {
             AccountKind::CdnAccount => key.1.clone(),
             AccountKind::ClusterCdnAccount => self.operator_namespace.clone(),
@@ -468,6 +477,7 @@ mod tests {
                     | ProviderError::Unavailable(w)
                     | ProviderError::Unexpected(w)
                     | ProviderError::Account(w)
+                    | ProviderError::Spec(w)
                     | ProviderError::NotFound(w) => w,
                 };
                 assert!(v.message.contains(why.as_str()), "{}", v.message);

@@ -10,6 +10,7 @@ use crate::probe::cache::{Fetched, SharedCache};
 use futures::FutureExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,9 @@ pub struct Account {
     /// Failed answers in a row (a success resets it): each doubles how long a failure is
     /// reused, so that a CDN API that is down is asked less and less often.
     failures: AtomicU32,
+    /// Paths that failed, by cache key: no request for them before the instant, whatever
+    /// freshness a caller asks for, and the failure to answer meanwhile.
+    retry_at: Mutex<HashMap<String, (Instant, ProviderError)>>,
     observer: Option<RequestObserver>,
 }
 
@@ -71,6 +75,9 @@ pub struct Account {
 /// failure in a row, up to [`MAX_FAILURE_REUSE`].
 const FAILURE_REUSE: Duration = Duration::from_secs(5);
 const MAX_FAILURE_REUSE: Duration = Duration::from_secs(300);
+/// A successful answer is dropped after this long, whatever a caller would accept, so that
+/// answers no delivery asks for any more (an old property version's rule tree) do not stay.
+const SUCCESS_REUSE: Duration = Duration::from_secs(600);
 
 impl Account {
     /// `requests_per_second`: the account's budget (at least 1).
@@ -93,6 +100,7 @@ impl Account {
             budget: RateLimiter::direct(Quota::per_second(rate)),
             paused_until: Mutex::new(None),
             failures: AtomicU32::new(0),
+            retry_at: Mutex::new(HashMap::new()),
             observer,
         }
     }
@@ -133,15 +141,33 @@ impl Account {
         })
     }
 
+    fn lock_retries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, ProviderError)>> {
+        self.retry_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last failure of `key` while its backoff lasts: a caller asking for a fresher answer
+    /// than the backoff allows gets the failure again, and the CDN is not asked.
+    fn backing_off(&self, key: &str) -> Option<Fetched<Result<Arc<Value>, ProviderError>>> {
+        let retries = self.lock_retries();
+        let (until, error) = retries.get(key)?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then(|| Fetched {
+            value: Err(error.clone()),
+            max_age: left,
+        })
+    }
+
     /// The refusal to send while a 429's pause lasts, reused until the pause ends (not
     /// longer: the path is asked as soon as requests are allowed again).
     fn paused(&self) -> Option<Fetched<Result<Arc<Value>, ProviderError>>> {
         let pause = self.pause_left();
         (!pause.is_zero()).then(|| Fetched {
-            value: Err(ProviderError::Unavailable(format!(
-                "rate limited by the CDN; the next request is allowed in {}s",
-                pause.as_secs().max(1)
-            ))),
+            // No countdown in the text: a message that changed at every look would rewrite
+            // every delivery's status while the pause lasts.
+            value: Err(ProviderError::Unavailable(
+                "rate limited by the CDN (HTTP 429): no request until its Retry-After has passed"
+                    .into(),
+            )),
             max_age: pause,
         })
     }
@@ -157,6 +183,10 @@ impl Account {
         if let Some(refused) = self.paused() {
             return refused;
         }
+        let key = format!("{accept} {path}");
+        if let Some(held) = self.backing_off(&key) {
+            return held;
+        }
         self.budget.until_ready().await;
         // A 429 may have come while this request waited for the budget.
         if let Some(refused) = self.paused() {
@@ -166,14 +196,20 @@ impl Account {
         let max_age = match &value {
             Ok(_) => {
                 self.failures.store(0, Ordering::Relaxed);
-                Duration::MAX
+                self.lock_retries().remove(&key);
+                SUCCESS_REUSE
             }
             // A 404 is the CDN's answer (a certificate not there yet), not a failure.
             Err(ProviderError::NotFound(_)) => FAILURE_REUSE,
-            Err(_) => {
+            Err(error) => {
                 let n = self.failures.fetch_add(1, Ordering::Relaxed).min(6);
                 let backoff = (FAILURE_REUSE * (1 << n)).min(MAX_FAILURE_REUSE);
-                self.pause_left().max(backoff)
+                let wait = self.pause_left().max(backoff);
+                let now = Instant::now();
+                let mut retries = self.lock_retries();
+                retries.retain(|_, (until, _)| *until > now);
+                retries.insert(key, (now + wait, error.clone()));
+                wait
             }
         };
         Fetched { value, max_age }
@@ -693,8 +729,12 @@ mod tests {
         let _ = read(&account, 1234, HOST, MINUTE).await;
         assert_eq!(count(), 2, "asked again after 5 s");
         skip(Duration::from_millis(5100)).await;
-        let _ = read(&account, 1234, HOST, MINUTE).await;
-        assert_eq!(count(), 2, "the second failure is reused for 10 s");
+        let _ = read(&account, 1234, HOST, Duration::from_secs(1)).await;
+        assert_eq!(
+            count(),
+            2,
+            "the second failure is held for 10 s, even for a caller asking for 1 s"
+        );
         skip(Duration::from_millis(5100)).await;
         let _ = read(&account, 1234, HOST, MINUTE).await;
         assert_eq!(count(), 3, "asked again after 10 s");

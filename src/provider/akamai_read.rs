@@ -44,7 +44,7 @@ pub async fn read(
 ) -> Result<CdnView, ProviderError> {
     let scope = Scope::of(account)?;
     let Some(edge_id) = handles.edge_id.as_deref() else {
-        return Err(ProviderError::Account(format!(
+        return Err(ProviderError::Spec(format!(
             "Akamai deliveries need spec.cdn.edgeCnameId, the ID of the property (prp_...) that \
              serves {hostname}: the operator does not search properties by hostname"
         )));
@@ -433,16 +433,21 @@ fn edge_problems(
         }
     }
     let cname_to = entry.cname_to.as_deref().unwrap_or("no edge hostname");
+    // What could not be checked is not a problem of the configuration (step 2 stays as the
+    // rest says): it is logged, never reported as False.
     match edge_hostname {
-        EdgeHostnameRead::Unnamed => problems.push(format!(
-            "{host} names no edge hostname ID the operator can read ({cname_to}), so whether \
-             it is secure was not checked."
-        )),
-        EdgeHostnameRead::NotFound(id) => problems.push(format!(
-            "edge hostname {id} ({cname_to}) is not found in contract {} group {}, so \
-             whether it is secure was not checked.",
-            scope.contract, scope.group
-        )),
+        EdgeHostnameRead::Unnamed => tracing::debug!(
+            host,
+            cname_to,
+            "no readable edge hostname ID: whether it is secure was not checked"
+        ),
+        EdgeHostnameRead::NotFound(id) => tracing::debug!(
+            %id,
+            cname_to,
+            contract = %scope.contract,
+            group = %scope.group,
+            "edge hostname not in the account's contract and group: not checked"
+        ),
         EdgeHostnameRead::Found(found) => {
             let name = found.edge_hostname_domain.as_deref().unwrap_or(cname_to);
             if found.secure == Some(false) {
@@ -601,7 +606,8 @@ fn applies(rule: &Rule, at: &str, host: &str) -> Result<bool, ProviderError> {
     }
     Ok(match rule.criteria_must_satisfy.as_deref() {
         None | Some("all") => results.iter().all(|r| *r),
-        Some("any") => results.iter().any(|r| *r),
+        // A rule without criteria applies to every request, whatever it says to satisfy.
+        Some("any") => results.is_empty() || results.iter().any(|r| *r),
         Some(_) => false,
     })
 }
@@ -636,6 +642,7 @@ impl OriginOptions {
                 .hostname
                 .clone()
                 .filter(|_| self.origin_sni == Some(true)),
+            sni_reported: true,
             host: self.hostname,
             port: self.https_port.or(self.http_port),
             protocol,
@@ -1153,6 +1160,7 @@ mod tests {
             protocol: Ok(OriginProtocol::HttpsOnly),
             https_edge_protocol: true,
             sni_hostname: Some("origin.example.com".into()),
+            sni_reported: true,
         };
         let expected = CdnView {
             provider: "akamai",
@@ -1412,7 +1420,8 @@ mod tests {
         );
         assert_eq!(view.target_cname(), None);
 
-        // Its own enrollment is no problem; an edge hostname not found is said.
+        // Its own enrollment is no problem; an edge hostname that cannot be found was not
+        // checked, which is no problem of the configuration (never a False step 2).
         fake.edit(|s| s.akamai.edge_hostnames[0]["certEnrollmentId"] = json!(10));
         let view = read(&account(&fake), &handles(), SHOP, MINUTE).await;
         assert_eq!(
@@ -1420,9 +1429,17 @@ mod tests {
             Vec::<String>::new()
         );
         fake.edit(|s| s.akamai.edge_hostnames.clear());
-        let view = read(&account(&fake), &handles(), SHOP, MINUTE).await;
-        let problems = view.expect("view").edge.expect("edge").problems;
-        assert!(problems[0].contains("ehn_2000"), "{problems:?}");
+        let view = read(&account(&fake), &handles(), SHOP, MINUTE)
+            .await
+            .expect("view");
+        assert_eq!(
+            view.edge.as_ref().expect("edge").problems,
+            Vec::<String>::new()
+        );
+        assert!(
+            view.target_cname().is_some(),
+            "its cnameTo is still the target"
+        );
     }
 
     #[tokio::test]
@@ -1487,7 +1504,7 @@ mod tests {
         };
         let error = read(&account(&fake), &no_edge, SHOP, MINUTE).await;
         assert!(
-            matches!(&error, Err(ProviderError::Account(m)) if m.contains("spec.cdn.edgeCnameId")),
+            matches!(&error, Err(ProviderError::Spec(m)) if m.contains("spec.cdn.edgeCnameId")),
             "{error:?}"
         );
         // Neither is asked.

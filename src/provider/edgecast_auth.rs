@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 /// Edgecast's identity service (doc A.1).
 pub const DEFAULT_TOKEN_URL: &str = "https://id.vdms.io/connect/token";
 
+/// The longest a token is kept, in seconds, whatever `expires_in` says.
+const MAX_TOKEN_LIFETIME: u64 = 86_400;
+
 /// A token is fetched again this long before it expires.
 const REFRESH_BEFORE: Duration = Duration::from_secs(60);
 
@@ -76,9 +79,16 @@ impl TokenSource {
                 ],
             )
             .await?;
-        let lifetime = Duration::from_secs(fetched.expires_in).saturating_sub(REFRESH_BEFORE);
+        // `expires_in` is the token endpoint's to choose: a day at most, so that no answer can
+        // overflow the clock (or keep a token forever).
+        let lifetime = Duration::from_secs(fetched.expires_in.min(MAX_TOKEN_LIFETIME))
+            .saturating_sub(REFRESH_BEFORE);
         let header = format!("Bearer {}", fetched.access_token);
-        *cached = Some((fetched.access_token, Instant::now() + lifetime));
+        let now = Instant::now();
+        *cached = Some((
+            fetched.access_token,
+            now.checked_add(lifetime).unwrap_or(now),
+        ));
         Ok(header)
     }
 
@@ -199,5 +209,15 @@ mod tests {
         );
         assert!(!error.to_string().contains(secret), "{error}");
         assert!(!format!("{tokens:?}").contains(secret));
+    }
+
+    /// The token endpoint chooses `expires_in`: an absurd one is a day, never a crash.
+    #[tokio::test]
+    async fn an_absurd_expires_in_is_capped_not_a_panic() {
+        let cdn = fake(Duration::from_secs(u64::MAX)).await;
+        let tokens = source(&cdn, EDGECAST_CLIENT_SECRET);
+        tokens.authorization().await.expect("a token");
+        let cached = tokens.cached.lock().await.clone().expect("cached");
+        assert!(cached.1 <= Instant::now() + Duration::from_secs(MAX_TOKEN_LIFETIME));
     }
 }

@@ -449,6 +449,7 @@ async fn read_origin_group(
             .is_ok_and(|p| *p != OriginProtocol::HttpOnly),
         protocol,
         sni_hostname: group.tls_settings.and_then(|t| t.sni_hostname),
+        sni_reported: true,
     }))
 }
 
@@ -470,6 +471,7 @@ fn origin(o: CustomerOrigin) -> CdnOrigin {
         protocol: Ok(protocol),
         https_edge_protocol: !o.https_hostnames.is_empty(),
         sni_hostname: None,
+        sni_reported: false,
     }
 }
 
@@ -605,6 +607,7 @@ pub(crate) mod tests {
             protocol: Ok(OriginProtocol::HttpsOnly),
             https_edge_protocol: true,
             sni_hostname: None,
+            sni_reported: false,
         }
     }
 
@@ -975,6 +978,7 @@ pub(crate) mod tests {
                 protocol: Ok(OriginProtocol::HttpsOnly),
                 https_edge_protocol: true,
                 sni_hostname: Some("sni.shop.example".into()),
+                sni_reported: true,
             }
         );
         // An unknown protocol type is kept raw; a group that is not there is no origin.

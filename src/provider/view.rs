@@ -118,6 +118,9 @@ pub struct CdnOrigin {
     /// Whether the edge may speak HTTPS to it (Edgecast's HTTPS Edge Protocol).
     pub https_edge_protocol: bool,
     pub sni_hostname: Option<String>,
+    /// Whether the API says which SNI name the edge sends (Edgecast's MCC v2 origins do not):
+    /// when not, a declared `sniHostname` is used as is and not compared.
+    pub sni_reported: bool,
 }
 
 /// Why the provider could not be read. Never a verdict of False: the steps it feeds are
@@ -142,6 +145,10 @@ pub enum ProviderError {
     /// The account or its Secret cannot be used (not found, a key missing).
     #[error("{0}")]
     Account(String),
+    /// The delivery's `spec.cdn` cannot be used with its provider (a handle it needs is
+    /// missing): the delivery's spec is invalid, nothing is wrong with the CDN.
+    #[error("{0}")]
+    Spec(String),
 }
 
 impl CdnView {
