@@ -1,6 +1,7 @@
 //! Evaluation: pure functions from observations to the conditions of the contract. One module
 //! per step of the procedure; nothing here does I/O.
 
+pub mod caa;
 pub mod cdn;
 pub mod certificate;
 pub mod dns;
