@@ -635,3 +635,45 @@ fn the_system_resolver_configuration_is_used_when_no_server_is_given() {
 
     assert_eq!(dns.name_servers(), listed, "/etc/resolv.conf:\n{conf}");
 }
+
+/// CAA (groundwork of issue 13): the hostname's set, else each parent's up to the TLD, the
+/// first non-empty one decides; a CNAME's target's records answer for the name; a failed
+/// query is the failure, never "no policy".
+#[tokio::test]
+async fn caa_sets_climb_to_the_first_set_follow_cnames_and_never_read_a_failure_as_none() {
+    use httpsdelivery_operator::checks::caa::{self, CaaDecision};
+    let shop = Zone::new("shop.example")
+        .cname("www.shop.example", "cs1.wpc.v0cdn.net")
+        .a("api.shop.example", CS2_V4)
+        .caa("shop.example", false, "issue", "letsencrypt.org")
+        .servfail("broken.shop.example");
+    let cdn = cdn().caa("cs1.wpc.v0cdn.net", false, "issue", "digicert.com");
+    let fixture = serve(vec![shop, cdn]).await;
+    let dns = prober(&fixture);
+
+    // api: nothing at the name, the parent's set decides (and the climb stops there).
+    let sets = dns.caa_sets("api.shop.example").await.expect("answered");
+    let names: Vec<&str> = sets.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["api.shop.example", "shop.example"]);
+    assert!(matches!(
+        caa::decide(&sets, "digicert.com", false),
+        CaaDecision::Forbidden { at, .. } if at == "shop.example"
+    ));
+
+    // www is a CNAME into the CDN: the target's records answer for it.
+    let sets = dns.caa_sets("www.shop.example").await.expect("answered");
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert!(matches!(
+        caa::decide(&sets, "digicert.com", false),
+        CaaDecision::Allowed { at, .. } if at == "www.shop.example"
+    ));
+
+    let failed = dns
+        .caa_sets("broken.shop.example")
+        .await
+        .expect_err("SERVFAIL");
+    assert!(
+        matches!(failed, DnsOutcome::ServerFailure { .. }),
+        "{failed:?}"
+    );
+}

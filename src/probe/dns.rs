@@ -16,6 +16,7 @@ use hickory_resolver::proto::op::{DnsRequestOptions, DnsResponse, Query, Respons
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
+use crate::checks::caa::{self, CaaRecord};
 use crate::checks::dns::{CnameLink, DnsObservation, DnsOutcome};
 
 /// Longest CNAME chain followed before giving up with [`DnsOutcome::TooLong`].
@@ -118,6 +119,47 @@ impl DnsProber {
             chain,
             outcome,
         }
+    }
+
+    /// The CAA record sets of `hostname` and each parent up to the TLD ([`caa::climb`] order),
+    /// each answer following CNAMEs as the server resolves them; stops at the first non-empty
+    /// set (the relevant one, RFC 8659). A failed query is the failure (a timeout, SERVFAIL):
+    /// an undecided lookup is never read as "no policy".
+    ///
+    /// Groundwork of issue 13: not used by a condition yet.
+    pub async fn caa_sets(
+        &self,
+        hostname: &str,
+    ) -> Result<Vec<(String, Vec<CaaRecord>)>, DnsOutcome> {
+        let mut sets = Vec::new();
+        for name in caa::climb(hostname) {
+            let qname = fqdn(&name).map_err(|detail| DnsOutcome::ServerFailure {
+                name: name.clone(),
+                detail,
+            })?;
+            let reply = self
+                .query(&qname, RecordType::CAA)
+                .await
+                .map_err(|failure| failure.outcome(name.clone()))?;
+            let records: Vec<CaaRecord> = reply
+                .records
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::CAA(c) => Some(CaaRecord {
+                        critical: c.issuer_critical,
+                        tag: c.tag.to_ascii_lowercase(),
+                        value: String::from_utf8_lossy(&c.value).into_owned(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let found = !records.is_empty();
+            sets.push((name, records));
+            if found {
+                break;
+            }
+        }
+        Ok(sets)
     }
 
     async fn follow(&self, start: &str, chain: &mut Vec<CnameLink>) -> DnsOutcome {
@@ -247,10 +289,13 @@ impl Reply {
             ResponseCode::NXDomain => false,
             code => return Err(Failure::Server(rcode_detail(code))),
         };
+        // A CAA set is the one the name resolves to (RFC 8659 section 3): a CNAME's target's
+        // records answer for the name; every other type is owned by the name queried.
+        let follows_cnames = record_type == RecordType::CAA;
         let records = response
             .answers
             .iter()
-            .filter(|r| r.record_type() == record_type && r.name == *name)
+            .filter(|r| r.record_type() == record_type && (follows_cnames || r.name == *name))
             .cloned()
             .collect();
         Ok(Self { exists, records })

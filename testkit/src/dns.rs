@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
@@ -28,6 +28,8 @@ enum Data {
     Cname(String),
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
+    /// (issuer critical, tag, value)
+    Caa(bool, String, String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +94,11 @@ impl Zone {
 
     pub fn aaaa(self, name: &str, addr: Ipv6Addr) -> Self {
         self.with(name, Data::Aaaa(addr))
+    }
+
+    /// A CAA record (RFC 8659): `caa("shop.example", false, "issue", "digicert.com")`.
+    pub fn caa(self, name: &str, critical: bool, tag: &str, value: &str) -> Self {
+        self.with(name, Data::Caa(critical, tag.into(), value.into()))
     }
 
     /// Every query for `name`, whatever its type, is answered SERVFAIL.
@@ -529,6 +536,12 @@ fn rdata(data: &Data) -> Result<RData, String> {
         Data::Cname(target) => RData::CNAME(CNAME(absolute(target)?)),
         Data::A(addr) => RData::A(A(*addr)),
         Data::Aaaa(addr) => RData::AAAA(AAAA(*addr)),
+        Data::Caa(critical, tag, value) => {
+            let mut caa = CAA::new_issue(*critical, None, Vec::new());
+            caa.tag.clone_from(tag);
+            caa.value = value.clone().into_bytes();
+            RData::CAA(caa)
+        }
     })
 }
 
