@@ -204,6 +204,19 @@ async fn a_delivery_is_ready_from_the_cdns_truth_and_drift_is_reported_side_by_s
         "{:#?}",
         fake.requests()
     );
+    // Each request is counted by provider, endpoint template and outcome; no ID, no token.
+    let metrics = op.metrics();
+    for series in [
+        r#"httpsdelivery_provider_requests_total{provider="edgecast",endpoint="cps.certificate",outcome="ok"}"#,
+        r#"httpsdelivery_provider_requests_total{provider="edgecast",endpoint="mcc.cnames",outcome="ok"}"#,
+        r#"httpsdelivery_provider_request_duration_seconds_count{provider="edgecast",endpoint="mcc.cname.status",outcome="ok"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains(EDGECAST_REST_TOKEN) && !metrics.contains("certificates/"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
