@@ -202,6 +202,21 @@ pub struct AccountReference {
     pub name: String,
 }
 
+/// An account as the registries key it: (kind, namespace, name), the namespace empty for a
+/// ClusterCdnAccount.
+pub type AccountKey = (AccountKind, String, String);
+
+impl AccountReference {
+    /// The account this reference names from a delivery in `namespace`.
+    pub fn key(&self, namespace: &str) -> AccountKey {
+        let namespace = match self.kind {
+            AccountKind::CdnAccount => namespace.to_string(),
+            AccountKind::ClusterCdnAccount => String::new(),
+        };
+        (self.kind, namespace, self.name.clone())
+    }
+}
+
 #[derive(
     Serialize,
     Deserialize,

@@ -153,17 +153,10 @@ fn unavailable(error: &ProviderError) -> Vec<Verdict> {
         "not checked: {}; will retry.",
         shown(&error.to_string(), 2 * SHOWN)
     );
-    [
-        T::CertificateValid,
-        T::EdgeCnameConfigured,
-        T::EdgeCnamePropagated,
-        T::OriginHttpsReady,
-        T::DnsConfigured,
-        T::EdgeServing,
-    ]
-    .into_iter()
-    .map(|t| verdict(t, S::Unknown, reason, message.clone()))
-    .collect()
+    T::STEPS
+        .into_iter()
+        .map(|t| verdict(t, S::Unknown, reason, message.clone()))
+        .collect()
 }
 
 fn provider_reason(error: &ProviderError) -> Reason {

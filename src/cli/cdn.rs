@@ -29,7 +29,7 @@ pub const AKAMAI_ENV: [(&str, &str); 4] = [
     ("AKAMAI_ACCESS_TOKEN", "access_token"),
 ];
 
-type Key = super::input::AccountKey;
+type Key = crate::api::AccountKey;
 
 /// Every account the deliveries name, built once.
 pub struct CliAccounts {
@@ -49,7 +49,7 @@ impl CliAccounts {
             let Some(cdn) = &d.delivery.spec.cdn else {
                 continue;
             };
-            let key = key_of(&d.namespace, cdn);
+            let key = cdn.account_ref.key(&d.namespace);
             if accounts.contains_key(&key) {
                 continue;
             }
@@ -68,7 +68,7 @@ impl CliAccounts {
 
     /// What the CDN has for a delivery in `namespace`.
     pub async fn read(&self, namespace: &str, cdn: &CdnSpec, hostname: &str) -> CdnObserved {
-        let key = key_of(namespace, cdn);
+        let key = cdn.account_ref.key(namespace);
         let account = match self.accounts.get(&key) {
             Some(Ok(account)) => account.clone(),
             Some(Err(e)) => return Err(e.clone()),
@@ -79,14 +79,6 @@ impl CliAccounts {
             edge_id: cdn.edge_cname_id.clone(),
         };
         crate::provider::read(&account, &handles, hostname, Duration::MAX).await
-    }
-}
-
-fn key_of(namespace: &str, cdn: &CdnSpec) -> Key {
-    let r = &cdn.account_ref;
-    match r.kind {
-        AccountKind::CdnAccount => (r.kind, namespace.to_string(), r.name.clone()),
-        AccountKind::ClusterCdnAccount => (r.kind, String::new(), r.name.clone()),
     }
 }
 

@@ -12,7 +12,7 @@
 )]
 
 use crate::api::account::{CdnAccount, CdnAccountSpec, ClusterCdnAccount};
-use crate::api::{AccountKind, HttpsDelivery};
+use crate::api::{AccountKey, AccountKind, HttpsDelivery};
 use crate::checks::secret::SecretContent;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -66,9 +66,6 @@ pub struct Skipped {
     pub location: String,
     pub what: String,
 }
-
-/// An account: (kind, namespace, name), the namespace empty for a ClusterCdnAccount.
-pub type AccountKey = (AccountKind, String, String);
 
 /// Everything read from the paths given to `check`.
 #[derive(Debug, Default)]
@@ -1901,18 +1898,8 @@ fn read_secret(source: &Source<'_>, location: &str) -> Result<ReadSecret, Vec<In
             "{namespace}/{name}: data: Too long: may not be more than {MAX_SECRET_SIZE} bytes ({size})"
         )]));
     }
-    let credentials = (secret.type_.as_deref() != Some("kubernetes.io/tls")).then(|| {
-        let mut text = BTreeMap::new();
-        for (k, v) in secret.data.iter().flatten() {
-            if let Ok(value) = String::from_utf8(v.0.clone()) {
-                text.insert(k.clone(), value);
-            }
-        }
-        for (k, v) in secret.string_data.iter().flatten() {
-            text.insert(k.clone(), v.clone());
-        }
-        text
-    });
+    let credentials = (secret.type_.as_deref() != Some(crate::checks::secret::TLS_TYPE))
+        .then(|| crate::provider::credentials_of(&secret));
     Ok((
         (namespace, name),
         SecretContent::from_secret(&secret),

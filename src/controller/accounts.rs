@@ -15,7 +15,7 @@ use crate::provider::{build_account, check_access};
 use crate::telemetry::Metrics;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,8 +24,7 @@ use tokio::time::Instant;
 /// How long an account and its Secret are trusted before they are read again.
 const REREAD_AFTER: Duration = Duration::from_secs(30);
 
-/// (kind, namespace, name) of an account.
-type Key = (AccountKind, String, String);
+type Key = crate::api::AccountKey;
 
 struct Entry {
     /// uid, generation and the Secret's resourceVersion: a change builds a new Account.
@@ -75,16 +74,7 @@ impl Accounts {
         namespace: &str,
         reference: &AccountReference,
     ) -> Result<Arc<Account>, ProviderError> {
-        let key: Key = match reference.kind {
-            AccountKind::CdnAccount => (
-                reference.kind,
-                namespace.to_string(),
-                reference.name.clone(),
-            ),
-            AccountKind::ClusterCdnAccount => {
-                (reference.kind, String::new(), reference.name.clone())
-            }
-        };
+        let key = reference.key(namespace);
         let mut entries = self.entries.lock().await;
         if let Some(e) = entries.get(&key)
             && e.read_at.elapsed() < REREAD_AFTER
@@ -200,16 +190,10 @@ async fn read_credentials(
             )),
             other => ProviderError::Unavailable(format!("cannot read the credentials Secret: {other}")),
         })?;
-    let mut data = BTreeMap::new();
-    for (k, v) in secret.data.iter().flatten() {
-        if let Ok(text) = String::from_utf8(v.0.clone()) {
-            data.insert(k.clone(), text);
-        }
-    }
-    for (k, v) in secret.string_data.iter().flatten() {
-        data.insert(k.clone(), v.clone());
-    }
-    Ok((data, secret.resource_version().unwrap_or_default()))
+    Ok((
+        crate::provider::credentials_of(&secret),
+        secret.resource_version().unwrap_or_default(),
+    ))
 }
 
 /// The account's Ready condition from a cheap authenticated read.
@@ -246,59 +230,51 @@ pub fn ready_verdict(outcome: &Result<(), ProviderError>) -> Verdict {
     Verdict::new(ConditionType::Ready, status, reason, message)
 }
 
-/// Checks one account and writes its status; the next check is in `every`, sooner after a
-/// failure.
-pub async fn check_and_publish(
+/// Checks one account and writes its status (only when it changed); true when its API
+/// answered.
+async fn check_and_publish<K: AccountObject>(
     accounts: &Accounts,
     client: &Client,
-    kind: AccountKind,
-    namespace: Option<String>,
-    name: &str,
-    existing: Option<&CdnAccountStatus>,
-    generation: Option<i64>,
+    account: &K,
 ) -> Result<bool, kube::Error> {
+    let meta = account.meta();
+    let name = account.name_any();
     let reference = AccountReference {
-        kind,
-        name: name.to_string(),
+        kind: K::KIND,
+        name: name.clone(),
     };
-    let outcome = match accounts
-        .get(client, namespace.as_deref().unwrap_or_default(), &reference)
-        .await
-    {
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let outcome = match accounts.get(client, namespace, &reference).await {
         Ok(account) => check_access(&account).await,
         Err(e) => Err(e),
     };
     let verdict = ready_verdict(&outcome);
+    let existing = account.account_status();
     let conditions = merge_conditions(
         existing
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default(),
         std::slice::from_ref(&verdict),
-        generation,
+        meta.generation,
         jiff::Timestamp::now(),
     );
     let status = CdnAccountStatus {
-        observed_generation: generation,
+        observed_generation: meta.generation,
         conditions,
     };
     if existing == Some(&status) {
         return Ok(outcome.is_ok());
     }
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    match kind {
-        AccountKind::CdnAccount => {
-            let body = serde_json::json!({"apiVersion": "httpsdelivery.dev/v1alpha1", "kind": "CdnAccount", "status": status});
-            Api::<CdnAccount>::namespaced(client.clone(), namespace.as_deref().unwrap_or_default())
-                .patch_status(name, &params, &Patch::Apply(&body))
-                .await?;
-        }
-        AccountKind::ClusterCdnAccount => {
-            let body = serde_json::json!({"apiVersion": "httpsdelivery.dev/v1alpha1", "kind": "ClusterCdnAccount", "status": status});
-            Api::<ClusterCdnAccount>::all(client.clone())
-                .patch_status(name, &params, &Patch::Apply(&body))
-                .await?;
-        }
-    }
+    account
+        .status_api(client.clone())
+        .patch_status(&name, &params, &Patch::Apply(&body))
+        .await?;
     Ok(outcome.is_ok())
 }
 
@@ -327,6 +303,8 @@ trait AccountObject:
 {
     const KIND: AccountKind;
     fn account_status(&self) -> Option<&CdnAccountStatus>;
+    /// Where its status is written.
+    fn status_api(&self, client: Client) -> Api<Self>;
 }
 
 impl AccountObject for CdnAccount {
@@ -334,12 +312,18 @@ impl AccountObject for CdnAccount {
     fn account_status(&self) -> Option<&CdnAccountStatus> {
         self.status.as_ref()
     }
+    fn status_api(&self, client: Client) -> Api<Self> {
+        Api::namespaced(client, self.meta().namespace.as_deref().unwrap_or_default())
+    }
 }
 
 impl AccountObject for ClusterCdnAccount {
     const KIND: AccountKind = AccountKind::ClusterCdnAccount;
     fn account_status(&self) -> Option<&CdnAccountStatus> {
         self.status.as_ref()
+    }
+    fn status_api(&self, client: Client) -> Api<Self> {
+        Api::all(client)
     }
 }
 
@@ -360,16 +344,7 @@ async fn account_controller<K: AccountObject>(
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let reconcile = |a: Arc<K>, ctx: Arc<AccountContext>| async move {
-        let ok = check_and_publish(
-            &ctx.accounts,
-            &ctx.client,
-            K::KIND,
-            a.meta().namespace.clone(),
-            &a.name_any(),
-            a.account_status(),
-            a.meta().generation,
-        )
-        .await?;
+        let ok = check_and_publish(&ctx.accounts, &ctx.client, a.as_ref()).await?;
         Ok::<_, StatusError>(Action::requeue(if ok {
             RECHECK_READY
         } else {

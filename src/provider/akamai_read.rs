@@ -11,7 +11,7 @@ use super::account::Account;
 use super::akamai::CPS_ENROLLMENT;
 use super::view::{
     CdnCertificate, CdnDeployment, CdnEdge, CdnOrigin, CdnPropagation, CdnView, CertificateState,
-    Handles, ProviderError, Raw,
+    Handles, ProviderError, Raw, found,
 };
 use crate::api::OriginProtocol;
 use serde::Deserialize;
@@ -686,14 +686,6 @@ fn assemble(certificate: Option<CertRead>, edge: Option<EdgeRead>) -> CdnView {
 }
 
 /// A 404 as `None`; other errors stay errors.
-fn found<T>(answer: Result<T, ProviderError>) -> Result<Option<T>, ProviderError> {
-    match answer {
-        Ok(value) => Ok(Some(value)),
-        Err(ProviderError::NotFound(_)) => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
 /// A hostname as compared: lower case, without a final dot.
 fn normalize(hostname: &str) -> String {
     hostname.trim().trim_end_matches('.').to_ascii_lowercase()

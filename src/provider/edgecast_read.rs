@@ -7,7 +7,7 @@
 use super::account::Account;
 use super::view::{
     CdnCertificate, CdnDeployment, CdnEdge, CdnOrigin, CdnPropagation, CdnView, CertificateState,
-    Handles, ProviderError, Raw,
+    Handles, ProviderError, Raw, found,
 };
 use crate::api::{OriginProtocol, Platform};
 use serde::Deserialize;
@@ -145,14 +145,13 @@ pub async fn read(
         });
     };
     let status_path = format!("/v2/mcc/customers/{an}/cnames/{}/status", edge.id);
-    let propagation = match account
+    let status = account
         .get(&status_path, JSON, "mcc.cname.status", max_age)
-        .await
-    {
-        Ok(v) => Some(propagation(&Account::decode(&v, "edge CNAME status")?)),
-        Err(ProviderError::NotFound(_)) => None,
-        Err(e) => return Err(e),
-    };
+        .await;
+    let propagation = found(status)?
+        .map(|v| Account::decode(&v, "edge CNAME status"))
+        .transpose()?
+        .map(|status| propagation(&status));
     let origin = read_origin(account, &an, &edge, origin_id, max_age).await?;
     let edge = CdnEdge {
         origin: origin.as_ref().map(|o| o.name.clone()),
@@ -176,11 +175,10 @@ async fn read_certificate(
         return Ok(None);
     };
     let path = format!("/sec/cps/v2.0/certificates/{id}");
-    let cert: Certificate = match account.get(&path, JSON, "cps.certificate", max_age).await {
-        Ok(v) => Account::decode(&v, "certificate")?,
-        Err(ProviderError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(answer) = found(account.get(&path, JSON, "cps.certificate", max_age).await)? else {
+        return Ok(None);
     };
+    let cert: Certificate = Account::decode(&answer, "certificate")?;
     let status_path = format!("{path}/status");
     let status: CertificateStatus = Account::decode(
         &*account
@@ -283,11 +281,9 @@ async fn find_edge(
         Some(None) => None,
         Some(Some(id)) => {
             let path = format!("/v2/mcc/customers/{an}/cnames/{id}");
-            match account.get(&path, JSON, "mcc.cname", max_age).await {
-                Ok(v) => Some(Account::decode::<EdgeCname>(&v, "edge CNAME")?),
-                Err(ProviderError::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            }
+            found(account.get(&path, JSON, "mcc.cname", max_age).await)?
+                .map(|v| Account::decode::<EdgeCname>(&v, "edge CNAME"))
+                .transpose()?
         }
         None => {
             let mut found = None;
@@ -410,11 +406,10 @@ async fn read_origin_group(
         Platform::HttpSmall => return Ok(None),
     };
     let path = format!("/cdn/origins/v0.5/{media}/groups/{group_id}");
-    let group: OriginGroupV3 = match account.get(&path, JSON, "origins.group", max_age).await {
-        Ok(v) => Account::decode(&v, "the customer origin group")?,
-        Err(ProviderError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(answer) = found(account.get(&path, JSON, "origins.group", max_age).await)? else {
+        return Ok(None);
     };
+    let group: OriginGroupV3 = Account::decode(&answer, "the customer origin group")?;
     let path = format!("{path}/origins");
     let origins: Vec<OriginV3> = Account::decode(
         &*account

@@ -49,6 +49,21 @@ pub async fn check_access(account: &Arc<Account>) -> Result<(), ProviderError> {
     }
 }
 
+/// A credentials Secret's keys as text (`data` decoded, `stringData` as written, which wins as
+/// the API server merges them); keys that are not UTF-8 are left out. Never logged.
+pub fn credentials_of(secret: &k8s_openapi::api::core::v1::Secret) -> BTreeMap<String, String> {
+    let mut text = BTreeMap::new();
+    for (k, v) in secret.data.iter().flatten() {
+        if let Ok(value) = String::from_utf8(v.0.clone()) {
+            text.insert(k.clone(), value);
+        }
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        text.insert(k.clone(), v.clone());
+    }
+    text
+}
+
 /// A credential from the Secret's data, trimmed (a trailing newline from `echo` is common).
 fn key<'a>(data: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
     data.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())

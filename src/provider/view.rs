@@ -151,6 +151,16 @@ pub enum ProviderError {
     Spec(String),
 }
 
+/// An answer that may be a 404: `None` then (the handle names nothing at the CDN), every other
+/// failure kept.
+pub fn found<T>(answer: Result<T, ProviderError>) -> Result<Option<T>, ProviderError> {
+    match answer {
+        Ok(value) => Ok(Some(value)),
+        Err(ProviderError::NotFound(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 impl CdnView {
     /// The target CNAME of the deployment on the edge's platform (or the only deployment where
     /// the provider has no platforms); `None` when the certificate is not deployed there.
