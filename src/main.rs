@@ -127,6 +127,12 @@ struct ProbeFlags {
     /// How many DNS walks and TLS probes run at once, in the whole process.
     #[arg(long = "probe-concurrency", default_value_t = 64)]
     concurrency: usize,
+    /// Port the zones' authoritative name servers are asked on (DnsHealthy).
+    #[arg(long = "dns-authoritative-port", default_value_t = 53)]
+    authoritative_port: u16,
+    /// Port of the plain-HTTP probe that checks the redirect to HTTPS (EdgeHttpOk).
+    #[arg(long = "http-port", default_value_t = 80)]
+    http_port: u16,
 }
 
 impl From<ProbeFlags> for ProbeConfig {
@@ -137,6 +143,8 @@ impl From<ProbeFlags> for ProbeConfig {
             https_port: f.https_port,
             allow_cidrs: f.allow_cidrs,
             concurrency: f.concurrency,
+            authoritative_port: f.authoritative_port,
+            http_port: f.http_port,
             ..ProbeConfig::default()
         }
     }

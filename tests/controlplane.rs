@@ -95,6 +95,7 @@ fn good_spec() -> HttpsDeliverySpec {
             secret_ref: None,
             platform: Some(Platform::HttpLarge),
             target_cname: Some("cs1.wpc.cdn.example".into()),
+            issuer_domain: None,
         },
         edge_cname: Some(EdgeCnameSpec {
             hostname: "www.shop.example".into(),

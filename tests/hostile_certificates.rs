@@ -9,8 +9,12 @@
 
 use httpsdelivery_operator::api::text::{MAX_EVENT_NOTE, is_hostile};
 use httpsdelivery_operator::api::{ConditionStatus, Desired, HttpsDeliverySpec, Reason};
+use httpsdelivery_operator::checks::caa::CaaRecord;
 use httpsdelivery_operator::checks::certificate::{self, CertificateInput};
 use httpsdelivery_operator::checks::dns::{CnameLink, DnsObservation, DnsOutcome};
+use httpsdelivery_operator::checks::dns_health::{
+    AuthoritativeAnswer, AuthoritativeReply, CaaLookup, DnsHealthObservation,
+};
 use httpsdelivery_operator::checks::edge_serving::{self, EdgeObservation};
 use httpsdelivery_operator::checks::origin::OriginObservation;
 use httpsdelivery_operator::checks::secret::{SecretContent, SecretKey};
@@ -236,6 +240,33 @@ fn a_5000_name_certificate_and_a_huge_dns_answer_keep_the_status_small() {
                 addresses,
             },
         },
+        // Zones list CAA records and name servers without bound, with hostile bytes in them.
+        dns_health: DnsHealthObservation {
+            caa: CaaLookup {
+                sets: Ok(vec![(
+                    HOST.into(),
+                    (0..2000)
+                        .map(|i| CaaRecord {
+                            critical: false,
+                            tag: "issue".into(),
+                            value: format!("ca{i}\x1b[2J.example"),
+                        })
+                        .collect(),
+                )]),
+                validated: false,
+            },
+            dnssec_bogus: None,
+            authoritative: Ok((0..2000u32)
+                .map(|i| AuthoritativeReply {
+                    server: format!("ns{i}\x1b[2J.shop.example"),
+                    address: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
+                    answer: AuthoritativeAnswer::Cname {
+                        target: format!("t{}\u{202e}.cdn.example", i % 2),
+                        ttl: 60,
+                    },
+                })
+                .collect()),
+        },
         origin: Some(OriginObservation {
             dns: None,
             probes: vec![],
@@ -278,6 +309,8 @@ fn a_5000_name_certificate_and_a_huge_dns_answer_keep_the_status_small() {
         dns_evidence.chain[1],
         "hop0.cdn.example. IN CNAME hop1\\x1b[2J.cdn.example."
     );
+    assert_eq!(dns_evidence.caa.len(), 32);
+    assert_eq!(dns_evidence.authoritative.len(), 32);
     let dns = serde_json::to_string(dns_evidence).unwrap();
     assert!(dns.len() < SMALL, "DNS evidence: {} bytes", dns.len());
     for c in &status.conditions {

@@ -10,6 +10,7 @@ use testkit::world::{PORT, World, example};
 fn prober(world: &World, window: Duration) -> Prober {
     Prober::new(&ProbeConfig {
         dns_servers: vec![world.dns.addr()],
+        authoritative_port: world.dns.addr().port(),
         ca_files: vec![world.ca_file().into()],
         https_port: PORT,
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
@@ -171,6 +172,7 @@ async fn one_hanging_address_cannot_take_every_probe_slot() {
 fn config_for(world: &World) -> ProbeConfig {
     ProbeConfig {
         dns_servers: vec![world.dns.addr()],
+        authoritative_port: world.dns.addr().port(),
         ca_files: vec![world.ca_file().into()],
         https_port: PORT,
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],

@@ -636,11 +636,11 @@ fn the_system_resolver_configuration_is_used_when_no_server_is_given() {
     assert_eq!(dns.name_servers(), listed, "/etc/resolv.conf:\n{conf}");
 }
 
-/// CAA (groundwork of issue 13): the hostname's set, else each parent's up to the TLD, the
+/// CAA: the hostname's set, else each parent's up to the TLD, the
 /// first non-empty one decides; a CNAME's target's records answer for the name; a failed
 /// query is the failure, never "no policy".
 #[tokio::test]
-async fn caa_sets_climb_to_the_first_set_follow_cnames_and_never_read_a_failure_as_none() {
+async fn caa_lookups_climb_to_the_first_set_follow_cnames_and_never_read_a_failure_as_none() {
     use httpsdelivery_operator::checks::caa::{self, CaaDecision};
     let shop = Zone::new("shop.example")
         .cname("www.shop.example", "cs1.wpc.v0cdn.net")
@@ -652,7 +652,7 @@ async fn caa_sets_climb_to_the_first_set_follow_cnames_and_never_read_a_failure_
     let dns = prober(&fixture);
 
     // api: nothing at the name, the parent's set decides (and the climb stops there).
-    let sets = dns.caa_sets("api.shop.example").await.expect("answered");
+    let sets = dns.caa("api.shop.example").await.sets.expect("answered");
     let names: Vec<&str> = sets.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["api.shop.example", "shop.example"]);
     assert!(matches!(
@@ -661,7 +661,7 @@ async fn caa_sets_climb_to_the_first_set_follow_cnames_and_never_read_a_failure_
     ));
 
     // www is a CNAME into the CDN: the target's records answer for it.
-    let sets = dns.caa_sets("www.shop.example").await.expect("answered");
+    let sets = dns.caa("www.shop.example").await.sets.expect("answered");
     assert_eq!(sets.len(), 1, "{sets:?}");
     assert!(matches!(
         caa::decide(&sets, "digicert.com", false),
@@ -669,8 +669,9 @@ async fn caa_sets_climb_to_the_first_set_follow_cnames_and_never_read_a_failure_
     ));
 
     let failed = dns
-        .caa_sets("broken.shop.example")
+        .caa("broken.shop.example")
         .await
+        .sets
         .expect_err("SERVFAIL");
     assert!(
         matches!(failed, DnsOutcome::ServerFailure { .. }),

@@ -21,6 +21,7 @@ const CYCLE: Limits = Limits {
 fn prober(world: &World, allow: Vec<ipnet::IpNet>) -> Prober {
     Prober::new(&ProbeConfig {
         dns_servers: vec![world.dns.addr()],
+        authoritative_port: world.dns.addr().port(),
         ca_files: vec![world.ca_file().into()],
         https_port: PORT,
         allow_cidrs: allow,

@@ -32,13 +32,14 @@ const GENERATION: i64 = 4;
 /// Transition time planted in an existing status, so that a moved one is told apart.
 const PLANTED_TIME: &str = "2026-01-01T00:00:00Z";
 /// The condition types the operator owns, in the order it writes them.
-const CONDITION_TYPES: [&str; 7] = [
+const CONDITION_TYPES: [&str; 8] = [
     "CertificateValid",
     "EdgeCnameConfigured",
     "EdgeCnamePropagated",
     "OriginHttpsReady",
     "DnsConfigured",
     "EdgeServing",
+    "DnsHealthy",
     "Ready",
 ];
 /// Bounds a whole reconcile (probes included) so a hang fails instead of stalling the suite.
@@ -272,6 +273,7 @@ impl Harness {
     fn new(world: &World) -> Result<Harness, Box<dyn std::error::Error + Send + Sync>> {
         let prober = Prober::new(&ProbeConfig {
             dns_servers: vec![world.dns.addr()],
+            authoritative_port: world.dns.addr().port(),
             ca_files: vec![world.ca_file().into()],
             https_port: testkit::world::PORT,
             allow_cidrs: vec!["127.0.0.0/8".parse()?],
@@ -316,7 +318,7 @@ impl Harness {
     }
 }
 
-/// The structure every applied status has: the operator's seven conditions, each a complete
+/// The structure every applied status has: the operator's conditions, each a complete
 /// `metav1.Condition` at the object's generation, and the DNS evidence.
 fn assert_status_structure(status: &Value) {
     assert_eq!(status["observedGeneration"], GENERATION, "{status:#}");
@@ -410,7 +412,9 @@ async fn apply_status_is_one_forced_server_side_apply_of_the_status() -> TestRes
         dns: Some(DnsEvidence {
             chain: vec!["www.shop.example. IN CNAME cs1.wpc.cdn.example.".into()],
             addresses: vec!["127.77.1.1".into()],
+            ..DnsEvidence::default()
         }),
+        http: None,
         edge_cname: None,
     };
 

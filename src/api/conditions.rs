@@ -27,12 +27,21 @@ pub enum ConditionType {
     OriginHttpsReady,
     DnsConfigured,
     EdgeServing,
+    /// The HTTP layer on the edge connection: status, redirect to HTTPS, HSTS, origin header.
+    EdgeHttpOk,
+    /// DNS beyond the dig: CAA, DNSSEC, authoritative agreement, dangling CNAMEs, IPv4/IPv6
+    /// parity. Gates Ready only with the reasons of [`Reason::gates_ready`].
+    DnsHealthy,
     /// Provider mode only: what Git declares agrees with what the CDN has.
     InSyncWithCdn,
     Ready,
 }
 
 impl ConditionType {
+    /// The checks beyond the procedure, after its steps (issue 13): judged on the same
+    /// observations, each with its own reasons.
+    pub const DEPTH: [ConditionType; 2] = [ConditionType::EdgeHttpOk, ConditionType::DnsHealthy];
+
     /// Every step condition in procedure order, without Ready.
     pub const STEPS: [ConditionType; 6] = [
         ConditionType::CertificateValid,
@@ -56,6 +65,8 @@ impl ConditionType {
             ConditionType::OriginHttpsReady => "step 4 (customer origin)",
             ConditionType::DnsConfigured => "steps 5 and 6 (DNS CNAME record, dig)",
             ConditionType::EdgeServing => "end to end (CDN edge serving)",
+            ConditionType::EdgeHttpOk => "end to end (HTTP on the edge)",
+            ConditionType::DnsHealthy => "DNS health (CAA, DNSSEC, authoritative servers)",
             ConditionType::InSyncWithCdn => "steps 1 to 4 (declared against the CDN's record)",
             ConditionType::Ready => "all steps",
         }
@@ -146,6 +157,24 @@ pub enum Reason {
     EdgeUnreachable,
     EdgeTlsFailed,
     EdgeCertificateMismatch,
+    // EdgeHttpOk
+    HttpStatusUnexpected,
+    HttpRequestFailed,
+    HttpTimeout,
+    NoHttpsRedirect,
+    HstsMissing,
+    HstsTooShort,
+    WrongOrigin,
+    // DnsHealthy
+    CaaForbidsIssuer,
+    CaaCriticalUnknown,
+    CaaLookupFailed,
+    DnssecValidationFailed,
+    AuthoritativeServersDisagree,
+    RecursiveAnswerStale,
+    AuthoritativeLookupFailed,
+    DanglingCname,
+    AddressFamilyMismatch,
     // Ready
     HostnameConflict,
     InvalidSpec,
@@ -174,6 +203,19 @@ impl Reason {
 
     pub fn as_str(self) -> &'static str {
         self.into()
+    }
+
+    /// Whether a False `DnsHealthy` with this reason gates Ready: the findings that break
+    /// delivery for some clients now. The others (CAA, a stale recursive answer) are warnings:
+    /// Ready stays True and names them.
+    pub fn gates_ready(self) -> bool {
+        matches!(
+            self,
+            Reason::DnssecValidationFailed
+                | Reason::AuthoritativeServersDisagree
+                | Reason::DanglingCname
+                | Reason::AddressFamilyMismatch
+        )
     }
 }
 

@@ -10,6 +10,8 @@ pub struct Desired {
     pub certificate: DesiredCertificate,
     pub edge_cname: EdgeCnameSpec,
     pub origin: OriginSpec,
+    /// What EdgeHttpOk asks of the edge (`spec.checks.http`, defaults applied by the checks).
+    pub http: crate::api::HttpChecksSpec,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -17,6 +19,8 @@ pub struct DesiredCertificate {
     pub secret_ref: Option<SecretReference>,
     pub platform: Platform,
     pub target_cname: String,
+    /// `spec.certificate.issuerDomain`: the CAA issuer domain of the certificate's CA.
+    pub issuer_domain: Option<String>,
 }
 
 impl Desired {
@@ -60,9 +64,11 @@ impl HttpsDeliverySpec {
                     secret_ref: self.certificate.secret_ref.clone(),
                     platform,
                     target_cname: target_cname.clone(),
+                    issuer_domain: self.certificate.issuer_domain.clone(),
                 },
                 edge_cname: edge_cname.clone(),
                 origin: origin.clone(),
+                http: self.http_checks(),
             }),
             _ => Err(format!(
                 "{} required without spec.cdn (declared mode)",
@@ -72,5 +78,15 @@ impl HttpsDeliverySpec {
                 }
             )),
         }
+    }
+}
+
+impl HttpsDeliverySpec {
+    /// `spec.checks.http`, or the defaults when absent.
+    pub fn http_checks(&self) -> crate::api::HttpChecksSpec {
+        self.checks
+            .as_ref()
+            .and_then(|c| c.http.clone())
+            .unwrap_or_default()
     }
 }

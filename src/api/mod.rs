@@ -173,6 +173,13 @@ pub struct CertificateSpec {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
     pub target_cname: Option<String>,
+    /// The CAA issuer domain of the CA that issues this certificate (e.g. `digicert.com`,
+    /// `letsencrypt.org`), checked against the hostname's CAA records. Without it, the CA is
+    /// recognised from the certificate's issuer when it is a well-known one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message(Message::Expression(HOSTNAME_MESSAGE.into())))]
+    pub issuer_domain: Option<String>,
 }
 
 /// Provider mode: where the CDN's own record of this delivery is read.
@@ -318,6 +325,68 @@ pub struct ChecksSpec {
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(TIMEOUT_RULE).message(Message::Expression(TIMEOUT_MESSAGE.into())))]
     pub timeout: Option<String>,
+    /// The HTTP layer on the edge (EdgeHttpOk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpChecksSpec>,
+}
+
+/// What EdgeHttpOk asks of the edge; every field has a default.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpChecksSpec {
+    /// Path of the GET sent to the edge (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.matches('[\\s#]')").message("must start with / and contain no whitespace or #"))]
+    pub path: Option<String>,
+    /// Status codes that pass (default 200-399, 401 and 403).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub expected_statuses: Option<Vec<StatusRange>>,
+    /// Check that `http://HOSTNAME` redirects to `https://HOSTNAME` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_redirect: Option<bool>,
+    /// Check the Strict-Transport-Security header (off by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<HstsSpec>,
+    /// A response header that proves the edge routed to the right origin, e.g.
+    /// `{name: x-origin, value: shop}` (WrongOrigin otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_header: Option<ExpectedHeader>,
+}
+
+/// A status code or an inclusive range of them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusRange {
+    /// First status code of the range.
+    #[schemars(range(min = 100, max = 599))]
+    pub from: u16,
+    /// Last status code of the range (default: `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub to: Option<u16>,
+}
+
+/// Strict-Transport-Security must be present with at least this `max-age`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HstsSpec {
+    /// Smallest acceptable `max-age`, in seconds (default 15552000, 180 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 315_360_000))]
+    pub min_max_age: Option<u64>,
+}
+
+/// A response header and the value it must have (compared exactly, name case-insensitively).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ExpectedHeader {
+    /// Header name, e.g. `x-origin`.
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')").message("must be an HTTP header name"))]
+    pub name: String,
+    /// The value it must have.
+    #[schemars(length(max = 1024))]
+    pub value: String,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -424,9 +493,12 @@ pub struct HttpsDeliveryStatus {
     /// Evidence for step 1: the certificate that was checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateEvidence>,
-    /// Evidence for steps 5 and 6: what DNS answered.
+    /// Evidence for steps 5 and 6 and DnsHealthy: what DNS answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsEvidence>,
+    /// Evidence for EdgeHttpOk: what the edge answered over HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpEvidence>,
     /// Change tracking for step 3 when `spec.edgeCname.modifiedAt` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_cname: Option<EdgeCnameTracking>,
@@ -463,6 +535,41 @@ pub struct DnsEvidence {
     pub chain: Vec<String>,
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Whether the resolver validated the hostname's answers with DNSSEC (its AD bit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssec_validated: Option<bool>,
+    /// The relevant CAA record set, as `name. CAA flags tag "value"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caa: Vec<String>,
+    /// What each authoritative server answered for the hostname's CNAME.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authoritative: Vec<String>,
+    /// Each edge address probed and what it served (IPv4 and IPv6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edge_addresses: Vec<String>,
+}
+
+/// What the edge answered over HTTP (EdgeHttpOk).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpEvidence {
+    /// The request, e.g. `GET https://www.shop.example/ via 192.0.2.10:443`.
+    pub request: String,
+    /// `HTTP/2 200`, or what went wrong.
+    pub response: String,
+    /// The ALPN protocol the edge negotiated (`h2`, `http/1.1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// Whether the edge stapled an OCSP response to the handshake.
+    #[serde(default)]
+    pub ocsp_stapled: bool,
+    /// What `http://HOSTNAME` answered, when checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<String>,
 }
 
 /// How the operator tracks edge CNAME changes on its own.

@@ -70,6 +70,7 @@ pub fn desired(spec: &HttpsDeliverySpec, observed: &CdnObserved) -> Desired {
                 .and_then(|v| v.target_cname().map(str::to_string))
                 .or_else(|| spec.certificate.target_cname.clone())
                 .unwrap_or_default(),
+            issuer_domain: spec.certificate.issuer_domain.clone(),
         },
         edge_cname: EdgeCnameSpec {
             hostname: edge
@@ -82,6 +83,7 @@ pub fn desired(spec: &HttpsDeliverySpec, observed: &CdnObserved) -> Desired {
             modified_at: None,
         },
         origin,
+        http: spec.http_checks(),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod caa;
 pub mod cdn;
 pub mod certificate;
 pub mod dns;
+pub mod dns_health;
 pub mod edge_cname;
 pub mod edge_serving;
 pub mod inventory;
@@ -88,6 +89,8 @@ pub struct Observations {
     /// Chain verification of the certificate under test for `spec.hostname` at `now`.
     pub chain_verified: Option<Result<(), tls::ChainProblem>>,
     pub dns: dns::DnsObservation,
+    /// What DnsHealthy looks at besides the walks and probes.
+    pub dns_health: dns_health::DnsHealthObservation,
     pub origin: Option<origin::OriginObservation>,
     pub edge: edge_serving::EdgeObservation,
 }
@@ -147,6 +150,13 @@ pub fn evaluate(
     let origin = origin::evaluate(spec, observed.origin.as_ref());
     let dns_verdict = dns::evaluate(spec, &observed.dns);
     let edge = edge_serving::evaluate(spec, &observed.edge);
+    let (dns_health, health_evidence) = dns_health::evaluate(&dns_health::Inputs {
+        spec,
+        hostname_dns: &observed.dns,
+        edge_probes: &observed.edge.probes,
+        health: &observed.dns_health,
+        certificate: cert.evidence.as_ref(),
+    });
     let steps = vec![
         cert.verdict.clone(),
         edge_cname,
@@ -154,6 +164,7 @@ pub fn evaluate(
         origin,
         dns_verdict,
         edge,
+        dns_health,
     ];
     let ready = ready::evaluate(&steps, conflict, &spec.hostname);
     let mut verdicts = steps;
@@ -177,6 +188,10 @@ pub fn evaluate(
                     .filter(|l| l.contains(" CNAME ")),
             ),
             addresses: bounded_evidence(observed.dns.addresses().iter().map(|a| a.to_string())),
+            dnssec_validated: health_evidence.dnssec_validated,
+            caa: bounded_evidence(health_evidence.caa.into_iter()),
+            authoritative: bounded_evidence(health_evidence.authoritative.into_iter()),
+            edge_addresses: bounded_evidence(health_evidence.edge_addresses.into_iter()),
         },
         edge_tracking: propagation.tracking,
         next_change,
@@ -225,6 +240,7 @@ pub fn evaluate_timed_out(
 pub fn evaluate_invalid(problem: &str, memory: &Memory) -> Evaluation {
     let mut verdicts: Vec<Verdict> = ConditionType::STEPS
         .iter()
+        .chain(&ConditionType::DEPTH)
         .map(|t| {
             Verdict::new(
                 *t,

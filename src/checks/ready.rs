@@ -13,7 +13,9 @@ pub fn evaluate(steps: &[Verdict], conflict: Option<&str>, hostname: &str) -> Ve
             ),
         );
     }
-    let first = |status| steps.iter().find(|v| v.status == status);
+    // DnsHealthy gates only with a finding that breaks delivery; its other findings are notes.
+    let gates = |v: &&Verdict| v.type_ != ConditionType::DnsHealthy || v.reason.gates_ready();
+    let first = |status| steps.iter().filter(gates).find(|v| v.status == status);
     if let Some(failed) = first(ConditionStatus::False) {
         return Verdict::new(
             ConditionType::Ready,
@@ -40,11 +42,14 @@ pub fn evaluate(steps: &[Verdict], conflict: Option<&str>, hostname: &str) -> Ve
             ),
         );
     }
-    let warning = steps
+    let warning: String = steps
         .iter()
-        .find(|v| v.reason == Reason::ExpiringSoon)
+        .filter(|v| {
+            v.reason == Reason::ExpiringSoon
+                || (v.type_ == ConditionType::DnsHealthy && v.status == ConditionStatus::False)
+        })
         .map(|v| format!(" Note: {}", v.message))
-        .unwrap_or_default();
+        .collect();
     Verdict::new(
         ConditionType::Ready,
         ConditionStatus::True,

@@ -70,6 +70,10 @@ fn report(results: &[Checked]) -> Report<'_> {
             dns: DnsEvidence {
                 chain: escape_all(&r.evaluation.dns.chain),
                 addresses: escape_all(&r.evaluation.dns.addresses),
+                dnssec_validated: r.evaluation.dns.dnssec_validated,
+                caa: escape_all(&r.evaluation.dns.caa),
+                authoritative: escape_all(&r.evaluation.dns.authoritative),
+                edge_addresses: escape_all(&r.evaluation.dns.edge_addresses),
             },
         })
         .collect();

@@ -42,6 +42,7 @@ pub fn plan(
         conditions,
         certificate: evaluation.certificate.clone(),
         dns: Some(evaluation.dns.clone()),
+        http: None,
         edge_cname: evaluation.edge_tracking.clone(),
     };
     let events = transitions(old_conditions, &evaluation.verdicts);
@@ -69,6 +70,13 @@ pub fn transitions(old: &[Condition], verdicts: &[Verdict]) -> Vec<Transition> {
             let warning = match (old.map(|c| c.status.as_str()), v.status) {
                 (Some("True"), ConditionStatus::False | ConditionStatus::Unknown) => true,
                 (None, ConditionStatus::False) => true,
+                // A takeover risk is worth its own Warning whatever DnsHealthy said before.
+                (Some(_), ConditionStatus::False)
+                    if v.reason == Reason::DanglingCname
+                        && old.is_some_and(|c| c.reason != Reason::DanglingCname.as_str()) =>
+                {
+                    true
+                }
                 (Some("False" | "Unknown"), ConditionStatus::True) => false,
                 _ => return None,
             };

@@ -268,6 +268,11 @@ fn record(ctx: &Context, delivery: &HttpsDelivery, evaluation: &Evaluation) {
         .map(|v| (v.type_.as_str().to_string(), v.status.as_str().to_string()))
         .collect();
     ctx.metrics.set_conditions(&namespace, &name, &conditions);
+    let dangling = evaluation
+        .verdicts
+        .iter()
+        .any(|v| v.reason == crate::api::Reason::DanglingCname);
+    ctx.metrics.set_dangling(&namespace, &name, dangling);
     let not_after = evaluation
         .certificate
         .as_ref()

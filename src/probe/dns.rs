@@ -12,15 +12,24 @@ use hickory_resolver::config::{NameServerConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::DnsHandle;
 use hickory_resolver::net::{DnsError, NetError, NoRecords};
-use hickory_resolver::proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode};
+use hickory_resolver::proto::op::{
+    DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode,
+};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
 use crate::checks::caa::{self, CaaRecord};
 use crate::checks::dns::{CnameLink, DnsObservation, DnsOutcome};
+use crate::checks::dns_health::{AuthoritativeAnswer, CaaLookup};
 
 /// Longest CNAME chain followed before giving up with [`DnsOutcome::TooLong`].
 pub const MAX_CHAIN: usize = 16;
+
+/// A zone's name servers and the addresses of each.
+pub type NameServers = Vec<(String, Vec<IpAddr>)>;
+
+/// At most this many name servers of a zone are asked directly.
+pub const MAX_NAME_SERVERS: usize = 8;
 
 /// The prober could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +50,8 @@ pub struct DnsProber {
     // The pool, not a hickory `Resolver`: the resolver caches, chases CNAMEs itself (hiding the
     // links this step reports), retries, and applies search domains and /etc/hosts.
     pool: NameServerPool<TokioRuntimeProvider>,
+    /// The pool's settings, for the one-server pools of authoritative queries.
+    context: Arc<PoolContext>,
     name_servers: Vec<SocketAddr>,
     timeout: Duration,
     queries: AtomicU64,
@@ -88,9 +99,11 @@ impl DnsProber {
         options.recursion_desired = true;
         let tls = TlsConfig::new().map_err(DnsSetupError::Client)?;
         let context = Arc::new(PoolContext::new(options, tls));
-        let pool = NameServerPool::from_config(configs, context, TokioRuntimeProvider::default());
+        let pool =
+            NameServerPool::from_config(configs, context.clone(), TokioRuntimeProvider::default());
         Ok(Self {
             pool,
+            context,
             name_servers,
             timeout,
             queries: AtomicU64::new(0),
@@ -124,23 +137,28 @@ impl DnsProber {
     /// The CAA record sets of `hostname` and each parent up to the TLD ([`caa::climb`] order),
     /// each answer following CNAMEs as the server resolves them; stops at the first non-empty
     /// set (the relevant one, RFC 8659). A failed query is the failure (a timeout, SERVFAIL):
-    /// an undecided lookup is never read as "no policy".
-    ///
-    /// Groundwork of issue 13: not used by a condition yet.
-    pub async fn caa_sets(
-        &self,
-        hostname: &str,
-    ) -> Result<Vec<(String, Vec<CaaRecord>)>, DnsOutcome> {
+    /// an undecided lookup is never read as "no policy". `validated` is the AD bit of the
+    /// hostname's own answer.
+    pub async fn caa(&self, hostname: &str) -> CaaLookup {
         let mut sets = Vec::new();
-        for name in caa::climb(hostname) {
-            let qname = fqdn(&name).map_err(|detail| DnsOutcome::ServerFailure {
-                name: name.clone(),
-                detail,
-            })?;
-            let reply = self
-                .query(&qname, RecordType::CAA)
-                .await
-                .map_err(|failure| failure.outcome(name.clone()))?;
+        let mut validated = false;
+        for (i, name) in caa::climb(hostname).into_iter().enumerate() {
+            let reply = match fqdn(&name) {
+                Ok(qname) => self.query(&qname, RecordType::CAA).await,
+                Err(detail) => Err(Failure::Server(detail)),
+            };
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(failure) => {
+                    return CaaLookup {
+                        sets: Err(failure.outcome(name)),
+                        validated,
+                    };
+                }
+            };
+            if i == 0 {
+                validated = reply.authentic;
+            }
             let records: Vec<CaaRecord> = reply
                 .records
                 .iter()
@@ -159,7 +177,122 @@ impl DnsProber {
                 break;
             }
         }
-        Ok(sets)
+        CaaLookup {
+            sets: Ok(sets),
+            validated,
+        }
+    }
+
+    /// After a SERVFAIL for `name`: asks again with DNSSEC checking disabled (CD). When that
+    /// answers, validation is what failed: returns the zone the name is in (the closest
+    /// enclosing name with an SOA record, looked up with CD too).
+    pub async fn dnssec_bogus_zone(&self, name: &str) -> Option<String> {
+        let qname = fqdn(name).ok()?;
+        self.query_via(&self.pool, &qname, RecordType::A, Flags::UNCHECKED)
+            .await
+            .ok()?;
+        for candidate in caa::climb(name) {
+            let Ok(q) = fqdn(&candidate) else { continue };
+            match self
+                .query_via(&self.pool, &q, RecordType::SOA, Flags::UNCHECKED)
+                .await
+            {
+                Ok(reply) if !reply.records.is_empty() => return Some(candidate),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Some(name.to_string())
+    }
+
+    /// Whether `name` is a zone apex (owns an SOA record), through the resolver.
+    pub async fn is_zone_apex(&self, name: &str) -> Result<bool, String> {
+        let qname = fqdn(name)?;
+        match self.query(&qname, RecordType::SOA).await {
+            Ok(reply) => Ok(!reply.records.is_empty()),
+            Err(failure) => Err(failure_text(name, "SOA", failure)),
+        }
+    }
+
+    /// The name servers of `zone` (its NS set, at most [`MAX_NAME_SERVERS`]) and the addresses
+    /// of each (A and AAAA), through the resolver.
+    pub async fn zone_name_servers(&self, zone: &str) -> Result<NameServers, String> {
+        let qname = fqdn(zone)?;
+        let ns = self
+            .query(&qname, RecordType::NS)
+            .await
+            .map_err(|f| failure_text(zone, "NS", f))?;
+        let mut names: Vec<String> = ns
+            .records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::NS(ns) => Some(display(&ns.0)),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names.truncate(MAX_NAME_SERVERS);
+        if names.is_empty() {
+            return Err(format!("zone {zone} has no NS records"));
+        }
+        let servers = futures::future::join_all(names.into_iter().map(|ns| async move {
+            let addresses = match fqdn(&ns) {
+                Ok(q) => {
+                    let (v4, v6) = tokio::join!(
+                        self.query(&q, RecordType::A),
+                        self.query(&q, RecordType::AAAA)
+                    );
+                    let mut all: Vec<IpAddr> = [v4, v6]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|r| r.records)
+                        .filter_map(|r| match r.data {
+                            RData::A(a) => Some(IpAddr::V4(a.0)),
+                            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                            _ => None,
+                        })
+                        .collect();
+                    all.sort();
+                    all
+                }
+                Err(_) => Vec::new(),
+            };
+            (ns, addresses)
+        }))
+        .await;
+        Ok(servers)
+    }
+
+    /// Asks the authoritative server at `server` (no recursion) for `name`'s CNAME.
+    pub async fn ask_authoritative(&self, server: SocketAddr, name: &str) -> AuthoritativeAnswer {
+        let qname = match fqdn(name) {
+            Ok(q) => q,
+            Err(detail) => return AuthoritativeAnswer::Failed(detail),
+        };
+        let pool = NameServerPool::from_config(
+            vec![name_server(server)],
+            self.context.clone(),
+            TokioRuntimeProvider::default(),
+        );
+        match self
+            .query_via(&pool, &qname, RecordType::CNAME, Flags::AUTHORITATIVE)
+            .await
+        {
+            Err(Failure::Timeout) => AuthoritativeAnswer::Failed("timed out".into()),
+            Err(Failure::Server(detail)) => AuthoritativeAnswer::Failed(detail),
+            Ok(reply) if !reply.exists => AuthoritativeAnswer::NxDomain,
+            Ok(reply) => match reply.records.iter().find_map(|r| match (&r.data, r.ttl) {
+                (RData::CNAME(c), ttl) => Some((display(&c.0), ttl)),
+                _ => None,
+            }) {
+                Some((target, ttl)) if reply.authoritative => AuthoritativeAnswer::Cname { target, ttl },
+                Some(_) => AuthoritativeAnswer::Failed(
+                    "answered without the AA bit: the server is not authoritative for the zone (a lame delegation)".into(),
+                ),
+                None => AuthoritativeAnswer::NoCname,
+            },
+        }
     }
 
     async fn follow(&self, start: &str, chain: &mut Vec<CnameLink>) -> DnsOutcome {
@@ -251,12 +384,27 @@ impl DnsProber {
     }
 
     async fn query(&self, name: &Name, record_type: RecordType) -> Result<Reply, Failure> {
+        self.query_via(&self.pool, name, record_type, Flags::RECURSIVE)
+            .await
+    }
+
+    /// One query through `pool` with the header bits of `flags`.
+    async fn query_via(
+        &self,
+        pool: &NameServerPool<TokioRuntimeProvider>,
+        name: &Name,
+        record_type: RecordType,
+        flags: Flags,
+    ) -> Result<Reply, Failure> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         let mut options = DnsRequestOptions::default();
-        options.recursion_desired = true;
-        let mut responses = self
-            .pool
-            .lookup(Query::query(name.clone(), record_type), options);
+        options.recursion_desired = flags.recursion_desired;
+        let request = DnsRequest::from_query(Query::query(name.clone(), record_type), options);
+        let (mut message, options) = request.into_parts();
+        message.metadata.checking_disabled = flags.checking_disabled;
+        // RFC 6840 section 5.7: a query with AD set asks the resolver to report validation.
+        message.metadata.authentic_data = flags.recursion_desired;
+        let mut responses = pool.send(DnsRequest::new(message, options));
         // The pool enforces the timeout too; this outer bound also covers connection setup and
         // TCP fallback, so a silent server can never hold a walk longer than promised.
         match tokio::time::timeout(self.timeout, responses.next()).await {
@@ -268,6 +416,31 @@ impl DnsProber {
     }
 }
 
+/// Header bits of a query.
+#[derive(Clone, Copy, Debug)]
+struct Flags {
+    recursion_desired: bool,
+    checking_disabled: bool,
+}
+
+impl Flags {
+    /// To the resolver, asking it to validate.
+    const RECURSIVE: Flags = Flags {
+        recursion_desired: true,
+        checking_disabled: false,
+    };
+    /// To the resolver, with DNSSEC checking disabled (CD).
+    const UNCHECKED: Flags = Flags {
+        recursion_desired: true,
+        checking_disabled: true,
+    };
+    /// To an authoritative server.
+    const AUTHORITATIVE: Flags = Flags {
+        recursion_desired: false,
+        checking_disabled: false,
+    };
+}
+
 /// What one query said about the name queried.
 #[derive(Debug)]
 struct Reply {
@@ -276,6 +449,10 @@ struct Reply {
     /// Answer records owned by the name queried and of the type queried; the rest of the answer
     /// (a chain followed by the server, glue) is ignored because each name is queried itself.
     records: Vec<Record>,
+    /// The AD bit: the resolver validated the answer with DNSSEC.
+    authentic: bool,
+    /// The AA bit: an authoritative server answered.
+    authoritative: bool,
 }
 
 impl Reply {
@@ -298,7 +475,21 @@ impl Reply {
             .filter(|r| r.record_type() == record_type && (follows_cnames || r.name == *name))
             .cloned()
             .collect();
-        Ok(Self { exists, records })
+        Ok(Self {
+            exists,
+            records,
+            authentic: response.metadata.authentic_data,
+            authoritative: response.metadata.authoritative,
+        })
+    }
+
+    fn negative(exists: bool) -> Self {
+        Self {
+            exists,
+            records: Vec::new(),
+            authentic: false,
+            authoritative: false,
+        }
     }
 
     fn from_error(error: NetError) -> Result<Self, Failure> {
@@ -306,14 +497,10 @@ impl Reply {
             // hickory turns empty NOERROR and NXDOMAIN answers into this error.
             NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. })) => {
                 match response_code {
-                    ResponseCode::NoError => Ok(Self {
-                        exists: true,
-                        records: Vec::new(),
-                    }),
-                    ResponseCode::NXDomain => Ok(Self {
-                        exists: false,
-                        records: Vec::new(),
-                    }),
+                    // The error keeps no header: a negative answer reads as neither
+                    // validated nor authoritative (the callers that need them look at answers).
+                    ResponseCode::NoError => Ok(Self::negative(true)),
+                    ResponseCode::NXDomain => Ok(Self::negative(false)),
                     code => Err(Failure::Server(rcode_detail(code))),
                 }
             }
@@ -338,6 +525,14 @@ impl Failure {
             Failure::Timeout => DnsOutcome::Timeout { name },
             Failure::Server(detail) => DnsOutcome::ServerFailure { name, detail },
         }
+    }
+}
+
+/// "SOA query for NAME: DETAIL", for the errors of [`DnsProber::name_servers`].
+fn failure_text(name: &str, record_type: &str, failure: Failure) -> String {
+    match failure {
+        Failure::Timeout => format!("the {record_type} query for {name} timed out"),
+        Failure::Server(detail) => format!("the {record_type} query for {name} failed: {detail}"),
     }
 }
 

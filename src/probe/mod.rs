@@ -4,10 +4,12 @@
 pub mod cache;
 pub mod dns;
 pub mod guard;
+mod health;
 pub mod tls;
 
 use crate::checks::certificate::CertificateInput;
 use crate::checks::dns::{DnsObservation, DnsOutcome};
+use crate::checks::dns_health::DnsHealthObservation;
 use crate::checks::edge_serving::EdgeObservation;
 use crate::checks::secret::SecretContent;
 use crate::checks::tls::CHAIN_TOO_LARGE_FIX;
@@ -43,6 +45,10 @@ pub struct ProbeConfig {
     /// The longest a DNS walk or TLS probe is reused for other deliveries (and other
     /// reconciles); each use may ask for a fresher one.
     pub cache_window: Duration,
+    /// Port of the authoritative name servers asked directly (DnsHealthy); 53 but in tests.
+    pub authoritative_port: u16,
+    /// Port of the plain-HTTP probe (the redirect to HTTPS); 80 but in tests.
+    pub http_port: u16,
 }
 
 impl Default for ProbeConfig {
@@ -55,6 +61,8 @@ impl Default for ProbeConfig {
             dns_timeout: Duration::from_secs(10),
             concurrency: 64,
             cache_window: Duration::from_secs(30),
+            authoritative_port: 53,
+            http_port: 80,
         }
     }
 }
@@ -122,6 +130,8 @@ pub struct Prober {
     per_address: Arc<PerAddress>,
     walks: Arc<SharedCache<String, DnsObservation>>,
     probes: Arc<SharedCache<TlsEndpoint, TlsOutcome>>,
+    health: Arc<health::HealthCaches>,
+    authoritative_port: u16,
     window: Duration,
 }
 
@@ -150,6 +160,8 @@ impl Prober {
             per_address: Arc::new(PerAddress::default()),
             walks: Arc::new(SharedCache::new(config.cache_window)),
             probes: Arc::new(SharedCache::new(config.cache_window)),
+            health: Arc::new(health::HealthCaches::new(config.cache_window)),
+            authoritative_port: config.authoritative_port,
             window: config.cache_window,
         })
     }
@@ -159,6 +171,7 @@ impl Prober {
         Prober {
             walks: Arc::new(SharedCache::new(self.window)),
             probes: Arc::new(SharedCache::new(self.window)),
+            health: Arc::new(health::HealthCaches::new(self.window)),
             ..self.clone()
         }
     }
@@ -272,16 +285,18 @@ impl Prober {
             }
         };
         let probes =
-            futures::future::join_all(addresses.into_iter().take(MAX_ADDRESSES_PROBED).map(|ip| {
-                self.probe(
-                    TlsEndpoint {
-                        address: SocketAddr::new(ip, port),
-                        sni: sni.to_string(),
-                    },
-                    limits.timeout,
-                    limits.max_age,
-                )
-            }))
+            futures::future::join_all(balanced(addresses, MAX_ADDRESSES_PROBED).into_iter().map(
+                |ip| {
+                    self.probe(
+                        TlsEndpoint {
+                            address: SocketAddr::new(ip, port),
+                            sni: sni.to_string(),
+                        },
+                        limits.timeout,
+                        limits.max_age,
+                    )
+                },
+            ))
             .await;
         (dns, probes)
     }
@@ -321,8 +336,10 @@ impl Prober {
                 .await;
             Some(origin::OriginObservation { dns, probes })
         };
-        let (dns, (target_dns, edge_probes), origin, secret) =
-            tokio::join!(hostname_dns, edge, origin, secret);
+        let health = self.dns_health(&targets.hostname, limits);
+        let (dns, (target_dns, edge_probes), origin, secret, mut health) =
+            tokio::join!(hostname_dns, edge, origin, secret, health);
+        health.dnssec_bogus = self.dnssec_after(&dns, limits).await;
         let target_dns = target_dns.unwrap_or_else(|| DnsObservation {
             name: targets.target_cname.clone(),
             chain: Vec::new(),
@@ -334,7 +351,7 @@ impl Prober {
             target_dns,
             probes: edge_probes,
         };
-        self.assemble(targets, secret, dns, edge, origin, now)
+        self.assemble(targets, secret, (dns, health), edge, origin, now)
     }
 
     /// What can be known of one delivery without the network, with every DNS walk and probe
@@ -361,7 +378,8 @@ impl Prober {
             probes: Vec::new(),
         });
         let dns = timed_out(&targets.hostname);
-        self.assemble(targets, secret, dns, edge, origin, now)
+        let health = DnsHealthObservation::timed_out(&targets.hostname);
+        self.assemble(targets, secret, (dns, health), edge, origin, now)
     }
 
     /// The observations of one delivery from what was seen: the certificate under test (the
@@ -370,7 +388,7 @@ impl Prober {
         &self,
         targets: &Targets,
         secret: Option<SecretContent>,
-        dns: DnsObservation,
+        (dns, dns_health): (DnsObservation, DnsHealthObservation),
         edge: EdgeObservation,
         origin: Option<origin::OriginObservation>,
         now: jiff::Timestamp,
@@ -387,6 +405,7 @@ impl Prober {
             certificate,
             chain_verified,
             dns,
+            dns_health,
             origin,
             edge,
         }
@@ -415,6 +434,19 @@ impl Prober {
         ));
         Some(self.tls.verify_chain(&chain, hostname, unix))
     }
+}
+
+/// At most `max` of `addresses`, as many of each family as there is room for: an edge whose
+/// IPv6 addresses fail must be seen even when it has many IPv4 ones.
+fn balanced(addresses: Vec<IpAddr>, max: usize) -> Vec<IpAddr> {
+    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addresses.into_iter().partition(IpAddr::is_ipv4);
+    let half = max / 2;
+    let take_v4 = v4.len().min(max - v6.len().min(half));
+    let take_v6 = v6.len().min(max - take_v4);
+    v4.into_iter()
+        .take(take_v4)
+        .chain(v6.into_iter().take(take_v6))
+        .collect()
 }
 
 /// What a walk whose task failed reads as: not an answer, so not kept.

@@ -250,6 +250,12 @@ impl Metrics {
             .set_conditions(namespace, name, conditions);
     }
 
+    /// Marks the object as having (or no longer having) a dangling CNAME, counted by
+    /// `httpsdelivery_dangling_cnames`.
+    pub fn set_dangling(&self, namespace: &str, name: &str, dangling: bool) {
+        self.inner.objects.set_dangling(namespace, name, dangling);
+    }
+
     /// Publishes the expiry of the object's certificate; `None` (no certificate could be read)
     /// removes the series rather than leaving a stale time behind.
     pub fn set_certificate_not_after(
@@ -410,6 +416,28 @@ mod tests {
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .map(str::to_owned)
+    }
+
+    #[test]
+    fn dangling_cnames_are_counted_until_fixed_or_forgotten() {
+        let metrics = Metrics::new();
+        assert_eq!(
+            sample(&metrics.encode(), "httpsdelivery_dangling_cnames").as_deref(),
+            Some("0")
+        );
+        metrics.set_dangling("shop", "www", true);
+        metrics.set_dangling("shop", "api", true);
+        metrics.set_dangling("shop", "old", false);
+        assert_eq!(
+            sample(&metrics.encode(), "httpsdelivery_dangling_cnames").as_deref(),
+            Some("2")
+        );
+        metrics.set_dangling("shop", "www", false);
+        metrics.forget("shop", "api");
+        assert_eq!(
+            sample(&metrics.encode(), "httpsdelivery_dangling_cnames").as_deref(),
+            Some("0")
+        );
     }
 
     #[test]

@@ -17,11 +17,13 @@ struct ObjectState {
     conditions: Vec<(Arc<str>, u8)>,
     /// Expiry of the served certificate, as Unix time.
     not_after: Option<i64>,
+    /// DnsHealthy found a dangling CNAME (a subdomain-takeover risk).
+    dangling: bool,
 }
 
 impl ObjectState {
     fn is_empty(&self) -> bool {
-        self.conditions.is_empty() && self.not_after.is_none()
+        self.conditions.is_empty() && self.not_after.is_none() && !self.dangling
     }
 }
 
@@ -82,6 +84,10 @@ impl ObjectSeries {
         self.update(namespace, name, |state| state.not_after = seconds);
     }
 
+    pub fn set_dangling(&self, namespace: &str, name: &str, dangling: bool) {
+        self.update(namespace, name, |state| state.dangling = dangling);
+    }
+
     /// The objects that have series, as (namespace, name).
     pub fn objects(&self) -> Vec<(String, String)> {
         self.lock()
@@ -108,6 +114,11 @@ const NOT_AFTER_HEADER: &str = "\
 # HELP httpsdelivery_certificate_not_after_seconds Expiry of the served certificate of each HttpsDelivery, as Unix time.
 # TYPE httpsdelivery_certificate_not_after_seconds gauge
 # UNIT httpsdelivery_certificate_not_after_seconds seconds
+";
+
+const DANGLING_HEADER: &str = "\
+# HELP httpsdelivery_dangling_cnames HttpsDeliveries whose hostname is a CNAME to a name that no longer exists (DnsHealthy DanglingCname): subdomain-takeover risks.
+# TYPE httpsdelivery_dangling_cnames gauge
 ";
 
 /// A snapshot of the per-object series, written out in OpenMetrics text a chunk at a time.
@@ -161,10 +172,14 @@ impl Snapshot {
             }
             text
         });
+        let dangling = objects.iter().filter(|(_, state)| state.dangling).count();
         std::iter::once(CONDITION_HEADER.to_string())
             .chain(conditions)
             .chain(std::iter::once(NOT_AFTER_HEADER.to_string()))
             .chain(not_after)
+            .chain(std::iter::once(format!(
+                "{DANGLING_HEADER}httpsdelivery_dangling_cnames {dangling}\n"
+            )))
     }
 }
 

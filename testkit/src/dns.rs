@@ -46,6 +46,23 @@ pub struct Zone {
     ttl: u32,
     records: Vec<(String, u32, Data)>,
     faults: Vec<(String, Fault)>,
+    /// The apex's NS set (default `ns1.ORIGIN`).
+    name_servers: Vec<String>,
+    dnssec: Dnssec,
+}
+
+/// How a validating resolver sees a zone. The fixture plays the resolver's part: it does not
+/// sign, it answers as a validating resolver does for a zone whose signatures validate (AD bit
+/// set when asked for) or do not (SERVFAIL, unless the query sets CD).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dnssec {
+    /// Not signed: no AD bit.
+    #[default]
+    Unsigned,
+    /// Signed and valid: answers carry the AD bit when the query asks for it.
+    Valid,
+    /// Signed with broken signatures: SERVFAIL, but answers to queries with checking disabled.
+    Bogus,
 }
 
 impl Zone {
@@ -53,10 +70,12 @@ impl Zone {
         let origin = normalize(origin);
         assert!(valid(&origin), "invalid zone origin {origin:?}");
         Self {
+            name_servers: vec![format!("ns1.{origin}")],
             origin,
             ttl: TTL,
             records: Vec::new(),
             faults: Vec::new(),
+            dnssec: Dnssec::Unsigned,
         }
     }
 
@@ -109,6 +128,18 @@ impl Zone {
     /// Every query for `name` is dropped without an answer (the client times out).
     pub fn silent(self, name: &str) -> Self {
         self.fault(name, Fault::Silent)
+    }
+
+    /// Replaces the apex's NS set (their addresses are ordinary A/AAAA records of some zone).
+    pub fn name_servers(mut self, names: &[&str]) -> Self {
+        self.name_servers = names.iter().map(|n| normalize(n)).collect();
+        self
+    }
+
+    /// How a validating resolver sees this zone.
+    pub fn dnssec(mut self, dnssec: Dnssec) -> Self {
+        self.dnssec = dnssec;
+        self
     }
 
     /// Removes every record and fault of `name` (the apex keeps its SOA and NS).
@@ -188,11 +219,9 @@ impl Zone {
         let mut out = Vec::new();
         if name == self.origin {
             out.push(self.soa()?);
-            out.push(record(
-                name,
-                TTL,
-                RData::NS(NS(absolute(&format!("ns1.{}", self.origin))?)),
-            )?);
+            for ns in &self.name_servers {
+                out.push(record(name, TTL, RData::NS(NS(absolute(ns)?)))?);
+            }
         }
         for (owner, ttl, data) in &self.records {
             if owner == name {
@@ -248,6 +277,19 @@ impl DnsFixture {
     /// Serves `zones` (several at once; the most specific origin answers for a name).
     pub async fn start(zones: Vec<Zone>) -> io::Result<Self> {
         let (udp, tcp) = bind_pair().await?;
+        Self::serve(udp, tcp, zones)
+    }
+
+    /// Like [`start`](Self::start), on `addr` (a loopback address and a given port, to stand
+    /// for one of a zone's authoritative servers, asked on the same port as the others).
+    pub async fn start_at(addr: SocketAddr, zones: Vec<Zone>) -> io::Result<Self> {
+        assert!(addr.ip().is_loopback(), "fixtures bind loopback only");
+        let udp = UdpSocket::bind(addr).await?;
+        let tcp = TcpListener::bind(udp.local_addr()?).await?;
+        Self::serve(udp, tcp, zones)
+    }
+
+    fn serve(udp: UdpSocket, tcp: TcpListener, zones: Vec<Zone>) -> io::Result<Self> {
         let addr = udp.local_addr()?;
         let state = Arc::new(RwLock::new(State {
             zones,
@@ -371,14 +413,23 @@ impl Authority {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn answer(&self, qname: &str, qtype: RecordType) -> Answer {
+    /// The answer, and whether it is validated (AD) as the zone's [`Dnssec`] has it.
+    fn answer(&self, qname: &str, qtype: RecordType, checking_disabled: bool) -> (Answer, bool) {
         let state = self.read();
         match state.mode {
             Mode::Answer => {}
-            Mode::ServFail => return Answer::code(ResponseCode::ServFail),
-            Mode::Silent => return Answer::Drop,
+            Mode::ServFail => return (Answer::code(ResponseCode::ServFail), false),
+            Mode::Silent => return (Answer::Drop, false),
         }
-        lookup(&state, qname, qtype).unwrap_or_else(|_| Answer::code(ResponseCode::ServFail))
+        let dnssec = zone_for(&state.zones, qname)
+            .map(|z| z.dnssec)
+            .unwrap_or_default();
+        if dnssec == Dnssec::Bogus && !checking_disabled {
+            return (Answer::code(ResponseCode::ServFail), false);
+        }
+        let answer =
+            lookup(&state, qname, qtype).unwrap_or_else(|_| Answer::code(ResponseCode::ServFail));
+        (answer, dnssec == Dnssec::Valid && !checking_disabled)
     }
 }
 
@@ -458,13 +509,20 @@ impl RequestHandler for Authority {
         self.received.fetch_add(1, Ordering::Relaxed);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = true;
-        let answer = match request.queries.queries().first() {
+        let (answer, validated) = match request.queries.queries().first() {
             Some(query) => {
                 let qname = normalize(&Name::from(query.name()).to_ascii());
-                self.answer(&qname, query.query_type())
+                self.answer(
+                    &qname,
+                    query.query_type(),
+                    request.metadata.checking_disabled,
+                )
             }
-            None => Answer::code(ResponseCode::FormErr),
+            None => (Answer::code(ResponseCode::FormErr), false),
         };
+        // RFC 6840 section 5.7: AD only for a query that asked for it (AD or DO set).
+        metadata.authentic_data = validated && request.metadata.authentic_data;
+        metadata.checking_disabled = request.metadata.checking_disabled;
         let (code, answers, authorities) = match answer {
             Answer::Drop => {
                 return ResponseInfo::from(Header {

@@ -120,6 +120,9 @@ impl World {
             PORT.to_string(),
             "--allow-cidr".into(),
             "127.0.0.0/8".into(),
+            // The zones' name servers are this same fixture (on 127.0.0.1): asked directly.
+            "--dns-authoritative-port".into(),
+            self.dns.addr().port().to_string(),
         ]
     }
 
@@ -151,11 +154,15 @@ pub fn zones(edge_ip: Ipv4Addr, origin_ip: Ipv4Addr) -> Vec<Zone> {
         .cname("api.shop.example", "cs1.wpc.cdn.example")
         // The broken step 5 example: moved to another certificate's target CNAME.
         .cname("cdn-moved.shop.example", "cs2.wpc.cdn.example")
-        .a("origin.shop.example", origin_ip);
+        .a("origin.shop.example", origin_ip)
+        .a("ns1.shop.example", Ipv4Addr::LOCALHOST);
     let cdn = Zone::new("cdn.example")
         .a("cs1.wpc.cdn.example", edge_ip)
-        .a("cs2.wpc.cdn.example", edge_ip);
-    vec![shop, cdn]
+        .a("cs2.wpc.cdn.example", edge_ip)
+        .a("ns1.cdn.example", Ipv4Addr::LOCALHOST);
+    // The TLD, so that a climb to it (CAA, RFC 8659) gets an answer as on the internet.
+    let tld = Zone::new("example");
+    vec![shop, cdn, tld]
 }
 
 /// Makes `cdn` (a fake Edgecast API) hold a healthy delivery of `hostname` through this world:

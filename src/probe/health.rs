@@ -1,0 +1,256 @@
+//! The lookups of DnsHealthy (CAA, DNSSEC, the zone's authoritative servers), each shared by
+//! every delivery of the process through the prober's caches, like the walks and probes.
+
+use super::cache::{Fetched, SharedCache};
+use super::dns::NameServers;
+use super::{Limits, Prober};
+use crate::checks::caa;
+use crate::checks::dns::{DnsObservation, DnsOutcome};
+use crate::checks::dns_health::{
+    AuthoritativeAnswer, AuthoritativeReply, CaaLookup, DnsHealthObservation,
+};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Addresses of one name server asked (one per family is enough to see a split).
+const ADDRESSES_PER_SERVER: usize = 2;
+
+/// What a lookup is called in the metrics, what it reads as when it times out, and the
+/// metrics label of each of its answers.
+struct Lookup<V> {
+    kind: &'static str,
+    timed_out: V,
+    label: fn(&V) -> &'static str,
+}
+
+/// The caches of DnsHealthy's lookups.
+pub(super) struct HealthCaches {
+    caa: SharedCache<String, CaaLookup>,
+    apex: SharedCache<String, Result<bool, String>>,
+    servers: SharedCache<String, Result<NameServers, String>>,
+    authoritative: SharedCache<(SocketAddr, String), AuthoritativeAnswer>,
+    dnssec: SharedCache<String, Option<String>>,
+}
+
+impl HealthCaches {
+    pub(super) fn new(window: Duration) -> Self {
+        HealthCaches {
+            caa: SharedCache::new(window),
+            apex: SharedCache::new(window),
+            servers: SharedCache::new(window),
+            authoritative: SharedCache::new(window),
+            dnssec: SharedCache::new(window),
+        }
+    }
+}
+
+impl Prober {
+    /// One lookup of kind `kind` for `key`, shared through `cache`: run in a task of its own
+    /// under the process's concurrency limit and `timeout`, recorded in the probe metrics.
+    async fn shared<K, V>(
+        &self,
+        cache: impl Fn(&HealthCaches) -> &SharedCache<K, V>,
+        key: K,
+        limits: Limits,
+        Lookup {
+            kind,
+            timed_out,
+            label,
+        }: Lookup<V>,
+        work: impl FnOnce(Arc<super::dns::DnsProber>) -> BoxFuture<'static, V> + Send + 'static,
+    ) -> V
+    where
+        K: Hash + Eq + Clone + Send + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let (dns, limit, recorder) = (self.dns.clone(), self.limit.clone(), self.recorder.clone());
+        let failed = timed_out.clone();
+        let fetch = move || {
+            let task = async move {
+                let _permit = limit.acquire_owned().await.ok();
+                let started = std::time::Instant::now();
+                let (value, max_age) = match tokio::time::timeout(limits.timeout, work(dns)).await {
+                    Ok(value) => (value, Duration::MAX),
+                    // Not an answer: not kept for others.
+                    Err(_) => (timed_out, Duration::ZERO),
+                };
+                if let Some(r) = &recorder {
+                    r.record(kind, label(&value), started.elapsed());
+                }
+                Fetched { value, max_age }
+            };
+            tokio::spawn(task)
+                .map(move |r| {
+                    r.unwrap_or(Fetched {
+                        value: failed,
+                        max_age: Duration::ZERO,
+                    })
+                })
+                .boxed()
+        };
+        cache(&self.health).get(key, limits.max_age, fetch).await
+    }
+
+    /// The hostname's CAA record sets (one climb per name across all deliveries).
+    pub(super) async fn caa(&self, hostname: &str, limits: Limits) -> CaaLookup {
+        let name = hostname.to_ascii_lowercase();
+        let owned = name.clone();
+        self.shared(
+            |c| &c.caa,
+            name.clone(),
+            limits,
+            Lookup {
+                kind: "caa",
+                timed_out: CaaLookup {
+                    sets: Err(DnsOutcome::Timeout { name }),
+                    validated: false,
+                },
+                label: |v| if v.sets.is_ok() { "answered" } else { "failed" },
+            },
+            move |dns| async move { dns.caa(&owned).await }.boxed(),
+        )
+        .await
+    }
+
+    /// After a walk that ended in SERVFAIL: the zone whose DNSSEC validation fails, if asking
+    /// with checking disabled answers.
+    pub(super) async fn dnssec_after(
+        &self,
+        walk: &DnsObservation,
+        limits: Limits,
+    ) -> Option<String> {
+        let DnsOutcome::ServerFailure { name, detail } = &walk.outcome else {
+            return None;
+        };
+        if detail != "SERVFAIL" {
+            return None;
+        }
+        let owned = name.clone();
+        self.shared(
+            |c| &c.dnssec,
+            name.clone(),
+            limits,
+            Lookup {
+                kind: "dnssec",
+                timed_out: None,
+                label: |v| if v.is_some() { "bogus" } else { "servfail" },
+            },
+            move |dns| async move { dns.dnssec_bogus_zone(&owned).await }.boxed(),
+        )
+        .await
+    }
+
+    /// Each authoritative server of the hostname's zone, asked directly for its CNAME.
+    pub(super) async fn authoritative(
+        &self,
+        hostname: &str,
+        limits: Limits,
+    ) -> Result<Vec<AuthoritativeReply>, String> {
+        let zone = self.zone_of(hostname, limits).await?;
+        let owned = zone.clone();
+        let servers = self
+            .shared(
+                |c| &c.servers,
+                zone.clone(),
+                limits,
+                Lookup {
+                    kind: "zone_servers",
+                    timed_out: Err(format!("the NS lookup of {zone} timed out")),
+                    label: |v| if v.is_ok() { "answered" } else { "failed" },
+                },
+                move |dns| async move { dns.zone_name_servers(&owned).await }.boxed(),
+            )
+            .await?;
+        if servers.iter().all(|(_, addresses)| addresses.is_empty()) {
+            let names: Vec<&str> = servers.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(format!(
+                "the name servers of {zone} ({}) have no address",
+                names.join(", ")
+            ));
+        }
+        let asks = servers.iter().flat_map(|(server, addresses)| {
+            addresses
+                .iter()
+                .take(ADDRESSES_PER_SERVER)
+                .map(move |ip| self.ask(server, *ip, hostname, limits))
+        });
+        Ok(futures::future::join_all(asks).await)
+    }
+
+    async fn ask(
+        &self,
+        server: &str,
+        address: IpAddr,
+        hostname: &str,
+        limits: Limits,
+    ) -> AuthoritativeReply {
+        let reply = |answer| AuthoritativeReply {
+            server: server.to_string(),
+            address,
+            answer,
+        };
+        // The zone's owner chooses its NS addresses: the guard stands between them and the
+        // operator's network like for every other target.
+        if let Err(reason) = self.guard.check(address) {
+            return reply(AuthoritativeAnswer::Forbidden(reason));
+        }
+        let at = SocketAddr::new(address, self.authoritative_port);
+        let name = hostname.to_ascii_lowercase();
+        let answer = self
+            .shared(
+                |c| &c.authoritative,
+                (at, name.clone()),
+                limits,
+                Lookup {
+                    kind: "authoritative",
+                    timed_out: AuthoritativeAnswer::Failed("timed out".into()),
+                    label: |v| if v.is_answer() { "answered" } else { "failed" },
+                },
+                move |dns| async move { dns.ask_authoritative(at, &name).await }.boxed(),
+            )
+            .await;
+        reply(answer)
+    }
+
+    /// The zone `hostname` is in: the closest enclosing name that owns an SOA record.
+    async fn zone_of(&self, hostname: &str, limits: Limits) -> Result<String, String> {
+        for candidate in caa::climb(hostname) {
+            let owned = candidate.clone();
+            let apex = self
+                .shared(
+                    |c| &c.apex,
+                    candidate.clone(),
+                    limits,
+                    Lookup {
+                        kind: "zone_apex",
+                        timed_out: Err(format!("the SOA query for {candidate} timed out")),
+                        label: |v| if v.is_ok() { "answered" } else { "failed" },
+                    },
+                    move |dns| async move { dns.is_zone_apex(&owned).await }.boxed(),
+                )
+                .await?;
+            if apex {
+                return Ok(candidate);
+            }
+        }
+        Err(format!("no zone encloses {hostname}"))
+    }
+
+    /// Everything DnsHealthy needs besides the walks and probes, but the DNSSEC retry (which
+    /// needs the walk's outcome): CAA and the authoritative servers, looked up concurrently.
+    pub(super) async fn dns_health(&self, hostname: &str, limits: Limits) -> DnsHealthObservation {
+        let (caa, authoritative) = tokio::join!(
+            self.caa(hostname, limits),
+            self.authoritative(hostname, limits)
+        );
+        DnsHealthObservation {
+            caa,
+            dnssec_bogus: None,
+            authoritative,
+        }
+    }
+}
