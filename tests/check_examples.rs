@@ -145,6 +145,76 @@ async fn every_example_gets_the_reason_of_its_broken_step() {
         };
         assert_eq!(failing, allowed, "{name}: {d:#}");
     }
+    // DnsHealthy's examples: (name, reason, Ready's reason or None for a True Ready, the other
+    // conditions that fail with it).
+    let dns = [
+        ("caa-forbids-issuer", "CaaForbidsIssuer", None, &[][..]),
+        ("caa-critical-unknown", "CaaCriticalUnknown", None, &[]),
+        (
+            "dnssec-bogus",
+            "DnssecValidationFailed",
+            Some("DnssecValidationFailed"),
+            &["DnsConfigured"],
+        ),
+        (
+            "authoritative-disagree",
+            "AuthoritativeServersDisagree",
+            Some("AuthoritativeServersDisagree"),
+            &[],
+        ),
+        (
+            "recursive-stale",
+            "RecursiveAnswerStale",
+            Some("CnameTargetMismatch"),
+            &["DnsConfigured"],
+        ),
+        (
+            "dangling-cname",
+            "DanglingCname",
+            Some("EdgeUnreachable"),
+            &["CertificateValid", "EdgeServing"],
+        ),
+        (
+            "ipv4-only-edge",
+            "AddressFamilyMismatch",
+            Some("EdgeUnreachable"),
+            &["EdgeServing"],
+        ),
+    ];
+    for (name, reason, ready_reason, others) in dns {
+        let d = delivery(&report, name);
+        let c = condition(d, "DnsHealthy");
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("False"), Some(reason)),
+            "{name}: {c}"
+        );
+        assert_eq!(d["ready"], ready_reason.is_none(), "{name}: {d:#}");
+        let ready = condition(d, "Ready");
+        assert_eq!(
+            ready["reason"].as_str(),
+            Some(ready_reason.unwrap_or("Verified")),
+            "{name}: {d:#}"
+        );
+        let mut failing: Vec<&str> = d["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] != "True" && c["type"] != "Ready" && c["type"] != "DnsHealthy")
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        failing.sort();
+        assert_eq!(failing, others, "{name}: {d:#}");
+    }
+    let stale = condition(delivery(&report, "recursive-stale"), "DnsHealthy");
+    assert!(
+        stale["message"]
+            .as_str()
+            .unwrap()
+            .contains("within 3600s. Nothing to fix: wait."),
+        "{stale}"
+    );
+
     let moved = condition(delivery(&report, "moved-cname"), "DnsConfigured");
     assert!(
         moved["message"]

@@ -132,6 +132,8 @@ pub enum OriginProtocol {
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","format":"date-time","jsonPath":".status.certificate.notAfter"}"#,
+    printcolumn = r#"{"name":"DNS","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"DnsHealthy\")].reason"}"#,
+    printcolumn = r#"{"name":"HTTP","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"EdgeHttpOk\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -337,7 +339,7 @@ pub struct HttpChecksSpec {
     /// Path of the GET sent to the edge (default `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
-    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.matches('[\\s#]')").message("must start with / and contain no whitespace or #"))]
+    #[x_kube(validation = Rule::new("self.matches('^/[!-~]*$') && !self.contains('#')").message("must start with / and hold printable ASCII without spaces or #"))]
     pub path: Option<String>,
     /// Status codes that pass (default 200-399, 401 and 403).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -179,7 +179,7 @@ pub fn evaluate(inputs: &Inputs<'_>) -> (Verdict, DnsHealthEvidence) {
             let gates = if first.status == ConditionStatus::False && first.reason.gates_ready() {
                 "This breaks delivery for some clients: Ready is False until it is fixed."
             } else {
-                "This does not stop delivery today: Ready does not wait for it."
+                "This finding alone does not make Ready False."
             };
             let all: Vec<String> = findings
                 .iter()
@@ -273,7 +273,7 @@ fn authoritative_finding(
             ConditionStatus::Unknown,
             Reason::AuthoritativeLookupFailed,
             format!(
-                "no authoritative server of {host} answered: {}.",
+                "no authoritative server of {host} answered ({}).",
                 listed(replies)
             ),
         ));
@@ -283,7 +283,7 @@ fn authoritative_finding(
             ConditionStatus::False,
             Reason::AuthoritativeServersDisagree,
             format!(
-                "the authoritative servers of {host} give different answers: {}. Resolvers get one or the other at random: make every server serve the same zone (a secondary that stopped transferring, or a change made at one DNS provider only).",
+                "the authoritative servers of {host} give different answers ({}). Resolvers get one or the other at random: make every server serve the same zone (a secondary that stopped transferring, or a change made at one DNS provider only).",
                 listed(replies)
             ),
         ));

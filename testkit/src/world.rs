@@ -22,6 +22,13 @@ pub const EDGE_HOSTNAMES: &[&str] = &[
     "shop.example",
     // Read from the CDN's API in provider mode (the demo's `api` delivery).
     "api.shop.example",
+    // DnsHealthy's examples: each zone below breaks one thing the dig does not show.
+    "www.legacy-ca.example",
+    "www.strict-ca.example",
+    "www.bogus.example",
+    "www.split.example",
+    "www.moving.example",
+    "dual.shop.example",
 ];
 
 /// Served by the edge with an expired certificate (the broken step 1 example).
@@ -29,6 +36,10 @@ pub const EXPIRED_HOSTNAME: &str = "expired.shop.example";
 
 pub struct World {
     pub dns: DnsFixture,
+    /// A second authoritative server (ns2 of split.example and moving.example), on the same
+    /// port as `dns` at [`World::ns2_ip`]: the resolver (`dns`) and it disagree on purpose.
+    pub ns2: DnsFixture,
+    pub ns2_ip: Ipv4Addr,
     pub edge: TlsServer,
     pub origin: TlsServer,
     pub ca: TestCa,
@@ -81,8 +92,20 @@ impl World {
                 }
             };
             let dns = DnsFixture::start(zones(edge_ip, origin_ip)).await?;
+            let ns2_ip = Ipv4Addr::new(127, 79, n, m);
+            let ns2_at = SocketAddr::new(IpAddr::V4(ns2_ip), dns.addr().port());
+            let ns2 = match DnsFixture::start_at(ns2_at, ns2_zones()).await {
+                Ok(ns2) => ns2,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            dns.update(|zones| zones.extend(resolver_zones(ns2_ip)));
             return Ok(World {
                 dns,
+                ns2,
+                ns2_ip,
                 edge,
                 origin,
                 ca,
@@ -123,12 +146,17 @@ impl World {
             // The zones' name servers are this same fixture (on 127.0.0.1): asked directly.
             "--dns-authoritative-port".into(),
             self.dns.addr().port().to_string(),
+            // dual.shop.example's edge has an IPv6 address too (where nothing listens).
+            "--allow-cidr".into(),
+            "::1/128".into(),
         ]
     }
 
     /// The zones as they are at start, for tests that change and restore them.
     pub fn zones(&self) -> Vec<Zone> {
-        zones(self.edge_ip, self.origin_ip)
+        let mut zones = zones(self.edge_ip, self.origin_ip);
+        zones.extend(resolver_zones(self.ns2_ip));
+        zones
     }
 }
 
@@ -155,14 +183,65 @@ pub fn zones(edge_ip: Ipv4Addr, origin_ip: Ipv4Addr) -> Vec<Zone> {
         // The broken step 5 example: moved to another certificate's target CNAME.
         .cname("cdn-moved.shop.example", "cs2.wpc.cdn.example")
         .a("origin.shop.example", origin_ip)
-        .a("ns1.shop.example", Ipv4Addr::LOCALHOST);
+        .a("ns1.shop.example", Ipv4Addr::LOCALHOST)
+        // DnsHealthy's: an edge reachable over IPv4 only, and a CNAME left dangling when its
+        // edge configuration was deleted.
+        .cname("dual.shop.example", "cs-dual.wpc.cdn.example")
+        .cname("old.shop.example", "gone.wpc.cdn.example");
     let cdn = Zone::new("cdn.example")
         .a("cs1.wpc.cdn.example", edge_ip)
         .a("cs2.wpc.cdn.example", edge_ip)
-        .a("ns1.cdn.example", Ipv4Addr::LOCALHOST);
+        .a("ns1.cdn.example", Ipv4Addr::LOCALHOST)
+        .a("cs-dual.wpc.cdn.example", edge_ip)
+        .aaaa("cs-dual.wpc.cdn.example", std::net::Ipv6Addr::LOCALHOST);
     // The TLD, so that a climb to it (CAA, RFC 8659) gets an answer as on the internet.
     let tld = Zone::new("example");
     vec![shop, cdn, tld]
+}
+
+/// The zones of DnsHealthy's examples as the resolver (the world's `dns`) answers them; `dns`
+/// is also ns1 of every zone, `ns2_ip` the second server of split.example and moving.example.
+pub fn resolver_zones(ns2_ip: Ipv4Addr) -> Vec<Zone> {
+    use crate::dns::Dnssec;
+    let zone = |origin: &str| Zone::new(origin).a(&format!("ns1.{origin}"), Ipv4Addr::LOCALHOST);
+    vec![
+        // CAA at the parent names another CA than the certificate's.
+        zone("legacy-ca.example")
+            .caa("legacy-ca.example", false, "issue", "letsencrypt.org")
+            .cname("www.legacy-ca.example", "cs1.wpc.cdn.example"),
+        // A critical CAA property no CA knows: nobody may issue.
+        zone("strict-ca.example")
+            .caa("strict-ca.example", true, "tbs", "unknown")
+            .cname("www.strict-ca.example", "cs1.wpc.cdn.example"),
+        // Signed with signatures that no longer validate.
+        zone("bogus.example")
+            .dnssec(Dnssec::Bogus)
+            .cname("www.bogus.example", "cs1.wpc.cdn.example"),
+        // ns1 (this server) and ns2 give different answers.
+        zone("split.example")
+            .name_servers(&["ns1.split.example", "ns2.split.example"])
+            .a("ns2.split.example", ns2_ip)
+            .cname("www.split.example", "cs1.wpc.cdn.example"),
+        // The only authoritative server (ns2) has the new record; the resolver still answers
+        // the old one from its cache.
+        Zone::new("moving.example")
+            .name_servers(&["ns2.moving.example"])
+            .a("ns2.moving.example", ns2_ip)
+            .ttl(3600)
+            .cname("www.moving.example", "cs2.wpc.cdn.example"),
+    ]
+}
+
+/// What ns2 serves (see [`resolver_zones`]).
+fn ns2_zones() -> Vec<Zone> {
+    vec![
+        Zone::new("split.example")
+            .name_servers(&["ns1.split.example", "ns2.split.example"])
+            .cname("www.split.example", "cs2.wpc.cdn.example"),
+        Zone::new("moving.example")
+            .name_servers(&["ns2.moving.example"])
+            .cname("www.moving.example", "cs1.wpc.cdn.example"),
+    ]
 }
 
 /// Makes `cdn` (a fake Edgecast API) hold a healthy delivery of `hostname` through this world:

@@ -29,6 +29,17 @@ fn demo_prints_every_verdict_and_cleans_up() {
         ("http-origin", "False", "OriginNotHttpsOnly"),
         ("moved-cname", "False", "CnameTargetMismatch"),
         ("apex", "False", "ZoneApex"),
+        ("caa-forbids-issuer", "True", "Verified"),
+        ("caa-critical-unknown", "True", "Verified"),
+        ("dnssec-bogus", "False", "DnssecValidationFailed"),
+        (
+            "authoritative-disagree",
+            "False",
+            "AuthoritativeServersDisagree",
+        ),
+        ("recursive-stale", "False", "CnameTargetMismatch"),
+        ("dangling-cname", "False", "EdgeUnreachable"),
+        ("ipv4-only-edge", "False", "EdgeUnreachable"),
     ];
     assert_eq!(rows.len(), expect.len(), "{stdout}");
     for (name, ready, reason) in expect {
@@ -38,7 +49,24 @@ fn demo_prints_every_verdict_and_cleans_up() {
             .unwrap_or_else(|| panic!("{name} in\n{stdout}"));
         assert_eq!((row[2], row[3]), (ready, reason), "{name}:\n{stdout}");
     }
-    assert_eq!(rows.iter().filter(|r| r[2] == "True").count(), 2);
+    assert_eq!(rows.iter().filter(|r| r[2] == "True").count(), 4);
+    // The wide table shows what DnsHealthy found, also where Ready is True.
+    let wide: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("$ kubectl get hd -n shop -o wide"))
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    for (name, dns) in [
+        ("caa-forbids-issuer", "CaaForbidsIssuer"),
+        ("recursive-stale", "RecursiveAnswerStale"),
+        ("dangling-cname", "DanglingCname"),
+    ] {
+        assert!(
+            wide.iter()
+                .any(|l| l.starts_with(&format!("{name} ")) && l.contains(dns)),
+            "{name} {dns}:\n{stdout}"
+        );
+    }
     // The provider-mode delivery's account answered.
     let account = stdout
         .lines()

@@ -228,6 +228,17 @@ async fn demo() -> Result<(), String> {
         )?
     );
     println!();
+    // The checks beyond the procedure (DnsHealthy, EdgeHttpOk) are the wide columns.
+    println!("$ kubectl get hd -n {NAMESPACE} -o wide");
+    print!(
+        "{}",
+        run(
+            cp.kubectl()
+                .args(["get", "hd", "-n", NAMESPACE, "-o", "wide"]),
+            "kubectl get hd -o wide"
+        )?
+    );
+    println!();
     println!("$ kubectl get cdnaccounts -n {NAMESPACE}");
     print!(
         "{}",
