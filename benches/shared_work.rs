@@ -46,6 +46,8 @@ fn config(dns: SocketAddr, ca_file: &std::path::Path) -> ProbeConfig {
         ca_files: vec![ca_file.to_path_buf()],
         https_port: PORT,
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
+        // The zones' name server is the fixture itself (DnsHealthy asks it directly).
+        authoritative_port: dns.port(),
         // One run of the engine is one cycle, as in `check`.
         cache_window: Duration::MAX,
         ..ProbeConfig::default()
@@ -101,7 +103,10 @@ async fn main() {
             &format!("cs{}.wpc.cdn.example", i % TARGETS),
         );
     }
-    let dns = DnsFixture::start(vec![shop, cdn]).await.expect("dns");
+    let shop = shop.a("ns1.bench.example", Ipv4Addr::LOCALHOST);
+    let cdn = cdn.a("ns1.cdn.example", Ipv4Addr::LOCALHOST);
+    let tld = Zone::new("example");
+    let dns = DnsFixture::start(vec![shop, cdn, tld]).await.expect("dns");
 
     let manifests = input::Manifests {
         deliveries: (0..n)

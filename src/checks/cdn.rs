@@ -144,6 +144,26 @@ pub fn apply(
     }
 }
 
+/// The hostname's DNS still points at the CDN (step 5 passed: its CNAME reaches the target)
+/// while the CDN has no edge configuration for it: whoever configures the hostname at the CDN
+/// serves it. DnsHealthy says so, over whatever else it found.
+fn dangling(view: &CdnView, steps: &[Verdict]) -> Option<Verdict> {
+    let dns = steps.iter().find(|v| v.type_ == T::DnsConfigured)?;
+    if !dns.is_true() {
+        return None;
+    }
+    let target = view.target_cname().unwrap_or("the CDN's target CNAME");
+    Some(verdict(
+        T::DnsHealthy,
+        S::False,
+        Reason::DanglingCname,
+        format!(
+            "DanglingCname: the hostname's CNAME still points at {target}, but {} has no edge configuration for it: a dangling CNAME. Whoever can add this hostname to an edge configuration at the CDN can serve content as it (subdomain takeover); remove the CNAME record or restore the edge configuration. This breaks delivery for some clients: Ready is False until it is fixed.",
+            view.provider
+        ),
+    ))
+}
+
 fn verdict(type_: T, status: S, reason: Reason, message: String) -> Verdict {
     Verdict::new(type_, status, reason, message)
 }
@@ -207,6 +227,7 @@ fn from_view(view: &CdnView, steps: &[Verdict]) -> Vec<Verdict> {
                 out.push(blocked(t, "there is no target CNAME at the CDN to check"));
             }
         }
+        out.extend(dangling(view, steps));
         return out;
     };
     if let Some(Err(raw)) = &edge.platform {
@@ -564,6 +585,7 @@ mod tests {
     fn all_true() -> Evaluation {
         let mut verdicts: Vec<Verdict> = ConditionType::STEPS
             .iter()
+            .chain(&[T::DnsHealthy])
             .map(|t| Verdict::new(*t, S::True, Reason::Verified, "ok"))
             .collect();
         verdicts.push(Verdict::new(T::Ready, S::True, Reason::Verified, "ok"));
@@ -796,6 +818,27 @@ mod tests {
         assert_eq!((v.status, v.reason), (S::False, Reason::EdgeCnameNotFound));
         assert_eq!(get(&e, T::EdgeCnamePropagated).reason, Reason::Blocked);
         assert_eq!(e.ready().reason, Reason::EdgeCnameNotFound);
+        // DNS still points at the CDN (step 5 passed): a dangling CNAME.
+        let v = get(&e, T::DnsHealthy);
+        assert_eq!((v.status, v.reason), (S::False, Reason::DanglingCname));
+        assert!(v.message.contains("subdomain takeover"), "{}", v.message);
+        // A hostname whose DNS does not point at the CDN is not dangling.
+        let mut unpointed = view();
+        unpointed.edge = None;
+        unpointed.propagation = None;
+        let mut e = all_true();
+        if let Some(dns) = e.verdicts.iter_mut().find(|v| v.type_ == T::DnsConfigured) {
+            *dns = Verdict::new(T::DnsConfigured, S::False, Reason::NoCnameRecord, "no");
+        }
+        apply(
+            &mut e,
+            &fixtures::crd_spec(),
+            &Ok(unpointed),
+            None,
+            fixtures::now(),
+            POLL,
+        );
+        assert_eq!(get(&e, T::DnsHealthy).reason, Reason::Verified);
 
         let mut cdn = view();
         if let Some(edge) = cdn.edge.as_mut() {

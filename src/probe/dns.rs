@@ -140,47 +140,30 @@ impl DnsProber {
     /// an undecided lookup is never read as "no policy". `validated` is the AD bit of the
     /// hostname's own answer.
     pub async fn caa(&self, hostname: &str) -> CaaLookup {
-        let mut sets = Vec::new();
-        let mut validated = false;
-        for (i, name) in caa::climb(hostname).into_iter().enumerate() {
-            let reply = match fqdn(&name) {
-                Ok(qname) => self.query(&qname, RecordType::CAA).await,
-                Err(detail) => Err(Failure::Server(detail)),
-            };
-            let reply = match reply {
-                Ok(reply) => reply,
-                Err(failure) => {
-                    return CaaLookup {
-                        sets: Err(failure.outcome(name)),
-                        validated,
-                    };
-                }
-            };
-            if i == 0 {
-                validated = reply.authentic;
-            }
-            let records: Vec<CaaRecord> = reply
-                .records
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::CAA(c) => Some(CaaRecord {
-                        critical: c.issuer_critical,
-                        tag: c.tag.to_ascii_lowercase(),
-                        value: String::from_utf8_lossy(&c.value).into_owned(),
-                    }),
-                    _ => None,
-                })
-                .collect();
-            let found = !records.is_empty();
-            sets.push((name, records));
-            if found {
-                break;
-            }
+        climb_caa(hostname, |name| async move { self.caa_set(&name).await }).await
+    }
+
+    /// The CAA record set `name` resolves to (following CNAMEs, RFC 8659 section 3), and
+    /// whether the resolver validated it (AD).
+    pub async fn caa_set(&self, name: &str) -> CaaSet {
+        let reply = match fqdn(name) {
+            Ok(qname) => self.query(&qname, RecordType::CAA).await,
+            Err(detail) => Err(Failure::Server(detail)),
         }
-        CaaLookup {
-            sets: Ok(sets),
-            validated,
-        }
+        .map_err(|failure| failure.outcome(name.to_string()))?;
+        let records = reply
+            .records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::CAA(c) => Some(CaaRecord {
+                    critical: c.issuer_critical,
+                    tag: c.tag.to_ascii_lowercase(),
+                    value: String::from_utf8_lossy(&c.value).into_owned(),
+                }),
+                _ => None,
+            })
+            .collect();
+        Ok((records, reply.authentic))
     }
 
     /// After a SERVFAIL for `name`: asks again with DNSSEC checking disabled (CD). When that
@@ -525,6 +508,44 @@ impl Failure {
             Failure::Timeout => DnsOutcome::Timeout { name },
             Failure::Server(detail) => DnsOutcome::ServerFailure { name, detail },
         }
+    }
+}
+
+/// One name's CAA record set and the resolver's AD bit, or why it could not be read.
+pub type CaaSet = Result<(Vec<CaaRecord>, bool), DnsOutcome>;
+
+/// The CAA sets of `hostname` and its parents ([`caa::climb`] order) up to the first non-empty
+/// one, each read by `set`; a failed read is the answer (never "no policy"). `validated` is the
+/// AD bit of the hostname's own set.
+pub async fn climb_caa<F, Fut>(hostname: &str, mut set: F) -> CaaLookup
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = CaaSet>,
+{
+    let mut sets = Vec::new();
+    let mut validated = false;
+    for (i, name) in caa::climb(hostname).into_iter().enumerate() {
+        let (records, authentic) = match set(name.clone()).await {
+            Ok(found) => found,
+            Err(outcome) => {
+                return CaaLookup {
+                    sets: Err(outcome),
+                    validated,
+                };
+            }
+        };
+        if i == 0 {
+            validated = authentic;
+        }
+        let found = !records.is_empty();
+        sets.push((name, records));
+        if found {
+            break;
+        }
+    }
+    CaaLookup {
+        sets: Ok(sets),
+        validated,
     }
 }
 

@@ -2,7 +2,7 @@
 //! every delivery of the process through the prober's caches, like the walks and probes.
 
 use super::cache::{Fetched, SharedCache};
-use super::dns::NameServers;
+use super::dns::{CaaSet, NameServers, climb_caa};
 use super::{Limits, Prober};
 use crate::checks::caa;
 use crate::checks::dns::{DnsObservation, DnsOutcome};
@@ -29,7 +29,7 @@ struct Lookup<V> {
 
 /// The caches of DnsHealthy's lookups.
 pub(super) struct HealthCaches {
-    caa: SharedCache<String, CaaLookup>,
+    caa: SharedCache<String, CaaSet>,
     apex: SharedCache<String, Result<bool, String>>,
     servers: SharedCache<String, Result<NameServers, String>>,
     authoritative: SharedCache<(SocketAddr, String), AuthoritativeAnswer>,
@@ -95,24 +95,24 @@ impl Prober {
         cache(&self.health).get(key, limits.max_age, fetch).await
     }
 
-    /// The hostname's CAA record sets (one climb per name across all deliveries).
+    /// The hostname's CAA record sets: the climb of [`caa::climb`], each name's set looked up
+    /// once across all deliveries (the parents are shared by every hostname below them).
     pub(super) async fn caa(&self, hostname: &str, limits: Limits) -> CaaLookup {
-        let name = hostname.to_ascii_lowercase();
-        let owned = name.clone();
-        self.shared(
-            |c| &c.caa,
-            name.clone(),
-            limits,
-            Lookup {
-                kind: "caa",
-                timed_out: CaaLookup {
-                    sets: Err(DnsOutcome::Timeout { name }),
-                    validated: false,
+        climb_caa(hostname, |name| async move {
+            let owned = name.clone();
+            self.shared(
+                |c| &c.caa,
+                name.clone(),
+                limits,
+                Lookup {
+                    kind: "caa",
+                    timed_out: Err(DnsOutcome::Timeout { name }),
+                    label: |v| if v.is_ok() { "answered" } else { "failed" },
                 },
-                label: |v| if v.sets.is_ok() { "answered" } else { "failed" },
-            },
-            move |dns| async move { dns.caa(&owned).await }.boxed(),
-        )
+                move |dns| async move { dns.caa_set(&owned).await }.boxed(),
+            )
+            .await
+        })
         .await
     }
 
