@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod dns;
 pub mod guard;
+pub mod http;
 pub mod tls;
 
 use crate::checks::certificate::CertificateInput;
