@@ -5,6 +5,7 @@ pub mod cache;
 pub mod dns;
 pub mod guard;
 mod health;
+pub mod http;
 pub mod tls;
 
 use crate::checks::certificate::CertificateInput;

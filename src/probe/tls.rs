@@ -142,6 +142,17 @@ impl TlsProber {
         self.handshakes.load(Ordering::Relaxed)
     }
 
+    /// The probes' client configuration (ring, protocol versions, ALPN, no resumption), for the
+    /// HTTP prober to swap its own verifier into.
+    pub(crate) fn client_config(&self) -> &ClientConfig {
+        &self.base_config
+    }
+
+    /// The handshake signature algorithms of the probes' provider.
+    pub(crate) fn signature_algorithms(&self) -> WebPkiSupportedAlgorithms {
+        self.algorithms
+    }
+
     /// Verifies a chain (leaf first, then intermediates) for `name` at `now`, exactly as a probe
     /// verifies what a server serves; for certificates read from a Secret.
     pub fn verify_chain(
@@ -257,7 +268,7 @@ impl TlsProber {
     }
 }
 
-fn version_name(version: ProtocolVersion) -> String {
+pub(crate) fn version_name(version: ProtocolVersion) -> String {
     match version {
         ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
         ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),

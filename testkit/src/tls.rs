@@ -1,6 +1,8 @@
-//! Loopback servers standing in for CDN edges and origins: TLS with certificates chosen by SNI,
-//! plain TCP that is not TLS, a black hole, and an address where nothing listens.
+//! Loopback servers standing in for CDN edges and origins: TLS with certificates chosen by SNI
+//! (answering HTTP after the handshake), plain TCP that is not TLS, a black hole, and an address
+//! where nothing listens.
 
+use crate::edge_http::{HttpBehaviour, HttpRoutes, serve_connection};
 use crate::pki::Leaf;
 use rustls::SupportedProtocolVersion;
 use rustls::crypto::CryptoProvider;
@@ -88,6 +90,8 @@ struct Resolved {
 #[derive(Debug)]
 struct SniResolver {
     current: RwLock<Arc<Resolved>>,
+    /// OCSP responses stapled by SNI name (lower-cased), whichever certificate is served.
+    ocsp: RwLock<HashMap<String, Vec<u8>>>,
 }
 
 impl ResolvesServerCert for SniResolver {
@@ -106,15 +110,27 @@ impl ResolvesServerCert for SniResolver {
                 .or_else(|| wildcard.and_then(|w| current.by_name.get(&w)))
                 .cloned()
         });
-        by_sni.or_else(|| current.default.clone())
+        let key = by_sni.or_else(|| current.default.clone())?;
+        let sni = hello.server_name().map(str::to_ascii_lowercase);
+        let ocsp = self.ocsp.read().unwrap_or_else(PoisonError::into_inner);
+        match sni.and_then(|sni| ocsp.get(&sni)) {
+            Some(response) => Some(Arc::new(CertifiedKey {
+                ocsp: Some(response.clone()),
+                ..(*key).clone()
+            })),
+            None => Some(key),
+        }
     }
 }
 
-/// A rustls server on loopback; stops (with its connections) when dropped.
+/// A rustls server on loopback that answers HTTP after the handshake (HTTP/2 when ALPN chose
+/// `h2`, else HTTP/1.1; see [`set_http`](Self::set_http)); stops (with its connections) when
+/// dropped. A client may also only handshake and close.
 pub struct TlsServer {
     addr: SocketAddr,
     provider: Arc<CryptoProvider>,
     resolver: Arc<SniResolver>,
+    http: Arc<HttpRoutes>,
     connections: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
@@ -132,30 +148,53 @@ impl TlsServer {
         certs: SniCerts,
         versions: &[&'static SupportedProtocolVersion],
     ) -> io::Result<TlsServer> {
+        TlsServer::start_configured(bind, certs, versions, &[b"h2", b"http/1.1"]).await
+    }
+
+    /// Like [`start`](Self::start), agreeing only on the ALPN protocols `alpn` (e.g.
+    /// `&[b"http/1.1"]` for an edge without HTTP/2, `&[]` for one that ignores ALPN).
+    pub async fn start_with_alpn(
+        bind: SocketAddr,
+        certs: SniCerts,
+        alpn: &[&[u8]],
+    ) -> io::Result<TlsServer> {
+        TlsServer::start_configured(bind, certs, rustls::DEFAULT_VERSIONS, alpn).await
+    }
+
+    async fn start_configured(
+        bind: SocketAddr,
+        certs: SniCerts,
+        versions: &[&'static SupportedProtocolVersion],
+        alpn: &[&[u8]],
+    ) -> io::Result<TlsServer> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let resolver = Arc::new(SniResolver {
             current: RwLock::new(Arc::new(certs.resolve(&provider)?)),
+            ocsp: RwLock::new(HashMap::new()),
         });
         let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = TlsAcceptor::from(Arc::new(config));
 
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let connections = Arc::new(AtomicU64::new(0));
         let counter = connections.clone();
+        let http = Arc::new(HttpRoutes::new(Some(HttpBehaviour::ok())));
+        let routes = http.clone();
         let task = spawn_accept_loop(listener, move |tcp| {
             counter.fetch_add(1, Ordering::Relaxed);
-            serve_tls(acceptor.clone(), tcp)
+            serve_tls(acceptor.clone(), tcp, routes.clone())
         });
         Ok(TlsServer {
             addr,
             provider,
             resolver,
+            http,
             connections,
             task,
         })
@@ -179,6 +218,39 @@ impl TlsServer {
     /// TCP connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Answers HTTP requests for `host` (the `Host` header or HTTP/2 `:authority`, port
+    /// stripped, case-insensitive) with `behaviour`.
+    pub fn set_http(&self, host: &str, behaviour: HttpBehaviour) {
+        self.http.set(host, behaviour);
+    }
+
+    /// Answers requests for hosts without a behaviour of their own with `behaviour` (at first
+    /// [`HttpBehaviour::ok`]).
+    pub fn set_default_http(&self, behaviour: HttpBehaviour) {
+        self.http.set_default(behaviour);
+    }
+
+    /// HTTP requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.http.requests()
+    }
+
+    /// Staples `response` (any non-empty bytes: rustls does not read it) as the OCSP response
+    /// of handshakes with SNI `name` (exact, case-insensitive) from the next handshake on,
+    /// whichever certificate they get; `None` stops stapling for that name. Only clients that
+    /// ask for OCSP (rustls clients always do) receive it.
+    pub fn set_ocsp(&self, name: &str, response: Option<Vec<u8>>) {
+        let mut ocsp = self
+            .resolver
+            .ocsp
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match response {
+            Some(r) => ocsp.insert(name.to_ascii_lowercase(), r),
+            None => ocsp.remove(&name.to_ascii_lowercase()),
+        };
     }
 }
 
@@ -257,7 +329,7 @@ pub fn refused_addr() -> SocketAddr {
 
 /// Connections live in a `JoinSet` owned by the accept task, so aborting that task on drop
 /// closes them too.
-fn spawn_accept_loop<F, Fut>(listener: TcpListener, mut serve: F) -> JoinHandle<()>
+pub(crate) fn spawn_accept_loop<F, Fut>(listener: TcpListener, mut serve: F) -> JoinHandle<()>
 where
     F: FnMut(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -280,19 +352,14 @@ where
     })
 }
 
-async fn serve_tls(acceptor: TlsAcceptor, tcp: TcpStream) {
-    let Ok(Ok(mut tls)) = tokio::time::timeout(IDLE, acceptor.accept(tcp)).await else {
+async fn serve_tls(acceptor: TlsAcceptor, tcp: TcpStream, routes: Arc<HttpRoutes>) {
+    let Ok(Ok(tls)) = tokio::time::timeout(IDLE, acceptor.accept(tcp)).await else {
         return;
     };
-    // Hold the connection until the client is done, as a real server would, so the client
-    // sees its own close and not a reset.
-    let mut buf = [0u8; 4096];
-    while let Ok(Ok(n)) = tokio::time::timeout(IDLE, tls.read(&mut buf)).await {
-        if n == 0 {
-            break;
-        }
-    }
-    let _ = tls.shutdown().await;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    // Serves until the client is done (a client that only handshakes closes at once), then
+    // closes with a close_notify, as a real server would.
+    serve_connection(tls, h2, routes).await;
 }
 
 async fn serve_bad_request(mut tcp: TcpStream) {
