@@ -38,6 +38,7 @@ struct Run {
     ready: usize,
     dns_queries: u64,
     tls_handshakes: u64,
+    http_requests: u64,
 }
 
 fn config(dns: SocketAddr, ca_file: &std::path::Path) -> ProbeConfig {
@@ -48,6 +49,7 @@ fn config(dns: SocketAddr, ca_file: &std::path::Path) -> ProbeConfig {
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
         // The zones' name server is the fixture itself (DnsHealthy asks it directly).
         authoritative_port: dns.port(),
+        http_port: testkit::world::HTTP_PORT,
         // One run of the engine is one cycle, as in `check`.
         cache_window: Duration::MAX,
         ..ProbeConfig::default()
@@ -69,6 +71,7 @@ async fn main() {
     let base = (std::process::id() % 200) as u8 + 20;
     let wildcard = ca.issue(LeafSpec::valid_for(["*.bench.example"]));
     let mut servers = Vec::new();
+    let mut plain = Vec::new();
     let mut shop = Zone::new("bench.example");
     let mut cdn = Zone::new("cdn.example");
     for t in 0..TARGETS {
@@ -80,6 +83,15 @@ async fn main() {
             )
             .await
             .expect("edge"),
+        );
+        // The edge's plain-HTTP side, which redirects to HTTPS (EdgeHttpOk).
+        plain.push(
+            testkit::edge_http::PlainHttpServer::start(SocketAddr::new(
+                IpAddr::V4(ip),
+                testkit::world::HTTP_PORT,
+            ))
+            .await
+            .expect("plain HTTP edge"),
         );
         cdn = cdn.a(&format!("cs{t}.wpc.cdn.example"), ip);
     }
@@ -137,6 +149,7 @@ async fn main() {
             .count(),
         dns_queries: prober.counters().dns_queries,
         tls_handshakes: prober.counters().tls_handshakes,
+        http_requests: prober.counters().http_requests,
     };
 
     // Baseline: the same engine with a fresh session per delivery, same concurrency bound.
@@ -175,27 +188,35 @@ async fn main() {
         ready,
         dns_queries: prober.counters().dns_queries,
         tls_handshakes: prober.counters().tls_handshakes,
+        http_requests: prober.counters().http_requests,
     };
     drop(servers);
 
     println!("{n} deliveries, {TARGETS} target CNAMEs, {ORIGINS} origins, loopback fixtures");
     println!(
-        "{:<28} {:>12} {:>10} {:>12} {:>15}",
-        "mode", "deliveries/s", "ready", "DNS queries", "TLS handshakes"
+        "{:<28} {:>12} {:>10} {:>12} {:>15} {:>14}",
+        "mode", "deliveries/s", "ready", "DNS queries", "TLS handshakes", "HTTP requests"
     );
     for (name, r) in [
         ("shared (check)", &shared),
         ("baseline (no sharing)", &baseline),
     ] {
         println!(
-            "{:<28} {:>12.0} {:>10} {:>12} {:>15}",
+            "{:<28} {:>12.0} {:>10} {:>12} {:>15} {:>14}",
             name,
             n as f64 / r.seconds,
             r.ready,
             r.dns_queries,
-            r.tls_handshakes
+            r.tls_handshakes,
+            r.http_requests
         );
     }
+    println!(
+        "per delivery (shared): {:.2} DNS queries, {:.2} TLS handshakes, {:.2} HTTP requests",
+        shared.dns_queries as f64 / n as f64,
+        shared.tls_handshakes as f64 / n as f64,
+        shared.http_requests as f64 / n as f64
+    );
     println!(
         "ratios shared/baseline: throughput x{:.2}, DNS queries x{:.3}, TLS handshakes x{:.3}",
         baseline.seconds / shared.seconds,

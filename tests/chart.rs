@@ -520,6 +520,7 @@ async fn default_values_render_a_cluster_wide_least_privilege_operator_the_serve
             "--reconcile-concurrency=16",
             "--log-format=json",
             "--https-port=443",
+            "--http-port=80",
             "--probe-concurrency=64",
         ],
         &format!("{NAME}:{}", env!("CARGO_PKG_VERSION")),
@@ -575,7 +576,7 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
          networkPolicy.originPorts={{8443}},networkPolicy.apiServer.cidrs={{10.0.0.1/32}},\
          podDisruptionBudget.enabled=true,serviceMonitor.enabled=false,\
          probe.dnsServers={{10.0.0.10:53}},probe.allowCidrs={{10.1.0.0/16}},\
-         probe.httpsPort=8443,probe.caBundle.configMap=cdn-ca,logFormat=text,\
+         probe.httpsPort=8443,probe.httpPort=8080,probe.caBundle.configMap=cdn-ca,logFormat=text,\
          reconcileConcurrency=4,probe.concurrency=8,leaderElection.leaseDuration=20s,\
          image.digest=sha256:{}",
         "a".repeat(64)
@@ -615,6 +616,7 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
             "--dns-server=10.0.0.10:53",
             "--ca-file=/etc/httpsdelivery-operator/ca/ca.crt",
             "--https-port=8443",
+            "--http-port=8080",
             "--allow-cidr=10.1.0.0/16",
             "--probe-concurrency=8",
         ],
@@ -653,6 +655,7 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
         json!([
             {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
             {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]},
+            {"ports": [{"port": 8080, "protocol": "TCP"}]},
             // The CDN APIs of provider mode.
             {"ports": [{"port": 443, "protocol": "TCP"}]},
             {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],

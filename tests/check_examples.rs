@@ -135,7 +135,7 @@ async fn every_example_gets_the_reason_of_its_broken_step() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|c| c["status"] != "True" && c["type"] != "Ready")
+            .filter(|c| c["status"] != "True" && c["type"] != "Ready" && c["reason"] != "Blocked")
             .map(|c| c["type"].as_str().unwrap())
             .collect();
         let allowed: &[&str] = if name == "expired-certificate" {
@@ -200,12 +200,55 @@ async fn every_example_gets_the_reason_of_its_broken_step() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|c| c["status"] != "True" && c["type"] != "Ready" && c["type"] != "DnsHealthy")
+            .filter(|c| {
+                c["status"] != "True"
+                    && c["type"] != "Ready"
+                    && c["type"] != "DnsHealthy"
+                    && c["reason"] != "Blocked"
+            })
             .map(|c| c["type"].as_str().unwrap())
             .collect();
         failing.sort();
         assert_eq!(failing, others, "{name}: {d:#}");
     }
+    // EdgeHttpOk's examples: (name, status, reason); each fails alone and Ready carries it.
+    let http = [
+        ("status-unexpected", "False", "HttpStatusUnexpected"),
+        ("no-https-redirect", "False", "NoHttpsRedirect"),
+        ("hsts-too-short", "False", "HstsTooShort"),
+        ("wrong-origin", "False", "WrongOrigin"),
+        ("slow-body", "Unknown", "HttpTimeout"),
+    ];
+    for (name, status, reason) in http {
+        let d = delivery(&report, name);
+        let c = condition(d, "EdgeHttpOk");
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some(status), Some(reason)),
+            "{name}: {c}"
+        );
+        assert_eq!(condition(d, "Ready")["reason"], reason, "{name}: {d:#}");
+        let others: Vec<&Value> = d["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] != "True" && c["type"] != "Ready" && c["type"] != "EdgeHttpOk")
+            .collect();
+        assert!(others.is_empty(), "{name}: {others:#?}");
+        assert!(d["http"]["request"].as_str().is_some(), "{name}: {d:#}");
+    }
+    let www_http = &delivery(&report, "www")["http"];
+    assert_eq!(www_http["alpn"], "h2", "{www_http:#}");
+    assert_eq!(www_http["tlsVersion"], "TLSv1.3", "{www_http:#}");
+    assert_eq!(www_http["ocspStapled"], false, "{www_http:#}");
+    assert!(
+        www_http["plainHttp"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("301 (plain HTTP) -> https://www.shop.example/"),
+        "{www_http:#}"
+    );
+
     let stale = condition(delivery(&report, "recursive-stale"), "DnsHealthy");
     assert!(
         stale["message"]

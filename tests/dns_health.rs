@@ -27,6 +27,7 @@ fn config(world: &World) -> ProbeConfig {
             "::1/128".parse().expect("cidr"),
         ],
         authoritative_port: world.dns.addr().port(),
+        http_port: testkit::world::HTTP_PORT,
         cache_window: Duration::ZERO,
         ..ProbeConfig::default()
     }

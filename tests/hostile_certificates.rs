@@ -267,6 +267,7 @@ fn a_5000_name_certificate_and_a_huge_dns_answer_keep_the_status_small() {
                 })
                 .collect()),
         },
+        http: Default::default(),
         origin: Some(OriginObservation {
             dns: None,
             probes: vec![],

@@ -11,6 +11,7 @@ fn prober(world: &World, window: Duration) -> Prober {
     Prober::new(&ProbeConfig {
         dns_servers: vec![world.dns.addr()],
         authoritative_port: world.dns.addr().port(),
+        http_port: testkit::world::HTTP_PORT,
         ca_files: vec![world.ca_file().into()],
         https_port: PORT,
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
@@ -59,14 +60,21 @@ async fn two_deliveries_sharing_an_origin_make_one_origin_handshake_per_cycle() 
     );
     assert_eq!(
         world.edge.connections(),
+        4,
+        "per SNI name (www and platform): one TLS probe and one HTTPS exchange (EdgeHttpOk)"
+    );
+    assert_eq!(prober.counters().http_requests, 4, "2 HTTPS, 2 plain HTTP");
+    assert_eq!(
+        world.http.requests(),
         2,
-        "one edge handshake per SNI name (www and platform)"
+        "one plain-HTTP redirect check per hostname"
     );
     // The same cycle again (a reconcile of either): nothing new leaves the process.
     let queries = prober.counters().dns_queries;
     prober.observe(&www, None, CYCLE, now).await;
     assert_eq!(world.origin.connections(), 1);
-    assert_eq!(world.edge.connections(), 2);
+    assert_eq!(world.edge.connections(), 4);
+    assert_eq!(world.http.requests(), 2);
     assert_eq!(
         prober.counters().dns_queries,
         queries,
@@ -173,6 +181,7 @@ fn config_for(world: &World) -> ProbeConfig {
     ProbeConfig {
         dns_servers: vec![world.dns.addr()],
         authoritative_port: world.dns.addr().port(),
+        http_port: testkit::world::HTTP_PORT,
         ca_files: vec![world.ca_file().into()],
         https_port: PORT,
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],

@@ -22,6 +22,7 @@ fn prober(world: &World, allow: Vec<ipnet::IpNet>) -> Prober {
     Prober::new(&ProbeConfig {
         dns_servers: vec![world.dns.addr()],
         authoritative_port: world.dns.addr().port(),
+        http_port: testkit::world::HTTP_PORT,
         ca_files: vec![world.ca_file().into()],
         https_port: PORT,
         allow_cidrs: allow,

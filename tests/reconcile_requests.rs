@@ -32,13 +32,14 @@ const GENERATION: i64 = 4;
 /// Transition time planted in an existing status, so that a moved one is told apart.
 const PLANTED_TIME: &str = "2026-01-01T00:00:00Z";
 /// The condition types the operator owns, in the order it writes them.
-const CONDITION_TYPES: [&str; 8] = [
+const CONDITION_TYPES: [&str; 9] = [
     "CertificateValid",
     "EdgeCnameConfigured",
     "EdgeCnamePropagated",
     "OriginHttpsReady",
     "DnsConfigured",
     "EdgeServing",
+    "EdgeHttpOk",
     "DnsHealthy",
     "Ready",
 ];
@@ -274,6 +275,7 @@ impl Harness {
         let prober = Prober::new(&ProbeConfig {
             dns_servers: vec![world.dns.addr()],
             authoritative_port: world.dns.addr().port(),
+            http_port: testkit::world::HTTP_PORT,
             ca_files: vec![world.ca_file().into()],
             https_port: testkit::world::PORT,
             allow_cidrs: vec!["127.0.0.0/8".parse()?],

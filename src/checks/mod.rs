@@ -7,6 +7,7 @@ pub mod certificate;
 pub mod dns;
 pub mod dns_health;
 pub mod edge_cname;
+pub mod edge_http;
 pub mod edge_serving;
 pub mod inventory;
 pub mod names;
@@ -19,7 +20,7 @@ pub mod x509;
 
 use crate::api::{
     CertificateEvidence, CheckSettings, ConditionStatus, ConditionType, Desired, DnsEvidence,
-    EdgeCnameTracking, Reason, Verdict,
+    EdgeCnameTracking, HttpEvidence, Reason, Verdict,
 };
 use jiff::Timestamp;
 
@@ -33,6 +34,9 @@ pub struct Targets {
     /// The Secret named by `spec.certificate.secretRef`, if any.
     pub secret: Option<String>,
     pub origin: Option<OriginTarget>,
+    /// EdgeHttpOk's GET path, and whether `http://hostname` is asked for its redirect.
+    pub http_path: String,
+    pub http_redirect: bool,
 }
 
 /// The customer origin's live TLS endpoint.
@@ -54,6 +58,8 @@ impl Targets {
                 port: spec.origin.port,
                 sni: spec.origin_sni().to_string(),
             }),
+            http_path: edge_http::path(&spec.http).to_string(),
+            http_redirect: edge_http::checks_redirect(&spec.http),
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct Observations {
     pub dns: dns::DnsObservation,
     /// What DnsHealthy looks at besides the walks and probes.
     pub dns_health: dns_health::DnsHealthObservation,
+    /// The HTTP exchanges with the edge (EdgeHttpOk).
+    pub http: edge_http::HttpObservation,
     pub origin: Option<origin::OriginObservation>,
     pub edge: edge_serving::EdgeObservation,
 }
@@ -110,6 +118,8 @@ pub struct Evaluation {
     pub verdicts: Vec<Verdict>,
     pub certificate: Option<CertificateEvidence>,
     pub dns: DnsEvidence,
+    /// What the edge answered over HTTP, when it was asked.
+    pub http: Option<HttpEvidence>,
     pub edge_tracking: Option<EdgeCnameTracking>,
     /// The earliest future moment at which a verdict changes by the clock alone (end of
     /// propagation, expiry warning, expiry, notBefore).
@@ -150,6 +160,7 @@ pub fn evaluate(
     let origin = origin::evaluate(spec, observed.origin.as_ref());
     let dns_verdict = dns::evaluate(spec, &observed.dns);
     let edge = edge_serving::evaluate(spec, &observed.edge);
+    let (http, http_evidence) = edge_http::evaluate(spec, &edge, &observed.http);
     let (dns_health, health_evidence) = dns_health::evaluate(&dns_health::Inputs {
         spec,
         hostname_dns: &observed.dns,
@@ -164,6 +175,7 @@ pub fn evaluate(
         origin,
         dns_verdict,
         edge,
+        http,
         dns_health,
     ];
     let ready = ready::evaluate(&steps, conflict, &spec.hostname);
@@ -193,6 +205,7 @@ pub fn evaluate(
             authoritative: bounded_evidence(health_evidence.authoritative.into_iter()),
             edge_addresses: bounded_evidence(health_evidence.edge_addresses.into_iter()),
         },
+        http: http_evidence,
         edge_tracking: propagation.tracking,
         next_change,
     }
@@ -260,6 +273,7 @@ pub fn evaluate_invalid(problem: &str, memory: &Memory) -> Evaluation {
         verdicts,
         certificate: None,
         dns: DnsEvidence::default(),
+        http: None,
         edge_tracking: memory.edge_tracking.clone(),
         next_change: None,
     }

@@ -30,6 +30,8 @@ struct DeliveryReport<'a> {
     conditions: Vec<ConditionReport<'a>>,
     certificate: serde_json::Value,
     dns: DnsEvidence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +77,12 @@ fn report(results: &[Checked]) -> Report<'_> {
                 authoritative: escape_all(&r.evaluation.dns.authoritative),
                 edge_addresses: escape_all(&r.evaluation.dns.edge_addresses),
             },
+            http: r
+                .evaluation
+                .http
+                .as_ref()
+                .and_then(|h| serde_json::to_value(h).ok())
+                .map(escape_value),
         })
         .collect();
     let certificates = certificate_inventory(results)
@@ -256,7 +264,7 @@ fn inventory_section(inventory: &[CertificateUse]) -> String {
 mod tests {
     use super::*;
     use crate::api::text::is_hostile;
-    use crate::api::{HttpsDelivery, Verdict};
+    use crate::api::{HttpEvidence, HttpsDelivery, Verdict};
     use crate::checks::Evaluation;
     use crate::checks::fixtures;
     use crate::cli::input::LoadedDelivery;
@@ -304,6 +312,11 @@ mod tests {
                     not_after: fixtures::now(),
                 }),
                 dns: DnsEvidence::default(),
+                http: Some(HttpEvidence {
+                    request: format!("GET https://www.shop.example/{HOSTILE}"),
+                    response: format!("HTTP/2 200{HOSTILE}"),
+                    ..HttpEvidence::default()
+                }),
                 edge_tracking: None,
                 next_change: None,
             },

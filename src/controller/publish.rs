@@ -42,7 +42,7 @@ pub fn plan(
         conditions,
         certificate: evaluation.certificate.clone(),
         dns: Some(evaluation.dns.clone()),
-        http: None,
+        http: evaluation.http.clone(),
         edge_cname: evaluation.edge_tracking.clone(),
     };
     let events = transitions(old_conditions, &evaluation.verdicts);
@@ -145,6 +145,7 @@ mod tests {
             verdicts,
             certificate: None,
             dns: DnsEvidence::default(),
+            http: None,
             edge_tracking: None,
             next_change: None,
         }

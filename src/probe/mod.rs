@@ -11,6 +11,7 @@ pub mod tls;
 use crate::checks::certificate::CertificateInput;
 use crate::checks::dns::{DnsObservation, DnsOutcome};
 use crate::checks::dns_health::DnsHealthObservation;
+use crate::checks::edge_http::HttpObservation;
 use crate::checks::edge_serving::EdgeObservation;
 use crate::checks::secret::SecretContent;
 use crate::checks::tls::CHAIN_TOO_LARGE_FIX;
@@ -113,6 +114,7 @@ pub struct Limits {
 pub struct ProbeCounters {
     pub dns_queries: u64,
     pub tls_handshakes: u64,
+    pub http_requests: u64,
 }
 
 /// The probers of the process: resolver, TLS client configuration, guard, one concurrency
@@ -132,6 +134,9 @@ pub struct Prober {
     walks: Arc<SharedCache<String, DnsObservation>>,
     probes: Arc<SharedCache<TlsEndpoint, TlsOutcome>>,
     health: Arc<health::HealthCaches>,
+    http: Arc<http::HttpProber>,
+    http_port: u16,
+    exchanges: Arc<SharedCache<http::HttpTarget, http::HttpOutcome>>,
     authoritative_port: u16,
     window: Duration,
 }
@@ -148,12 +153,16 @@ impl Prober {
         for f in &config.ca_files {
             roots.extend(tls::load_ca_file(f)?);
         }
+        let tls = tls::TlsProber::new(roots)?;
         Ok(Prober {
             dns: Arc::new(dns::DnsProber::new(
                 &config.dns_servers,
                 config.dns_timeout,
             )?),
-            tls: Arc::new(tls::TlsProber::new(roots)?),
+            http: Arc::new(http::HttpProber::new(&tls)),
+            http_port: config.http_port,
+            exchanges: Arc::new(SharedCache::new(config.cache_window)),
+            tls: Arc::new(tls),
             guard: Arc::new(guard::TargetGuard::new(config.allow_cidrs.clone())),
             https_port: config.https_port,
             recorder: None,
@@ -173,6 +182,7 @@ impl Prober {
             walks: Arc::new(SharedCache::new(self.window)),
             probes: Arc::new(SharedCache::new(self.window)),
             health: Arc::new(health::HealthCaches::new(self.window)),
+            exchanges: Arc::new(SharedCache::new(self.window)),
             ..self.clone()
         }
     }
@@ -182,6 +192,7 @@ impl Prober {
         ProbeCounters {
             dns_queries: self.dns.queries(),
             tls_handshakes: self.tls.handshakes(),
+            http_requests: self.http.requests(),
         }
     }
 
@@ -268,6 +279,88 @@ impl Prober {
         }
     }
 
+    /// One HTTP exchange through the target guard, or one no older than `limits.max_age` (nor
+    /// than the cache window) for the same address, host, path and scheme.
+    pub async fn exchange(&self, target: http::HttpTarget, limits: Limits) -> http::HttpOutcome {
+        let (prober, guard) = (self.http.clone(), self.guard.clone());
+        let (limit, recorder) = (self.limit.clone(), self.recorder.clone());
+        let per_address = self.per_address.limit(target.address.ip());
+        let key = target.clone();
+        let fetch = move || {
+            let exchange = async move {
+                let _address = per_address.acquire_owned().await.ok();
+                let _permit = limit.acquire_owned().await.ok();
+                let started = std::time::Instant::now();
+                let outcome = prober
+                    .get(&guard, &target, limits.timeout, http::DEFAULT_BODY_LIMIT)
+                    .await;
+                if let Some(r) = &recorder {
+                    r.record("http", http_outcome_label(&outcome), started.elapsed());
+                }
+                // A timeout is not an answer: the next delivery asks again.
+                let timed_out = matches!(
+                    outcome,
+                    http::HttpOutcome::Timeout | http::HttpOutcome::ConnectTimeout
+                );
+                Fetched {
+                    value: outcome,
+                    max_age: if timed_out {
+                        Duration::ZERO
+                    } else {
+                        Duration::MAX
+                    },
+                }
+            };
+            tokio::spawn(exchange)
+                .map(|r| {
+                    r.unwrap_or(Fetched {
+                        value: http::HttpOutcome::Failed("the HTTP probe task failed".into()),
+                        max_age: Duration::ZERO,
+                    })
+                })
+                .boxed()
+        };
+        self.exchanges.get(key, limits.max_age, fetch).await
+    }
+
+    /// EdgeHttpOk's exchanges: a GET over HTTPS to the first edge address that served a valid
+    /// certificate, and (when asked for) a GET over plain HTTP to the same address.
+    async fn observe_http(
+        &self,
+        targets: &Targets,
+        edge: &[TlsObservation],
+        limits: Limits,
+    ) -> HttpObservation {
+        let Some(address) = edge.iter().find_map(|p| match p.outcome {
+            TlsOutcome::Handshake {
+                verified: Ok(()), ..
+            } => Some(p.endpoint.address),
+            _ => None,
+        }) else {
+            return HttpObservation::default();
+        };
+        let target = |address, tls| http::HttpTarget {
+            address,
+            host: targets.hostname.clone(),
+            path: targets.http_path.clone(),
+            tls,
+        };
+        let https = target(address, true);
+        let plain = targets
+            .http_redirect
+            .then(|| target(SocketAddr::new(address.ip(), self.http_port), false));
+        let (secure, plain) = tokio::join!(self.exchange(https.clone(), limits), async {
+            match plain {
+                Some(t) => Some((t.clone(), self.exchange(t, limits).await)),
+                None => None,
+            }
+        });
+        HttpObservation {
+            https: Some((https, secure)),
+            plain,
+        }
+    }
+
     /// Resolves `host` (a name or an IP literal) and probes up to MAX_ADDRESSES_PROBED of its
     /// addresses on `port` with `sni`.
     async fn resolve_and_probe(
@@ -348,11 +441,12 @@ impl Prober {
                 name: targets.target_cname.clone(),
             },
         });
+        let http = self.observe_http(targets, &edge_probes, limits).await;
         let edge = EdgeObservation {
             target_dns,
             probes: edge_probes,
         };
-        self.assemble(targets, secret, (dns, health), edge, origin, now)
+        self.assemble(targets, secret, (dns, health), (edge, http), origin, now)
     }
 
     /// What can be known of one delivery without the network, with every DNS walk and probe
@@ -380,7 +474,8 @@ impl Prober {
         });
         let dns = timed_out(&targets.hostname);
         let health = DnsHealthObservation::timed_out(&targets.hostname);
-        self.assemble(targets, secret, (dns, health), edge, origin, now)
+        let http = HttpObservation::default();
+        self.assemble(targets, secret, (dns, health), (edge, http), origin, now)
     }
 
     /// The observations of one delivery from what was seen: the certificate under test (the
@@ -390,7 +485,7 @@ impl Prober {
         targets: &Targets,
         secret: Option<SecretContent>,
         (dns, dns_health): (DnsObservation, DnsHealthObservation),
-        edge: EdgeObservation,
+        (edge, http): (EdgeObservation, HttpObservation),
         origin: Option<origin::OriginObservation>,
         now: jiff::Timestamp,
     ) -> Observations {
@@ -407,6 +502,7 @@ impl Prober {
             chain_verified,
             dns,
             dns_health,
+            http,
             origin,
             edge,
         }
@@ -505,6 +601,26 @@ fn dns_outcome_label(outcome: &DnsOutcome) -> &'static str {
         DnsOutcome::TooLong { .. } => "too_long",
         DnsOutcome::Timeout { .. } => "timeout",
         DnsOutcome::ServerFailure { .. } => "server_failure",
+    }
+}
+
+fn http_outcome_label(outcome: &http::HttpOutcome) -> &'static str {
+    use http::{BodyEnd, HttpOutcome};
+    match outcome {
+        HttpOutcome::Response(r) if r.body == BodyEnd::TimedOut => "slow_body",
+        HttpOutcome::Response(r) => match r.status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        HttpOutcome::Forbidden(_) => "forbidden",
+        HttpOutcome::Refused => "refused",
+        HttpOutcome::Unreachable(_) => "unreachable",
+        HttpOutcome::ConnectTimeout | HttpOutcome::Timeout => "timeout",
+        HttpOutcome::TlsFailed(_) => "handshake_failed",
+        HttpOutcome::Failed(_) => "failed",
     }
 }
 

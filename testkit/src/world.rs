@@ -3,6 +3,7 @@
 //! Used by the end-to-end tests of `check`, the benchmark and the demo.
 
 use crate::dns::{DnsFixture, Zone};
+use crate::edge_http::{HttpBehaviour, PlainHttpServer};
 use crate::pki::{LeafSpec, TestCa};
 use crate::tls::{SniCerts, TlsServer};
 use std::io;
@@ -11,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 /// The port both the edge and the origin listen on (the examples' `origin.port`).
 pub const PORT: u16 = 8443;
+
+/// The edge's plain-HTTP port (`--http-port`): it redirects to HTTPS but for `plain.shop.example`.
+pub const HTTP_PORT: u16 = 8080;
 
 /// Hostnames the edge serves a valid certificate for.
 pub const EDGE_HOSTNAMES: &[&str] = &[
@@ -29,12 +33,20 @@ pub const EDGE_HOSTNAMES: &[&str] = &[
     "www.split.example",
     "www.moving.example",
     "dual.shop.example",
+    // EdgeHttpOk's examples: the edge answers each of these in its own wrong way.
+    "down.shop.example",
+    "plain.shop.example",
+    "hsts.shop.example",
+    "blog.shop.example",
+    "slow.shop.example",
 ];
 
 /// Served by the edge with an expired certificate (the broken step 1 example).
 pub const EXPIRED_HOSTNAME: &str = "expired.shop.example";
 
 pub struct World {
+    /// The edge's plain-HTTP side, on `edge_ip:HTTP_PORT`.
+    pub http: PlainHttpServer,
     pub dns: DnsFixture,
     /// A second authoritative server (ns2 of split.example and moving.example), on the same
     /// port as `dns` at [`World::ns2_ip`]: the resolver (`dns`) and it disagree on purpose.
@@ -82,9 +94,11 @@ impl World {
                 let at = |ip: Ipv4Addr| SocketAddr::new(IpAddr::V4(ip), PORT);
                 let edge = TlsServer::start(at(edge_ip), edge_certs.clone()).await?;
                 let origin = TlsServer::start(at(origin_ip), origin_certs.clone()).await?;
-                Ok::<_, io::Error>((edge, origin))
+                let http =
+                    PlainHttpServer::start(SocketAddr::new(IpAddr::V4(edge_ip), HTTP_PORT)).await?;
+                Ok::<_, io::Error>((edge, origin, http))
             };
-            let (edge, origin) = match servers.await {
+            let (edge, origin, http) = match servers.await {
                 Ok(servers) => servers,
                 Err(e) => {
                     last_err = Some(e);
@@ -102,7 +116,9 @@ impl World {
                 }
             };
             dns.update(|zones| zones.extend(resolver_zones(ns2_ip)));
+            serve_http_examples(&edge, &http);
             return Ok(World {
+                http,
                 dns,
                 ns2,
                 ns2_ip,
@@ -149,6 +165,8 @@ impl World {
             // dual.shop.example's edge has an IPv6 address too (where nothing listens).
             "--allow-cidr".into(),
             "::1/128".into(),
+            "--http-port".into(),
+            HTTP_PORT.to_string(),
         ]
     }
 
@@ -187,7 +205,12 @@ pub fn zones(edge_ip: Ipv4Addr, origin_ip: Ipv4Addr) -> Vec<Zone> {
         // DnsHealthy's: an edge reachable over IPv4 only, and a CNAME left dangling when its
         // edge configuration was deleted.
         .cname("dual.shop.example", "cs-dual.wpc.cdn.example")
-        .cname("old.shop.example", "gone.wpc.cdn.example");
+        .cname("old.shop.example", "gone.wpc.cdn.example")
+        .cname("down.shop.example", "cs1.wpc.cdn.example")
+        .cname("plain.shop.example", "cs1.wpc.cdn.example")
+        .cname("hsts.shop.example", "cs1.wpc.cdn.example")
+        .cname("blog.shop.example", "cs1.wpc.cdn.example")
+        .cname("slow.shop.example", "cs1.wpc.cdn.example");
     let cdn = Zone::new("cdn.example")
         .a("cs1.wpc.cdn.example", edge_ip)
         .a("cs2.wpc.cdn.example", edge_ip)
@@ -197,6 +220,33 @@ pub fn zones(edge_ip: Ipv4Addr, origin_ip: Ipv4Addr) -> Vec<Zone> {
     // The TLD, so that a climb to it (CAA, RFC 8659) gets an answer as on the internet.
     let tld = Zone::new("example");
     vec![shop, cdn, tld]
+}
+
+/// How the edge answers over HTTP: `x-origin: shop` from the shop's origin, and for EdgeHttpOk's
+/// examples a 503, no redirect on plain HTTP, a short HSTS, another origin, a body that stalls.
+fn serve_http_examples(edge: &TlsServer, http: &PlainHttpServer) {
+    edge.set_default_http(HttpBehaviour::ok().header("x-origin", "shop"));
+    edge.set_http(
+        "down.shop.example",
+        HttpBehaviour::ok().status(503).header("x-origin", "shop"),
+    );
+    http.set_http("plain.shop.example", HttpBehaviour::ok());
+    edge.set_http(
+        "hsts.shop.example",
+        HttpBehaviour::ok()
+            .header("x-origin", "shop")
+            .header("strict-transport-security", "max-age=300"),
+    );
+    edge.set_http(
+        "blog.shop.example",
+        HttpBehaviour::ok().header("x-origin", "blog"),
+    );
+    edge.set_http(
+        "slow.shop.example",
+        HttpBehaviour::ok()
+            .header("x-origin", "shop")
+            .slow_body(std::time::Duration::from_secs(120)),
+    );
 }
 
 /// The zones of DnsHealthy's examples as the resolver (the world's `dns`) answers them; `dns`

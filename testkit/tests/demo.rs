@@ -40,6 +40,11 @@ fn demo_prints_every_verdict_and_cleans_up() {
         ("recursive-stale", "False", "CnameTargetMismatch"),
         ("dangling-cname", "False", "EdgeUnreachable"),
         ("ipv4-only-edge", "False", "EdgeUnreachable"),
+        ("status-unexpected", "False", "HttpStatusUnexpected"),
+        ("no-https-redirect", "False", "NoHttpsRedirect"),
+        ("hsts-too-short", "False", "HstsTooShort"),
+        ("wrong-origin", "False", "WrongOrigin"),
+        ("slow-body", "Unknown", "HttpTimeout"),
     ];
     assert_eq!(rows.len(), expect.len(), "{stdout}");
     for (name, ready, reason) in expect {
@@ -60,6 +65,7 @@ fn demo_prints_every_verdict_and_cleans_up() {
         ("caa-forbids-issuer", "CaaForbidsIssuer"),
         ("recursive-stale", "RecursiveAnswerStale"),
         ("dangling-cname", "DanglingCname"),
+        ("wrong-origin", "WrongOrigin"),
     ] {
         assert!(
             wide.iter()
