@@ -85,7 +85,21 @@ fn crd_has_the_contract_names() {
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Hostname", "Ready", "Reason", "Expires", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Hostname", "Ready", "Reason", "Expires", "DNS", "HTTP", "Age"
+        ]
+    );
+    // DnsHealthy's and EdgeHttpOk's reasons only in `kubectl get hd -o wide`.
+    let wide: Vec<&str> = v
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .filter(|c| c.priority == Some(1))
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(wide, ["DNS", "HTTP"]);
 }
 
 /// `kubectl explain` documents every field of every spec: each property has a description.

@@ -255,6 +255,7 @@ fn a_5000_name_certificate_and_a_huge_dns_answer_keep_the_status_small() {
                 )]),
                 validated: false,
             },
+            caa_wildcard: None,
             dnssec_bogus: None,
             authoritative: Ok((0..2000u32)
                 .map(|i| AuthoritativeReply {

@@ -386,8 +386,8 @@ pub struct ExpectedHeader {
     #[schemars(length(min = 1, max = 128))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')").message("must be an HTTP header name"))]
     pub name: String,
-    /// The value it must have.
-    #[schemars(length(max = 1024))]
+    /// The value it must have (the probe keeps 256 bytes of each header value).
+    #[schemars(length(max = 256))]
     pub value: String,
 }
 

@@ -24,6 +24,9 @@ pub enum AuthoritativeAnswer {
     Failed(String),
     /// The target guard refused the server's address; nothing was sent.
     Forbidden(String),
+    /// Asked twice, the server gave two answers (what they were): per-query answers of
+    /// weighted or geographic DNS, not compared with the other servers.
+    Varies(String),
 }
 
 impl AuthoritativeAnswer {
@@ -38,7 +41,7 @@ impl AuthoritativeAnswer {
     }
 
     /// Equal answers, whatever the TTL.
-    fn same(&self, other: &AuthoritativeAnswer) -> bool {
+    pub fn same(&self, other: &AuthoritativeAnswer) -> bool {
         match (self, other) {
             (
                 AuthoritativeAnswer::Cname { target: a, .. },
@@ -57,6 +60,9 @@ impl std::fmt::Display for AuthoritativeAnswer {
             AuthoritativeAnswer::NxDomain => f.write_str("NXDOMAIN"),
             AuthoritativeAnswer::Failed(detail) => write!(f, "no answer ({detail})"),
             AuthoritativeAnswer::Forbidden(reason) => write!(f, "not asked ({reason})"),
+            AuthoritativeAnswer::Varies(answers) => {
+                write!(f, "answers vary from one query to the next ({answers})")
+            }
         }
     }
 }
@@ -88,6 +94,9 @@ pub struct CaaLookup {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsHealthObservation {
     pub caa: CaaLookup,
+    /// The CAA sets for a wildcard certificate of the hostname's parent (`*.parent`): the
+    /// climb from the parent.
+    pub caa_wildcard: Option<CaaLookup>,
     /// When the hostname's walk met SERVFAIL and the same query with checking disabled (CD)
     /// answered: the zone whose DNSSEC validation fails.
     pub dnssec_bogus: Option<String>,
@@ -106,6 +115,7 @@ impl DnsHealthObservation {
                 }),
                 validated: false,
             },
+            caa_wildcard: None,
             dnssec_bogus: None,
             authoritative: Err("the lookups timed out".into()),
         }
@@ -263,6 +273,13 @@ fn authoritative_finding(
             ));
         }
     };
+    if replies
+        .iter()
+        .any(|r| matches!(r.answer, AuthoritativeAnswer::Varies(_)))
+    {
+        // Weighted or geographic answers: neither agreement nor a stale cache can be told.
+        return None;
+    }
     let answers: Vec<&AuthoritativeReply> =
         replies.iter().filter(|r| r.answer.is_answer()).collect();
     let Some(first) = answers.first() else {
@@ -361,7 +378,8 @@ fn caa_finding(inputs: &Inputs<'_>) -> (Option<Finding>, String) {
             .and_then(|c| caa::issuer_domain_of(&c.issuer))
             .map(str::to_string)
     });
-    let sets = match &inputs.health.caa.sets {
+    let (lookup, wildcard) = applicable_caa(inputs);
+    let sets = match &lookup.sets {
         Ok(sets) => sets,
         Err(outcome) => {
             let finding = Finding::new(
@@ -395,7 +413,6 @@ fn caa_finding(inputs: &Inputs<'_>) -> (Option<Finding>, String) {
             format!("CAA: not checked ({who}; set spec.certificate.issuerDomain)"),
         );
     };
-    let wildcard = inputs.certificate.is_some_and(|c| is_wildcard_for(c, host));
     let renewal = inputs
         .certificate
         .map(|c| format!(" (it expires {})", c.not_after))
@@ -433,6 +450,18 @@ fn caa_finding(inputs: &Inputs<'_>) -> (Option<Finding>, String) {
     }
 }
 
+/// The CAA lookup that applies to the certificate, and whether it is a wildcard one: a
+/// wildcard certificate is issued for `*.parent`, so the parent's climb decides.
+fn applicable_caa<'a>(inputs: &Inputs<'a>) -> (&'a CaaLookup, bool) {
+    let wildcard = inputs
+        .certificate
+        .is_some_and(|c| is_wildcard_for(c, &inputs.spec.hostname));
+    match (&inputs.health.caa_wildcard, wildcard) {
+        (Some(parent), true) => (parent, true),
+        _ => (&inputs.health.caa, wildcard),
+    }
+}
+
 /// Whether the certificate covers `host` only through a wildcard name (`issuewild` applies).
 fn is_wildcard_for(certificate: &CertificateEvidence, host: &str) -> bool {
     let exact = certificate
@@ -462,6 +491,22 @@ fn serves(probe: &TlsObservation) -> bool {
     )
 }
 
+/// The edge answered, and wrongly: refused the connection, spoke something else than TLS,
+/// failed the handshake, or served a certificate that does not verify.
+fn fails_definitely(probe: &TlsObservation) -> bool {
+    matches!(
+        probe.outcome,
+        TlsOutcome::Refused
+            | TlsOutcome::NotTls(_)
+            | TlsOutcome::HandshakeFailed(_)
+            | TlsOutcome::ChainTooLarge
+            | TlsOutcome::Handshake {
+                verified: Err(_),
+                ..
+            }
+    )
+}
+
 fn parity_finding(probes: &[TlsObservation]) -> Option<Finding> {
     let family = |v4: bool| -> Vec<&TlsObservation> {
         probes
@@ -479,11 +524,16 @@ fn parity_finding(probes: &[TlsObservation]) -> Option<Finding> {
         (false, true) => (&v6, &v4, "IPv6", "IPv4"),
         _ => return None,
     };
+    // Only a definite failure says the family is broken: a timeout may pass, a refusal of the
+    // guard or an unreachable network may be the operator's own (a cluster without IPv6).
     let failing: Vec<String> = bad
         .iter()
-        .filter(|p| !serves(p))
+        .filter(|p| fails_definitely(p))
         .map(|p| format!("{}: {}", p.endpoint.address, p.outcome))
         .collect();
+    if failing.is_empty() {
+        return None;
+    }
     Some(Finding::new(
         ConditionStatus::False,
         Reason::AddressFamilyMismatch,
@@ -503,7 +553,7 @@ fn parity_finding(probes: &[TlsObservation]) -> Option<Finding> {
 
 fn evidence(inputs: &Inputs<'_>) -> DnsHealthEvidence {
     let health = inputs.health;
-    let caa = match &health.caa.sets {
+    let caa = match &applicable_caa(inputs).0.sets {
         Ok(sets) => caa::relevant(sets)
             .map(|(at, records)| records.iter().map(|r| format!("{at}. {r}")).collect())
             .unwrap_or_default(),
@@ -562,6 +612,7 @@ mod tests {
                 )]),
                 validated: false,
             },
+            caa_wildcard: None,
             dnssec_bogus: None,
             authoritative: Ok(Vec::new()),
         }
@@ -612,6 +663,33 @@ mod tests {
             (ConditionStatus::True, Reason::Verified),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_wildcard_certificate_is_judged_by_the_parents_set() {
+        let digicert = "CN=DigiCert Global G2 TLS RSA SHA256 2020 CA1, O=DigiCert Inc";
+        // The hostname's own set allows DigiCert; the parent's only Let's Encrypt.
+        let mut h = health(&[("www.shop.example", false, "issue", "digicert.com")]);
+        h.caa.sets = Ok(vec![(
+            "www.shop.example".into(),
+            vec![CaaRecord {
+                critical: false,
+                tag: "issue".into(),
+                value: "digicert.com".into(),
+            }],
+        )]);
+        let mut parent = health(&[("shop.example", false, "issue", "letsencrypt.org")]).caa;
+        parent.validated = false;
+        h.caa_wildcard = Some(parent);
+        let v = judge(&h, Some(&certificate(&["*.shop.example"], digicert)));
+        assert_eq!(
+            (v.status, v.reason),
+            (ConditionStatus::False, Reason::CaaForbidsIssuer),
+            "{v:?}"
+        );
+        assert!(v.message.contains("at shop.example"), "{v:?}");
+        let v = judge(&h, Some(&certificate(&["www.shop.example"], digicert)));
+        assert_eq!(v.status, ConditionStatus::True, "{v:?}");
     }
 
     #[test]
@@ -693,6 +771,25 @@ mod tests {
             reply(
                 "ns2.shop.example",
                 AuthoritativeAnswer::Failed("timed out".into()),
+            ),
+        ]);
+        let v = judge(&h, None);
+        assert_eq!(v.status, ConditionStatus::True, "{v:?}");
+
+        // Answers that change from one query to the next (weighted DNS): nothing concluded.
+        h.authoritative = Ok(vec![
+            reply(
+                "ns1.shop.example",
+                AuthoritativeAnswer::Cname {
+                    target: "a.cdn.example".into(),
+                    ttl: 60,
+                },
+            ),
+            reply(
+                "ns2.shop.example",
+                AuthoritativeAnswer::Varies(
+                    "CNAME b.cdn.example. then CNAME a.cdn.example.".into(),
+                ),
             ),
         ]);
         let v = judge(&h, None);

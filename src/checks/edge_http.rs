@@ -112,6 +112,15 @@ fn transport(outcome: &HttpOutcome) -> (ConditionStatus, Reason, String) {
             Reason::HttpTimeout,
             format!("{outcome}; will retry."),
         ),
+        // The connection or handshake failing just after the TLS probe's worked is the
+        // network's or the TLS layer's trouble (EdgeServing judges that), not a verdict on HTTP.
+        HttpOutcome::Refused | HttpOutcome::Unreachable(_) | HttpOutcome::TlsFailed(_) => (
+            ConditionStatus::Unknown,
+            Reason::HttpRequestFailed,
+            format!(
+                "{outcome}: the connection for the HTTP request failed although the TLS probe's worked; will retry."
+            ),
+        ),
         _ => (
             ConditionStatus::False,
             Reason::HttpRequestFailed,
@@ -254,17 +263,22 @@ fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-/// `https://hostname` followed by the end, a port, a path, a query or a fragment.
+/// An absolute `https://` URL whose host is `hostname` (a trailing dot allowed; userinfo is
+/// not a host: `https://hostname:x@elsewhere/` goes elsewhere).
 fn redirects_to_https(location: &str, hostname: &str) -> bool {
-    let Some(rest) = location
-        .get(..8)
-        .filter(|s| s.eq_ignore_ascii_case("https://"))
-        .map(|_| &location[8..])
-    else {
+    let Ok(uri) = location.trim().parse::<http::Uri>() else {
         return false;
     };
-    let host_end = rest.find(['/', ':', '?', '#']).unwrap_or(rest.len());
-    rest[..host_end].eq_ignore_ascii_case(hostname)
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    uri.scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+        && !authority.as_str().contains('@')
+        && authority
+            .host()
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(hostname)
 }
 
 /// The `max-age` of a Strict-Transport-Security value; `None` when it has none that parses.
@@ -438,6 +452,7 @@ mod tests {
             "https://www.shop.example",
             "HTTPS://WWW.shop.example:443/x?y",
             "https://www.shop.example/path#f",
+            "https://www.shop.example./",
         ] {
             let v = judge(
                 |_| {},
@@ -457,6 +472,17 @@ mod tests {
                     301,
                     &[("location", "https://www.shop.example.evil.example/")],
                 ),
+                "not https://www.shop.example",
+            ),
+            (
+                response(
+                    301,
+                    &[("location", "https://www.shop.example:x@evil.example/")],
+                ),
+                "not https://www.shop.example",
+            ),
+            (
+                response(301, &[("location", "/relative")]),
                 "not https://www.shop.example",
             ),
             (HttpOutcome::Refused, "connection refused"),

@@ -190,6 +190,45 @@ mod tests {
     }
 
     #[test]
+    fn a_dangling_cname_is_a_warning_even_after_another_dns_health_finding() {
+        let health = |reason, message: &str| {
+            let mut v = all(ConditionStatus::True, Reason::Verified);
+            v.insert(
+                6,
+                Verdict::new(
+                    ConditionType::DnsHealthy,
+                    ConditionStatus::False,
+                    reason,
+                    message,
+                ),
+            );
+            evaluation(v)
+        };
+        let caa = health(Reason::CaaForbidsIssuer, "renewal");
+        let s0 = plan(None, &caa, Some(1), t("2026-01-01T00:00:00Z"))
+            .status
+            .unwrap();
+        let dangling = health(Reason::DanglingCname, "takeover");
+        let p1 = plan(Some(&s0), &dangling, Some(1), t("2026-01-01T00:10:00Z"));
+        assert_eq!(
+            p1.events,
+            vec![Transition {
+                warning: true,
+                reason: "DanglingCname".into(),
+                note: "DnsHealthy: takeover".into()
+            }]
+        );
+        // Still dangling at the next look: no second Event.
+        let s1 = p1.status.unwrap();
+        let p2 = plan(Some(&s1), &dangling, Some(1), t("2026-01-01T00:20:00Z"));
+        assert!(p2.events.is_empty(), "{:?}", p2.events);
+        // Another finding replacing CAA's is no Event (the status stays False).
+        let other = health(Reason::RecursiveAnswerStale, "wait");
+        let p3 = plan(Some(&s0), &other, Some(1), t("2026-01-01T00:20:00Z"));
+        assert!(p3.events.is_empty(), "{:?}", p3.events);
+    }
+
+    #[test]
     fn leaving_true_is_one_warning_and_returning_is_one_normal() {
         let ok = evaluation(all(ConditionStatus::True, Reason::Verified));
         let mut broken_v = all(ConditionStatus::True, Reason::Verified);

@@ -171,9 +171,18 @@ impl DnsProber {
     /// enclosing name with an SOA record, looked up with CD too).
     pub async fn dnssec_bogus_zone(&self, name: &str) -> Option<String> {
         let qname = fqdn(name).ok()?;
-        self.query_via(&self.pool, &qname, RecordType::A, Flags::UNCHECKED)
-            .await
-            .ok()?;
+        // Both at once, so that a SERVFAIL of a slow upstream that the resolver has since
+        // answered (and cached) is not taken for a validation failure: bogus only when the
+        // query still fails as it is and answers with checking disabled.
+        let (checked, unchecked) = tokio::join!(
+            self.query_via(&self.pool, &qname, RecordType::A, Flags::RECURSIVE),
+            self.query_via(&self.pool, &qname, RecordType::A, Flags::UNCHECKED)
+        );
+        match checked {
+            Err(Failure::Server(detail)) if detail == "SERVFAIL" => {}
+            _ => return None,
+        }
+        unchecked.ok()?;
         for candidate in caa::climb(name) {
             let Ok(q) = fqdn(&candidate) else { continue };
             match self
@@ -264,15 +273,15 @@ impl DnsProber {
         {
             Err(Failure::Timeout) => AuthoritativeAnswer::Failed("timed out".into()),
             Err(Failure::Server(detail)) => AuthoritativeAnswer::Failed(detail),
+            Ok(reply) if !reply.authoritative => AuthoritativeAnswer::Failed(
+                "answered without authority (no AA bit, or a referral): the server is not authoritative for the zone (a lame delegation)".into(),
+            ),
             Ok(reply) if !reply.exists => AuthoritativeAnswer::NxDomain,
             Ok(reply) => match reply.records.iter().find_map(|r| match (&r.data, r.ttl) {
                 (RData::CNAME(c), ttl) => Some((display(&c.0), ttl)),
                 _ => None,
             }) {
-                Some((target, ttl)) if reply.authoritative => AuthoritativeAnswer::Cname { target, ttl },
-                Some(_) => AuthoritativeAnswer::Failed(
-                    "answered without the AA bit: the server is not authoritative for the zone (a lame delegation)".into(),
-                ),
+                Some((target, ttl)) => AuthoritativeAnswer::Cname { target, ttl },
                 None => AuthoritativeAnswer::NoCname,
             },
         }
@@ -466,24 +475,31 @@ impl Reply {
         })
     }
 
-    fn negative(exists: bool) -> Self {
+    fn negative(exists: bool, authoritative: bool) -> Self {
         Self {
             exists,
             records: Vec::new(),
             authentic: false,
-            authoritative: false,
+            authoritative,
         }
     }
 
     fn from_error(error: NetError) -> Result<Self, Failure> {
         match error {
             // hickory turns empty NOERROR and NXDOMAIN answers into this error.
-            NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. })) => {
+            NetError::Dns(DnsError::NoRecordsFound(NoRecords {
+                response_code,
+                soa,
+                ns,
+                ..
+            })) => {
+                // The error keeps no header: a negative answer reads as not validated, and as
+                // authoritative only with the zone's SOA and no referral (an authoritative
+                // server's negative answer carries its SOA; a lame one refers elsewhere).
+                let authoritative = soa.is_some() && ns.is_none();
                 match response_code {
-                    // The error keeps no header: a negative answer reads as neither
-                    // validated nor authoritative (the callers that need them look at answers).
-                    ResponseCode::NoError => Ok(Self::negative(true)),
-                    ResponseCode::NXDomain => Ok(Self::negative(false)),
+                    ResponseCode::NoError => Ok(Self::negative(true, authoritative)),
+                    ResponseCode::NXDomain => Ok(Self::negative(false, authoritative)),
                     code => Err(Failure::Server(rcode_detail(code))),
                 }
             }
@@ -646,6 +662,10 @@ mod tests {
         )));
         let reply = Reply::from_error(nx).unwrap();
         assert!(!reply.exists && reply.records.is_empty());
+        assert!(
+            !reply.authoritative,
+            "a negative answer without the zone's SOA speaks for no zone"
+        );
         let nodata = NetError::Dns(DnsError::NoRecordsFound(NoRecords::new(
             query,
             ResponseCode::NoError,

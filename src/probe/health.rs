@@ -25,6 +25,9 @@ struct Lookup<V> {
     kind: &'static str,
     timed_out: V,
     label: fn(&V) -> &'static str,
+    /// Whether an answer is kept for other deliveries: a failure is not (the next one asks
+    /// again, as its "will retry" says).
+    keep: fn(&V) -> bool,
 }
 
 /// The caches of DnsHealthy's lookups.
@@ -60,6 +63,7 @@ impl Prober {
             kind,
             timed_out,
             label,
+            keep,
         }: Lookup<V>,
         work: impl FnOnce(Arc<super::dns::DnsProber>) -> BoxFuture<'static, V> + Send + 'static,
     ) -> V
@@ -74,7 +78,8 @@ impl Prober {
                 let _permit = limit.acquire_owned().await.ok();
                 let started = std::time::Instant::now();
                 let (value, max_age) = match tokio::time::timeout(limits.timeout, work(dns)).await {
-                    Ok(value) => (value, Duration::MAX),
+                    Ok(value) if keep(&value) => (value, Duration::MAX),
+                    Ok(value) => (value, Duration::ZERO),
                     // Not an answer: not kept for others.
                     Err(_) => (timed_out, Duration::ZERO),
                 };
@@ -108,6 +113,7 @@ impl Prober {
                     kind: "caa",
                     timed_out: Err(DnsOutcome::Timeout { name }),
                     label: |v| if v.is_ok() { "answered" } else { "failed" },
+                    keep: |v| v.is_ok(),
                 },
                 move |dns| async move { dns.caa_set(&owned).await }.boxed(),
             )
@@ -138,6 +144,7 @@ impl Prober {
                 kind: "dnssec",
                 timed_out: None,
                 label: |v| if v.is_some() { "bogus" } else { "servfail" },
+                keep: |_| true,
             },
             move |dns| async move { dns.dnssec_bogus_zone(&owned).await }.boxed(),
         )
@@ -161,6 +168,7 @@ impl Prober {
                     kind: "zone_servers",
                     timed_out: Err(format!("the NS lookup of {zone} timed out")),
                     label: |v| if v.is_ok() { "answered" } else { "failed" },
+                    keep: |v| v.is_ok(),
                 },
                 move |dns| async move { dns.zone_name_servers(&owned).await }.boxed(),
             )
@@ -172,13 +180,53 @@ impl Prober {
                 names.join(", ")
             ));
         }
-        let asks = servers.iter().flat_map(|(server, addresses)| {
-            addresses
-                .iter()
-                .take(ADDRESSES_PER_SERVER)
-                .map(move |ip| self.ask(server, *ip, hostname, limits))
+        let targets: Vec<(&str, IpAddr)> = servers
+            .iter()
+            .flat_map(|(server, addresses)| {
+                super::balanced(addresses.clone(), ADDRESSES_PER_SERVER)
+                    .into_iter()
+                    .map(move |ip| (server.as_str(), ip))
+            })
+            .collect();
+        let asks = targets
+            .iter()
+            .map(|(server, ip)| self.ask(server, *ip, hostname, limits));
+        let replies = futures::future::join_all(asks).await;
+        Ok(self.ask_again_if_split(replies, hostname).await)
+    }
+
+    /// When the servers disagree, each is asked once more, directly: a server whose answer
+    /// changes from one query to the next serves per-query answers (weighted or geographic
+    /// DNS), which are not a disagreement between servers.
+    async fn ask_again_if_split(
+        &self,
+        replies: Vec<AuthoritativeReply>,
+        hostname: &str,
+    ) -> Vec<AuthoritativeReply> {
+        let answers: Vec<&AuthoritativeAnswer> = replies
+            .iter()
+            .map(|r| &r.answer)
+            .filter(|a| a.is_answer())
+            .collect();
+        if answers.windows(2).all(|w| w[0].same(w[1])) {
+            return replies;
+        }
+        let again = replies.into_iter().map(|reply| async move {
+            if !reply.answer.is_answer() {
+                return reply;
+            }
+            let at = SocketAddr::new(reply.address, self.authoritative_port);
+            let second = self.dns.ask_authoritative(at, hostname).await;
+            if second.is_answer() && !second.same(&reply.answer) {
+                AuthoritativeReply {
+                    answer: AuthoritativeAnswer::Varies(format!("{} then {second}", reply.answer)),
+                    ..reply
+                }
+            } else {
+                reply
+            }
         });
-        Ok(futures::future::join_all(asks).await)
+        futures::future::join_all(again).await
     }
 
     async fn ask(
@@ -200,6 +248,7 @@ impl Prober {
         }
         let at = SocketAddr::new(address, self.authoritative_port);
         let name = hostname.to_ascii_lowercase();
+        let per_address = self.per_address.limit(address);
         let answer = self
             .shared(
                 |c| &c.authoritative,
@@ -209,8 +258,15 @@ impl Prober {
                     kind: "authoritative",
                     timed_out: AuthoritativeAnswer::Failed("timed out".into()),
                     label: |v| if v.is_answer() { "answered" } else { "failed" },
+                    keep: AuthoritativeAnswer::is_answer,
                 },
-                move |dns| async move { dns.ask_authoritative(at, &name).await }.boxed(),
+                move |dns| {
+                    async move {
+                        let _address = per_address.acquire_owned().await.ok();
+                        dns.ask_authoritative(at, &name).await
+                    }
+                    .boxed()
+                },
             )
             .await;
         reply(answer)
@@ -229,6 +285,7 @@ impl Prober {
                         kind: "zone_apex",
                         timed_out: Err(format!("the SOA query for {candidate} timed out")),
                         label: |v| if v.is_ok() { "answered" } else { "failed" },
+                        keep: |v| v.is_ok(),
                     },
                     move |dns| async move { dns.is_zone_apex(&owned).await }.boxed(),
                 )
@@ -243,12 +300,24 @@ impl Prober {
     /// Everything DnsHealthy needs besides the walks and probes, but the DNSSEC retry (which
     /// needs the walk's outcome): CAA and the authoritative servers, looked up concurrently.
     pub(super) async fn dns_health(&self, hostname: &str, limits: Limits) -> DnsHealthObservation {
-        let (caa, authoritative) = tokio::join!(
+        // A wildcard certificate's CAA set is the parent's (RFC 8659 section 3, `*.X` is
+        // checked at X); looked up too, since which certificate is served is not known yet.
+        // The parent's climb is shared by every hostname of the zone.
+        let parent = hostname.split_once('.').map(|(_, parent)| parent);
+        let wildcard = async {
+            match parent {
+                Some(parent) => Some(self.caa(parent, limits).await),
+                None => None,
+            }
+        };
+        let (caa, caa_wildcard, authoritative) = tokio::join!(
             self.caa(hostname, limits),
+            wildcard,
             self.authoritative(hostname, limits)
         );
         DnsHealthObservation {
             caa,
+            caa_wildcard,
             dnssec_bogus: None,
             authoritative,
         }

@@ -32,6 +32,13 @@ use tokio_rustls::TlsConnector;
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// At most this many response headers are kept.
 const MAX_HEADERS: usize = 64;
+
+/// Headers kept beyond [`MAX_HEADERS`]: the redirect's target and HSTS.
+const ALWAYS_KEPT: [&str; 2] = ["location", "strict-transport-security"];
+
+/// Bounds of a response head the prober accepts (hyper's own are smaller than real sites).
+const MAX_HEADER_BYTES: u32 = 64 * 1024;
+const MAX_HEADER_LINES: usize = 256;
 /// Each header value kept is cut to this many bytes.
 const MAX_HEADER_VALUE: usize = 256;
 /// Error texts from the stack are cut to this many bytes.
@@ -250,9 +257,8 @@ impl HttpProber {
             .set_certificate_verifier(recorder.clone());
         let handshake = TlsConnector::from(Arc::new(config)).connect(server_name, tcp);
         let tls = match timeout_at(deadline, handshake).await {
-            Err(_) => {
-                return HttpOutcome::TlsFailed("no handshake within the timeout".to_owned());
-            }
+            // Out of time, like a response that does not come: transient.
+            Err(_) => return HttpOutcome::Timeout,
             Ok(Err(e)) => return HttpOutcome::TlsFailed(handshake_error(&e)),
             Ok(Ok(tls)) => tls,
         };
@@ -337,7 +343,11 @@ where
     };
     let io = TokioIo::new(io);
     if h2 {
-        let handshake = hyper::client::conn::http2::handshake(TokioExecutor::new(), io);
+        // Real sites send big headers (policies, cookies): hyper's 16 KiB default would reset
+        // the stream, a failure of the probe and not of the edge.
+        let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(MAX_HEADER_BYTES)
+            .handshake(io);
         let (mut sender, conn) = match timeout_at(deadline, handshake).await {
             Err(_) => return HttpOutcome::Timeout,
             Ok(Err(e)) => return HttpOutcome::Failed(describe(&e)),
@@ -349,7 +359,9 @@ where
         };
         alongside(conn, work).await
     } else {
-        let handshake = hyper::client::conn::http1::handshake(io);
+        let handshake = hyper::client::conn::http1::Builder::new()
+            .max_headers(MAX_HEADER_LINES)
+            .handshake(io);
         let (mut sender, conn) = match timeout_at(deadline, handshake).await {
             Err(_) => return HttpOutcome::Timeout,
             Ok(Err(e)) => return HttpOutcome::Failed(describe(&e)),
@@ -397,10 +409,13 @@ async fn read_response(
         tls_version: negotiated.tls_version,
         ocsp_stapled: negotiated.ocsp_stapled,
         status: head.status.as_u16(),
+        // The first MAX_HEADERS, and those EdgeHttpOk judges wherever they come.
         headers: head
             .headers
             .iter()
-            .take(MAX_HEADERS)
+            .enumerate()
+            .filter(|(i, (name, _))| *i < MAX_HEADERS || ALWAYS_KEPT.contains(&name.as_str()))
+            .map(|(_, pair)| pair)
             .map(|(name, value)| {
                 let value = cut(String::from_utf8_lossy(value.as_bytes()), MAX_HEADER_VALUE);
                 (name.as_str().to_ascii_lowercase(), value)
@@ -649,6 +664,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_judged_headers_are_kept_after_many_others_and_a_big_head_is_read() {
+        let server = edge().await;
+        let mut behaviour = HttpBehaviour::ok();
+        for i in 0..150 {
+            // 150 headers of 200 bytes: 30 KB, over hyper's 16 KiB default for HTTP/2.
+            behaviour = behaviour.header(format!("x-cookie-{i:03}"), "c".repeat(200));
+        }
+        behaviour = behaviour
+            .header("x-late", "dropped")
+            .header("strict-transport-security", "max-age=31536000");
+        server.set_http(HOST, behaviour);
+        let prober = prober();
+        let r = get(&prober, &target(server.addr(), true), 1024).await;
+        assert_eq!((r.http_version.as_str(), r.status), ("HTTP/2", 200));
+        assert_eq!(
+            r.header("strict-transport-security"),
+            Some("max-age=31536000")
+        );
+        assert_eq!(r.header("x-late"), None);
+        assert_eq!(r.headers.len(), MAX_HEADERS + 1);
+    }
+
+    #[tokio::test]
     async fn status_and_headers_are_read_and_redirects_not_followed() {
         let server = edge().await;
         let long = "é".repeat(200);
@@ -835,7 +873,8 @@ mod tests {
         let outcome = prober
             .get(&guard, &target(hole.addr(), true), timeout, 1024)
             .await;
-        assert!(matches!(outcome, HttpOutcome::TlsFailed(_)), "{outcome}");
+        // A handshake that does not finish in time is a timeout (transient), not a failure.
+        assert_eq!(outcome, HttpOutcome::Timeout, "{outcome}");
         assert!(started.elapsed() < timeout * 4, "{:?}", started.elapsed());
         assert_eq!(prober.requests(), 4);
     }

@@ -297,18 +297,16 @@ impl Prober {
                 if let Some(r) = &recorder {
                     r.record("http", http_outcome_label(&outcome), started.elapsed());
                 }
-                // A timeout is not an answer: the next delivery asks again.
-                let timed_out = matches!(
-                    outcome,
-                    http::HttpOutcome::Timeout | http::HttpOutcome::ConnectTimeout
-                );
+                // A timeout or a failed connection is not an answer: the next delivery asks
+                // again (their verdicts say "will retry").
+                let keep = match &outcome {
+                    http::HttpOutcome::Response(r) => r.body != http::BodyEnd::TimedOut,
+                    http::HttpOutcome::Failed(_) => true,
+                    _ => false,
+                };
                 Fetched {
                     value: outcome,
-                    max_age: if timed_out {
-                        Duration::ZERO
-                    } else {
-                        Duration::MAX
-                    },
+                    max_age: if keep { Duration::MAX } else { Duration::ZERO },
                 }
             };
             tokio::spawn(exchange)
@@ -416,13 +414,28 @@ impl Prober {
         limits: Limits,
         now: jiff::Timestamp,
     ) -> Observations {
-        let hostname_dns = self.walk(&targets.hostname, limits.timeout, limits.max_age);
-        let edge = self.resolve_and_probe(
-            &targets.target_cname,
-            self.https_port,
-            &targets.hostname,
-            limits,
-        );
+        // Each chain of dependent lookups runs on its own (the walk then its DNSSEC retry, the
+        // edge's handshakes then its HTTP exchanges), so that the slowest chain, not their sum,
+        // bounds the observation.
+        let hostname_dns = async {
+            let walk = self
+                .walk(&targets.hostname, limits.timeout, limits.max_age)
+                .await;
+            let bogus = self.dnssec_after(&walk, limits).await;
+            (walk, bogus)
+        };
+        let edge = async {
+            let (dns, probes) = self
+                .resolve_and_probe(
+                    &targets.target_cname,
+                    self.https_port,
+                    &targets.hostname,
+                    limits,
+                )
+                .await;
+            let http = self.observe_http(targets, &probes, limits).await;
+            (dns, probes, http)
+        };
         let origin = async {
             let o = targets.origin.as_ref()?;
             let (dns, probes) = self
@@ -431,9 +444,9 @@ impl Prober {
             Some(origin::OriginObservation { dns, probes })
         };
         let health = self.dns_health(&targets.hostname, limits);
-        let (dns, (target_dns, edge_probes), origin, secret, mut health) =
+        let ((dns, dnssec_bogus), (target_dns, edge_probes, http), origin, secret, mut health) =
             tokio::join!(hostname_dns, edge, origin, secret, health);
-        health.dnssec_bogus = self.dnssec_after(&dns, limits).await;
+        health.dnssec_bogus = dnssec_bogus;
         let target_dns = target_dns.unwrap_or_else(|| DnsObservation {
             name: targets.target_cname.clone(),
             chain: Vec::new(),
@@ -441,7 +454,6 @@ impl Prober {
                 name: targets.target_cname.clone(),
             },
         });
-        let http = self.observe_http(targets, &edge_probes, limits).await;
         let edge = EdgeObservation {
             target_dns,
             probes: edge_probes,
@@ -535,7 +547,7 @@ impl Prober {
 
 /// At most `max` of `addresses`, as many of each family as there is room for: an edge whose
 /// IPv6 addresses fail must be seen even when it has many IPv4 ones.
-fn balanced(addresses: Vec<IpAddr>, max: usize) -> Vec<IpAddr> {
+pub(crate) fn balanced(addresses: Vec<IpAddr>, max: usize) -> Vec<IpAddr> {
     let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addresses.into_iter().partition(IpAddr::is_ipv4);
     let half = max / 2;
     let take_v4 = v4.len().min(max - v6.len().min(half));
