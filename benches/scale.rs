@@ -41,6 +41,7 @@ const PATIENCE: Duration = Duration::from_secs(1800);
 struct World {
     dns: DnsFixture,
     _edge: TlsServer,
+    _plain: testkit::edge_http::PlainHttpServer,
     _origin: TlsServer,
     ca_file: tempfile::NamedTempFile,
     leaf: Leaf,
@@ -59,11 +60,23 @@ impl World {
         let origin = TlsServer::start(at(origin_ip), SniCerts::new().with_default(&origin_leaf))
             .await
             .expect("the origin");
+        // The edge's plain-HTTP side redirects to HTTPS (EdgeHttpOk); the zones' name server
+        // is the fixture itself (DnsHealthy asks it directly).
+        let plain = testkit::edge_http::PlainHttpServer::start(SocketAddr::new(
+            IpAddr::V4(edge_ip),
+            testkit::world::HTTP_PORT,
+        ))
+        .await
+        .expect("the edge's plain-HTTP side");
         let dns = DnsFixture::start(vec![
             Zone::new("bench.example")
                 .wildcard_cname("bench.example", TARGET)
-                .a(ORIGIN, origin_ip),
-            Zone::new("bench-cdn.example").a(TARGET, edge_ip),
+                .a(ORIGIN, origin_ip)
+                .a("ns1.bench.example", Ipv4Addr::LOCALHOST),
+            Zone::new("bench-cdn.example")
+                .a(TARGET, edge_ip)
+                .a("ns1.bench-cdn.example", Ipv4Addr::LOCALHOST),
+            Zone::new("example"),
         ])
         .await
         .expect("the DNS server");
@@ -72,6 +85,7 @@ impl World {
         World {
             dns,
             _edge: edge,
+            _plain: plain,
             _origin: origin,
             ca_file,
             leaf,
@@ -81,6 +95,8 @@ impl World {
     fn probe_args(&self) -> Vec<String> {
         let path = self.ca_file.path().display().to_string();
         let dns = self.dns.addr().to_string();
+        let dns_port = self.dns.addr().port().to_string();
+        let http_port = testkit::world::HTTP_PORT.to_string();
         [
             "--dns-server",
             &dns,
@@ -88,6 +104,10 @@ impl World {
             &path,
             "--https-port",
             "8443",
+            "--http-port",
+            &http_port,
+            "--dns-authoritative-port",
+            &dns_port,
             "--allow-cidr",
             "127.0.0.0/8",
         ]
@@ -160,6 +180,8 @@ async fn reference_status(world: &World) -> HttpsDeliveryStatus {
         dns_servers: vec![world.dns.addr()],
         ca_files: vec![world.ca_file.path().to_path_buf()],
         https_port: PORT,
+        http_port: testkit::world::HTTP_PORT,
+        authoritative_port: world.dns.addr().port(),
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
         ..ProbeConfig::default()
     })

@@ -1159,6 +1159,8 @@ async fn a_conflict_on_the_status_apply_is_retried() {
     let world = World::start().await.expect("the loopback world");
     let prober = Prober::new(&ProbeConfig {
         dns_servers: vec![world.dns.addr()],
+        authoritative_port: world.dns.addr().port(),
+        http_port: testkit::world::HTTP_PORT,
         ca_files: vec![world.ca_file().into()],
         https_port: testkit::world::PORT,
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("CIDR")],
