@@ -189,7 +189,28 @@ async fn healthy_delivery_is_ready_then_dns_breaks_and_heals_with_one_event_each
     let d = create_ready(&api, &ns, "www", json!({"recheckInterval": "1h"}), &op).await;
     let status = d.status.clone().expect("status");
     assert_eq!(status.observed_generation, Some(1));
-    assert_eq!(status.conditions.len(), 7);
+    let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "CertificateValid",
+            "EdgeCnameConfigured",
+            "EdgeCnamePropagated",
+            "OriginHttpsReady",
+            "DnsConfigured",
+            "EdgeServing",
+            "EdgeHttpOk",
+            "DnsHealthy",
+            "Ready"
+        ]
+    );
+    assert!(
+        status.conditions.iter().all(|c| c.status == "True"),
+        "{:#?}",
+        status.conditions
+    );
+    let http = status.http.clone().expect("HTTP evidence");
+    assert_eq!(http.alpn.as_deref(), Some("h2"), "{http:?}");
     assert_eq!(
         status.dns.expect("dns evidence").chain,
         vec!["www.shop.example. IN CNAME cs1.wpc.cdn.example."]

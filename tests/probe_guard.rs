@@ -7,6 +7,7 @@
 
 use httpsdelivery_operator::api::HttpsDelivery;
 use httpsdelivery_operator::checks::Targets;
+use httpsdelivery_operator::checks::dns_health::AuthoritativeAnswer;
 use httpsdelivery_operator::checks::tls::{TlsObservation, TlsOutcome};
 use httpsdelivery_operator::probe::{Limits, ProbeConfig, Prober};
 use std::net::Ipv4Addr;
@@ -110,6 +111,20 @@ async fn an_allow_cidr_opens_exactly_its_addresses() {
         vec![refused_as_loopback(world.origin_ip)]
     );
     assert_eq!(prober.counters().tls_handshakes, 1);
-    assert_eq!(world.edge.connections(), 1);
+    // The TLS probe and EdgeHttpOk's HTTPS exchange; its plain-HTTP one on the same address.
+    assert_eq!(world.edge.connections(), 2);
+    assert_eq!(world.http.requests(), 1);
     assert_eq!(world.origin.connections(), 0);
+    // The zones' name server (127.0.0.1) is outside the allowed range: not asked.
+    let refused = observed
+        .dns_health
+        .authoritative
+        .as_ref()
+        .expect("the NS set was read");
+    assert!(
+        refused
+            .iter()
+            .all(|r| matches!(r.answer, AuthoritativeAnswer::Forbidden(_))),
+        "{refused:?}"
+    );
 }

@@ -167,30 +167,8 @@ fn judge_response(
             ));
         }
     }
-    if let Some(hsts) = &spec.hsts {
-        let min = hsts.min_max_age.unwrap_or(DEFAULT_HSTS_MIN_MAX_AGE);
-        match response.header("strict-transport-security").map(max_age) {
-            None => {
-                return Some((
-                    ConditionStatus::False,
-                    Reason::HstsMissing,
-                    format!(
-                        "the response has no Strict-Transport-Security header; add one with max-age={min} or more."
-                    ),
-                ));
-            }
-            Some(age) if age.is_none_or(|a| a < min) => {
-                return Some((
-                    ConditionStatus::False,
-                    Reason::HstsTooShort,
-                    format!(
-                        "Strict-Transport-Security max-age is {}, below the {min} seconds asked for (spec.checks.http.hsts.minMaxAge).",
-                        age.map_or("missing".to_string(), |a| a.to_string())
-                    ),
-                ));
-            }
-            Some(_) => {}
-        }
+    if let Some(problem) = spec.hsts.as_ref().and_then(|h| judge_hsts(h, response)) {
+        return Some(problem);
     }
     if response.body == BodyEnd::TimedOut {
         return Some((
@@ -213,6 +191,32 @@ fn judge_response(
         ));
     }
     None
+}
+
+/// Strict-Transport-Security against `spec.checks.http.hsts`.
+fn judge_hsts(
+    hsts: &crate::api::HstsSpec,
+    response: &HttpResponse,
+) -> Option<(ConditionStatus, Reason, String)> {
+    let min = hsts.min_max_age.unwrap_or(DEFAULT_HSTS_MIN_MAX_AGE);
+    match response.header("strict-transport-security").map(max_age) {
+        None => Some((
+            ConditionStatus::False,
+            Reason::HstsMissing,
+            format!(
+                "the response has no Strict-Transport-Security header; add one with max-age={min} or more."
+            ),
+        )),
+        Some(age) if age.is_none_or(|a| a < min) => Some((
+            ConditionStatus::False,
+            Reason::HstsTooShort,
+            format!(
+                "Strict-Transport-Security max-age is {}, below the {min} seconds asked for (spec.checks.http.hsts.minMaxAge).",
+                age.map_or("missing".to_string(), |a| a.to_string())
+            ),
+        )),
+        Some(_) => None,
+    }
 }
 
 /// Whether `http://hostname` sent the client to `https://hostname`.
