@@ -60,9 +60,11 @@ async fn two_deliveries_sharing_an_origin_make_one_origin_handshake_per_cycle() 
     );
     assert_eq!(
         world.edge.connections(),
-        4,
-        "per SNI name (www and platform): one TLS probe and one HTTPS exchange (EdgeHttpOk)"
+        2,
+        "per SNI name (www and platform): one connection, for the TLS probe and then \
+         EdgeHttpOk's HTTPS request"
     );
+    assert_eq!(world.edge.requests(), 2, "one HTTPS request per hostname");
     assert_eq!(prober.counters().http_requests, 4, "2 HTTPS, 2 plain HTTP");
     assert_eq!(
         world.http.requests(),
@@ -73,7 +75,8 @@ async fn two_deliveries_sharing_an_origin_make_one_origin_handshake_per_cycle() 
     let queries = prober.counters().dns_queries;
     prober.observe(&www, None, CYCLE, now).await;
     assert_eq!(world.origin.connections(), 1);
-    assert_eq!(world.edge.connections(), 4);
+    assert_eq!(world.edge.connections(), 2);
+    assert_eq!(world.edge.requests(), 2);
     assert_eq!(world.http.requests(), 2);
     assert_eq!(
         prober.counters().dns_queries,
@@ -187,4 +190,41 @@ fn config_for(world: &World) -> ProbeConfig {
         allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
         ..ProbeConfig::default()
     }
+}
+
+/// EdgeHttpOk's HTTPS request goes over the TLS probe's own connection (one handshake), and
+/// reports what that handshake negotiated, an OCSP response stapled to it included.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_https_request_rides_the_probes_connection_and_reports_stapling() {
+    use httpsdelivery_operator::probe::http::HttpOutcome;
+    let world = World::start().await.expect("world");
+    world.edge.set_ocsp(
+        "www.shop.example",
+        Some(b"a stapled OCSP response".to_vec()),
+    );
+    let prober = prober(&world, Duration::from_secs(30));
+    let [www, _] = targets();
+    let observed = prober
+        .observe(&www, None, CYCLE, jiff::Timestamp::now())
+        .await;
+    let (target, outcome) = observed.http.https.expect("an HTTPS exchange");
+    assert_eq!(target.host, "www.shop.example");
+    let HttpOutcome::Response(response) = outcome else {
+        panic!("{outcome}");
+    };
+    assert_eq!(
+        (response.status, response.http_version.as_str()),
+        (200, "HTTP/2")
+    );
+    assert!(response.ocsp_stapled, "{response:?}");
+    assert_eq!(
+        world.edge.connections(),
+        1,
+        "one handshake for the probe and the request"
+    );
+    assert_eq!(
+        prober.counters().tls_handshakes,
+        2,
+        "the edge's and the origin's"
+    );
 }

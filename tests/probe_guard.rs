@@ -111,8 +111,10 @@ async fn an_allow_cidr_opens_exactly_its_addresses() {
         vec![refused_as_loopback(world.origin_ip)]
     );
     assert_eq!(prober.counters().tls_handshakes, 1);
-    // The TLS probe and EdgeHttpOk's HTTPS exchange; its plain-HTTP one on the same address.
-    assert_eq!(world.edge.connections(), 2);
+    // The TLS probe, then EdgeHttpOk's HTTPS request on its connection; the plain-HTTP one
+    // on the same address.
+    assert_eq!(world.edge.connections(), 1);
+    assert_eq!(world.edge.requests(), 1);
     assert_eq!(world.http.requests(), 1);
     assert_eq!(world.origin.connections(), 0);
     // The zones' name server (127.0.0.1) is outside the allowed range: not asked.

@@ -87,6 +87,21 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SharedCache<K, V> {
         pending.await.value
     }
 
+    /// Records an answer fetched elsewhere (an HTTP exchange made on a TLS probe's own
+    /// connection), as if `get` had fetched it now; an answer in flight for `key` is replaced.
+    pub fn put(&self, key: K, fetched: Fetched<V>) {
+        let done = Done {
+            value: fetched.value,
+            at: Instant::now(),
+            max_age: fetched.max_age,
+        };
+        let p = futures::future::ready(done).boxed().shared();
+        // Polled once here, so that it reads as done (and ages) without a reader.
+        let _ = p.clone().now_or_never();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.map.insert(key, p);
+    }
+
     /// In flight, or done within the window, the answer's own maximum age and `max_age`.
     fn fresh(&self, pending: &Pending<V>, now: Instant, max_age: Duration) -> bool {
         match pending.peek() {
@@ -115,6 +130,32 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SharedCache<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_answer_put_is_read_until_it_is_too_old() {
+        let cache: SharedCache<&str, u32> = SharedCache::new(Duration::from_secs(30));
+        cache.put(
+            "k",
+            Fetched {
+                value: 7,
+                max_age: Duration::MAX,
+            },
+        );
+        let never = || -> BoxFuture<'static, Fetched<u32>> { panic!("fetched again") };
+        assert_eq!(cache.get("k", Duration::from_secs(10), never).await, 7);
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let again = || {
+            async {
+                Fetched {
+                    value: 8,
+                    max_age: Duration::MAX,
+                }
+            }
+            .boxed()
+        };
+        assert_eq!(cache.get("k", Duration::from_secs(10), again).await, 8);
+    }
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -6,7 +6,7 @@
 //! holder of the served certificate's key.
 
 use crate::probe::guard::TargetGuard;
-use crate::probe::tls::{TlsProber, version_name};
+use crate::probe::tls::{OpenConnection, TlsProber, version_name};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body_util::{BodyExt, Empty};
@@ -220,6 +220,34 @@ impl HttpProber {
             Err(reason) => HttpOutcome::Forbidden(reason),
         };
         tracing::debug!(%target, %outcome, "HTTP probe");
+        outcome
+    }
+
+    /// Sends `GET target.path` over `open`, the TLS probe's own connection to `target` (its
+    /// SNI is `target.host`): the exchange of [`get`](Self::get) without a second handshake,
+    /// within the probe's deadline. The guard judged the address before the probe connected.
+    pub(crate) async fn get_on(
+        &self,
+        open: OpenConnection,
+        target: &HttpTarget,
+        limit: usize,
+    ) -> HttpOutcome {
+        let parts = match request_parts(target) {
+            Ok(parts) => parts,
+            Err(e) => return HttpOutcome::Failed(e),
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let (_, conn) = open.stream.get_ref();
+        let negotiated = Negotiated {
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            tls_version: conn.protocol_version().map(version_name),
+            ocsp_stapled: open.ocsp_stapled,
+        };
+        let h2 = conn.alpn_protocol() == Some(b"h2".as_slice());
+        let outcome = exchange(open.stream, h2, &parts, negotiated, open.deadline, limit).await;
+        tracing::debug!(%target, %outcome, "HTTP probe on the TLS probe's connection");
         outcome
     }
 

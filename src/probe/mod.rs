@@ -244,7 +244,21 @@ impl Prober {
         timeout: Duration,
         max_age: Duration,
     ) -> TlsObservation {
+        self.probe_then(endpoint, timeout, max_age, None).await
+    }
+
+    /// Like [`probe`](Self::probe); with `path`, a handshake whose chain verifies is followed by
+    /// EdgeHttpOk's `GET path` on the same connection (`Host` = the SNI name), whose outcome
+    /// is recorded for [`exchange`](Self::exchange) to find: one handshake for both.
+    async fn probe_then(
+        &self,
+        endpoint: TlsEndpoint,
+        timeout: Duration,
+        max_age: Duration,
+        path: Option<String>,
+    ) -> TlsObservation {
         let (tls, guard) = (self.tls.clone(), self.guard.clone());
+        let (http, exchanges) = (self.http.clone(), self.exchanges.clone());
         let (limit, recorder) = (self.limit.clone(), self.recorder.clone());
         let per_address = self.per_address.limit(endpoint.address.ip());
         let target = endpoint.clone();
@@ -255,9 +269,27 @@ impl Prober {
                 let _address = per_address.acquire_owned().await.ok();
                 let _permit = limit.acquire_owned().await.ok();
                 let started = std::time::Instant::now();
-                let outcome = tls.probe_guarded(&guard, &target, timeout).await;
+                let (outcome, open) = match (guard.check(target.address.ip()), &path) {
+                    (Err(reason), _) => (TlsOutcome::Forbidden(reason), None),
+                    (Ok(()), None) => (tls.probe(&target, timeout).await, None),
+                    (Ok(()), Some(_)) => tls.probe_keeping(&target, timeout).await,
+                };
                 if let Some(r) = &recorder {
                     r.record("tls", tls_outcome_label(&outcome), started.elapsed());
+                }
+                if let (Some(open), Some(path)) = (open, path) {
+                    let exchange = http::HttpTarget {
+                        address: target.address,
+                        host: target.sni.clone(),
+                        path,
+                        tls: true,
+                    };
+                    let started = std::time::Instant::now();
+                    let answer = http.get_on(open, &exchange, http::DEFAULT_BODY_LIMIT).await;
+                    if let Some(r) = &recorder {
+                        r.record("http", http_outcome_label(&answer), started.elapsed());
+                    }
+                    exchanges.put(exchange, kept_exchange(answer));
                 }
                 Fetched {
                     value: outcome,
@@ -297,17 +329,7 @@ impl Prober {
                 if let Some(r) = &recorder {
                     r.record("http", http_outcome_label(&outcome), started.elapsed());
                 }
-                // A timeout or a failed connection is not an answer: the next delivery asks
-                // again (their verdicts say "will retry").
-                let keep = match &outcome {
-                    http::HttpOutcome::Response(r) => r.body != http::BodyEnd::TimedOut,
-                    http::HttpOutcome::Failed(_) => true,
-                    _ => false,
-                };
-                Fetched {
-                    value: outcome,
-                    max_age: if keep { Duration::MAX } else { Duration::ZERO },
-                }
+                kept_exchange(outcome)
             };
             tokio::spawn(exchange)
                 .map(|r| {
@@ -367,6 +389,7 @@ impl Prober {
         port: u16,
         sni: &str,
         limits: Limits,
+        http_path: Option<&str>,
     ) -> (Option<DnsObservation>, Vec<TlsObservation>) {
         let (dns, addresses): (Option<DnsObservation>, Vec<IpAddr>) = match host.parse::<IpAddr>() {
             Ok(ip) => (None, vec![ip]),
@@ -379,13 +402,14 @@ impl Prober {
         let probes =
             futures::future::join_all(balanced(addresses, MAX_ADDRESSES_PROBED).into_iter().map(
                 |ip| {
-                    self.probe(
+                    self.probe_then(
                         TlsEndpoint {
                             address: SocketAddr::new(ip, port),
                             sni: sni.to_string(),
                         },
                         limits.timeout,
                         limits.max_age,
+                        http_path.map(str::to_string),
                     )
                 },
             ))
@@ -431,6 +455,7 @@ impl Prober {
                     self.https_port,
                     &targets.hostname,
                     limits,
+                    Some(&targets.http_path),
                 )
                 .await;
             let http = self.observe_http(targets, &probes, limits).await;
@@ -439,7 +464,7 @@ impl Prober {
         let origin = async {
             let o = targets.origin.as_ref()?;
             let (dns, probes) = self
-                .resolve_and_probe(&o.host, o.port, &o.sni, limits)
+                .resolve_and_probe(&o.host, o.port, &o.sni, limits, None)
                 .await;
             Some(origin::OriginObservation { dns, probes })
         };
@@ -542,6 +567,20 @@ impl Prober {
             now.as_second().max(0).unsigned_abs(),
         ));
         Some(self.tls.verify_chain(&chain, hostname, unix))
+    }
+}
+
+/// An HTTP exchange as the cache keeps it: a timeout or a failed connection is not an answer,
+/// so the next delivery asks again (their verdicts say "will retry").
+fn kept_exchange(outcome: http::HttpOutcome) -> Fetched<http::HttpOutcome> {
+    let keep = match &outcome {
+        http::HttpOutcome::Response(r) => r.body != http::BodyEnd::TimedOut,
+        http::HttpOutcome::Failed(_) => true,
+        _ => false,
+    };
+    Fetched {
+        value: outcome,
+        max_age: if keep { Duration::MAX } else { Duration::ZERO },
     }
 }
 

@@ -20,7 +20,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -188,27 +188,46 @@ impl TlsProber {
     /// Connects and handshakes with SNI = `endpoint.sni`. `timeout` bounds the whole probe:
     /// the TCP connect and the handshake share it.
     pub async fn probe(&self, endpoint: &TlsEndpoint, timeout: Duration) -> TlsOutcome {
-        let outcome = self.probe_inner(endpoint, timeout).await;
+        let (outcome, _) = self.probe_inner(endpoint, timeout, false).await;
         tracing::debug!(%endpoint, %outcome, "TLS probe");
         outcome
     }
 
-    async fn probe_inner(&self, endpoint: &TlsEndpoint, timeout: Duration) -> TlsOutcome {
+    /// Like [`probe`](Self::probe), and when the served chain verifies, the connection is
+    /// handed over open (with the probe's deadline) instead of closed: the HTTP exchange of
+    /// EdgeHttpOk goes over it, one handshake for both.
+    pub(crate) async fn probe_keeping(
+        &self,
+        endpoint: &TlsEndpoint,
+        timeout: Duration,
+    ) -> (TlsOutcome, Option<OpenConnection>) {
+        let (outcome, open) = self.probe_inner(endpoint, timeout, true).await;
+        tracing::debug!(%endpoint, %outcome, "TLS probe");
+        (outcome, open)
+    }
+
+    async fn probe_inner(
+        &self,
+        endpoint: &TlsEndpoint,
+        timeout: Duration,
+        keep: bool,
+    ) -> (TlsOutcome, Option<OpenConnection>) {
         let deadline = Instant::now() + timeout;
         let server_name = match ServerName::try_from(endpoint.sni.clone()) {
             Ok(name) => name,
             Err(e) => {
-                return TlsOutcome::HandshakeFailed(format!(
+                let outcome = TlsOutcome::HandshakeFailed(format!(
                     "{:?} is not a valid SNI name: {e}",
                     endpoint.sni
                 ));
+                return (outcome, None);
             }
         };
 
         self.handshakes.fetch_add(1, Ordering::Relaxed);
         let tcp = match timeout_at(deadline, TcpStream::connect(endpoint.address)).await {
-            Err(_) => return TlsOutcome::ConnectTimeout,
-            Ok(Err(e)) => return connect_error(&e),
+            Err(_) => return (TlsOutcome::ConnectTimeout, None),
+            Ok(Err(e)) => return (connect_error(&e), None),
             Ok(Ok(tcp)) => tcp,
         };
         // The handshake is a few small flights; Nagle would only add latency to each.
@@ -218,6 +237,7 @@ impl TlsProber {
             inner: self.verifier.clone(),
             algorithms: self.algorithms,
             served: Mutex::new(None),
+            stapled: AtomicBool::new(false),
         });
         let mut config = self.base_config.clone();
         config
@@ -228,8 +248,8 @@ impl TlsProber {
 
         let handshake = connector.connect(server_name, stream).into_fallible();
         match timeout_at(deadline, handshake).await {
-            Err(_) => TlsOutcome::HandshakeTimeout,
-            Ok(Err((e, stream))) => handshake_error(&e, &stream.first),
+            Err(_) => (TlsOutcome::HandshakeTimeout, None),
+            Ok(Err((e, stream))) => (handshake_error(&e, &stream.first), None),
             Ok(Ok(mut tls)) => {
                 let (_, conn) = tls.get_ref();
                 let protocol_version = conn
@@ -256,13 +276,23 @@ impl TlsProber {
                         (chain, verified)
                     }
                 };
-                // Best effort close_notify so the server does not log a truncated connection.
-                let _ = timeout_at(deadline, tls.shutdown()).await;
-                TlsOutcome::Handshake {
+                let keep = keep && verified.is_ok();
+                let outcome = TlsOutcome::Handshake {
                     protocol_version,
                     chain,
                     verified,
+                };
+                if keep {
+                    let open = OpenConnection {
+                        stream: tls,
+                        ocsp_stapled: recorder.stapled.load(Ordering::Relaxed),
+                        deadline,
+                    };
+                    return (outcome, Some(open));
                 }
+                // Best effort close_notify so the server does not log a truncated connection.
+                let _ = timeout_at(deadline, tls.shutdown()).await;
+                (outcome, None)
             }
         }
     }
@@ -376,6 +406,15 @@ struct RecordingVerifier {
     inner: Arc<WebPkiServerVerifier>,
     algorithms: WebPkiSupportedAlgorithms,
     served: Mutex<Option<Served>>,
+    /// The server stapled an OCSP response.
+    stapled: AtomicBool,
+}
+
+/// A TLS connection a probe made and left open for an HTTP exchange, with the probe's deadline.
+pub(crate) struct OpenConnection {
+    pub(crate) stream: tokio_rustls::client::TlsStream<FirstBytes>,
+    pub(crate) ocsp_stapled: bool,
+    pub(crate) deadline: Instant,
 }
 
 /// The chain a server sent (leaf first) and whether it verifies for the SNI name.
@@ -390,6 +429,8 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        self.stapled
+            .store(!ocsp_response.is_empty(), Ordering::Relaxed);
         let chain: Vec<CertificateDer<'static>> = std::iter::once(end_entity)
             .chain(intermediates)
             .map(|c| c.clone().into_owned())
@@ -490,7 +531,7 @@ fn which_certificate(chain: &[CertificateDer<'_>], at: &UnixTime, edge: Validity
 
 /// Keeps the first bytes the peer sent, to classify what answered when it is not TLS (they are
 /// only classified, never reported).
-struct FirstBytes {
+pub(crate) struct FirstBytes {
     inner: TcpStream,
     first: Vec<u8>,
 }
