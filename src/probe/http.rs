@@ -5,28 +5,23 @@
 //! whatever the chain, but its signatures are still verified, so the answer comes from the
 //! holder of the served certificate's key.
 
+use crate::checks::tls::{TlsEndpoint, TlsOutcome};
 use crate::probe::guard::TargetGuard;
-use crate::probe::tls::{OpenConnection, TlsProber, version_name};
+use crate::probe::tls::{self, KeepOpen, OpenConnection, TlsProber, version_name};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body, Buf, Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::ServerName;
 use std::borrow::Cow;
 use std::fmt;
-use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
-use tokio_rustls::TlsConnector;
 
 /// How much of a body a probe reads by default: enough to fingerprint an error page.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
@@ -158,13 +153,11 @@ impl fmt::Display for HttpOutcome {
     }
 }
 
-/// Sends HTTP probes with the TLS prober's client configuration (ring, no resumption) and a
-/// verifier of its own that accepts any chain.
+/// Sends HTTP probes; over TLS, the TLS prober makes the connection (and records the chain and
+/// the stapling) and leaves it open for the request, whatever the chain.
 #[derive(Debug)]
 pub struct HttpProber {
-    /// Cloned per probe, with that probe's stapling recorder as verifier.
-    base_config: ClientConfig,
-    algorithms: WebPkiSupportedAlgorithms,
+    tls: Arc<TlsProber>,
     requests: AtomicU64,
 }
 
@@ -184,15 +177,10 @@ struct RequestParts {
 }
 
 impl HttpProber {
-    /// Shares `tls`'s provider, protocol versions and signature algorithms.
-    pub fn new(tls: &TlsProber) -> Self {
-        let mut base_config = tls.client_config().clone();
-        base_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        // A resumed session skips the certificate message: the stapling would go unseen.
-        base_config.resumption = rustls::client::Resumption::disabled();
+    /// Makes its TLS connections through `tls`.
+    pub fn new(tls: Arc<TlsProber>) -> Self {
         HttpProber {
-            base_config,
-            algorithms: tls.signature_algorithms(),
+            tls,
             requests: AtomicU64::new(0),
         }
     }
@@ -237,16 +225,7 @@ impl HttpProber {
             Err(e) => return HttpOutcome::Failed(e),
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let (_, conn) = open.stream.get_ref();
-        let negotiated = Negotiated {
-            alpn: conn
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            tls_version: conn.protocol_version().map(version_name),
-            ocsp_stapled: open.ocsp_stapled,
-        };
-        let h2 = conn.alpn_protocol() == Some(b"h2".as_slice());
-        let outcome = exchange(open.stream, h2, &parts, negotiated, open.deadline, limit).await;
+        let outcome = exchange_open(open, &parts, limit).await;
         tracing::debug!(%target, %outcome, "HTTP probe on the TLS probe's connection");
         outcome
     }
@@ -256,50 +235,60 @@ impl HttpProber {
             Ok(parts) => parts,
             Err(e) => return HttpOutcome::Failed(e),
         };
-        let server_name = match ServerName::try_from(target.host.clone()) {
-            Ok(name) => name,
-            Err(e) => {
-                return HttpOutcome::Failed(format!("{:?} is not a valid host: {e}", target.host));
-            }
-        };
-
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let tcp = match timeout_at(deadline, TcpStream::connect(target.address)).await {
-            Err(_) => return HttpOutcome::ConnectTimeout,
-            Ok(Err(e)) => return connect_error(&e),
-            Ok(Ok(tcp)) => tcp,
-        };
-        // A request and a few small flights: Nagle would only add latency.
-        let _ = tcp.set_nodelay(true);
-        if !target.tls {
-            return exchange(tcp, false, &parts, Negotiated::default(), deadline, limit).await;
+        // Checked before any socket, as the request's pieces are.
+        if let Err(e) = ServerName::try_from(target.host.clone()) {
+            return HttpOutcome::Failed(format!("{:?} is not a valid host: {e}", target.host));
         }
 
-        let recorder = Arc::new(StaplingRecorder {
-            algorithms: self.algorithms,
-            stapled: AtomicBool::new(false),
-        });
-        let mut config = self.base_config.clone();
-        config
-            .dangerous()
-            .set_certificate_verifier(recorder.clone());
-        let handshake = TlsConnector::from(Arc::new(config)).connect(server_name, tcp);
-        let tls = match timeout_at(deadline, handshake).await {
-            // Out of time, like a response that does not come: transient.
-            Err(_) => return HttpOutcome::Timeout,
-            Ok(Err(e)) => return HttpOutcome::TlsFailed(handshake_error(&e)),
-            Ok(Ok(tls)) => tls,
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if !target.tls {
+            return match tls::connect(target.address, deadline).await {
+                Ok(tcp) => {
+                    exchange(tcp, false, &parts, Negotiated::default(), deadline, limit).await
+                }
+                Err(outcome) => failed_connection(outcome),
+            };
+        }
+        let endpoint = TlsEndpoint {
+            address: target.address,
+            sni: target.host.clone(),
         };
-        let (_, conn) = tls.get_ref();
-        let negotiated = Negotiated {
-            alpn: conn
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            tls_version: conn.protocol_version().map(version_name),
-            ocsp_stapled: recorder.stapled.load(Ordering::Relaxed),
-        };
-        let h2 = conn.alpn_protocol() == Some(b"h2".as_slice());
-        exchange(tls, h2, &parts, negotiated, deadline, limit).await
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match self
+            .tls
+            .probe_keeping(&endpoint, timeout, KeepOpen::Always)
+            .await
+        {
+            (_, Some(open)) => exchange_open(open, &parts, limit).await,
+            (outcome, None) => failed_connection(outcome),
+        }
+    }
+}
+
+/// The exchange on a TLS connection a probe left open, HTTP/2 when ALPN agreed on it.
+async fn exchange_open(open: OpenConnection, parts: &RequestParts, limit: usize) -> HttpOutcome {
+    let (_, conn) = open.stream.get_ref();
+    let negotiated = Negotiated {
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        tls_version: conn.protocol_version().map(version_name),
+        ocsp_stapled: open.ocsp_stapled,
+    };
+    let h2 = conn.alpn_protocol() == Some(b"h2".as_slice());
+    exchange(open.stream, h2, parts, negotiated, open.deadline, limit).await
+}
+
+/// What a connection or handshake that did not end in an open connection reads as.
+fn failed_connection(outcome: TlsOutcome) -> HttpOutcome {
+    match outcome {
+        TlsOutcome::Refused => HttpOutcome::Refused,
+        TlsOutcome::Unreachable(detail) => HttpOutcome::Unreachable(detail),
+        TlsOutcome::ConnectTimeout => HttpOutcome::ConnectTimeout,
+        // Out of time, like a response that does not come: transient.
+        TlsOutcome::HandshakeTimeout => HttpOutcome::Timeout,
+        TlsOutcome::Forbidden(reason) => HttpOutcome::Forbidden(reason),
+        other => HttpOutcome::TlsFailed(other.to_string()),
     }
 }
 
@@ -376,31 +365,40 @@ where
         let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .max_header_list_size(MAX_HEADER_BYTES)
             .handshake(io);
-        let (mut sender, conn) = match timeout_at(deadline, handshake).await {
-            Err(_) => return HttpOutcome::Timeout,
-            Ok(Err(e)) => return HttpOutcome::Failed(describe(&e)),
-            Ok(Ok(pair)) => pair,
-        };
-        let work = async move {
-            let response = sender.send_request(request);
-            read_response(response, negotiated, deadline, limit).await
-        };
-        alongside(conn, work).await
+        let send =
+            |sender: &mut hyper::client::conn::http2::SendRequest<_>| sender.send_request(request);
+        over(handshake, send, negotiated, deadline, limit).await
     } else {
         let handshake = hyper::client::conn::http1::Builder::new()
             .max_headers(MAX_HEADER_LINES)
             .handshake(io);
-        let (mut sender, conn) = match timeout_at(deadline, handshake).await {
-            Err(_) => return HttpOutcome::Timeout,
-            Ok(Err(e)) => return HttpOutcome::Failed(describe(&e)),
-            Ok(Ok(pair)) => pair,
-        };
-        let work = async move {
-            let response = sender.send_request(request);
-            read_response(response, negotiated, deadline, limit).await
-        };
-        alongside(conn, work).await
+        let send =
+            |sender: &mut hyper::client::conn::http1::SendRequest<_>| sender.send_request(request);
+        over(handshake, send, negotiated, deadline, limit).await
     }
+}
+
+/// The HTTP `handshake` (either version), then the request `send` makes on its sender, read
+/// while the connection is driven, all before `deadline`.
+async fn over<S, C, R>(
+    handshake: impl Future<Output = hyper::Result<(S, C)>>,
+    send: impl FnOnce(&mut S) -> R,
+    negotiated: Negotiated,
+    deadline: Instant,
+    limit: usize,
+) -> HttpOutcome
+where
+    C: Future,
+    R: Future<Output = hyper::Result<Response<Incoming>>>,
+{
+    // The sender lives until the response is read, as the connection's user.
+    let (mut sender, conn) = match timeout_at(deadline, handshake).await {
+        Err(_) => return HttpOutcome::Timeout,
+        Ok(Err(e)) => return HttpOutcome::Failed(describe(&e)),
+        Ok(Ok(pair)) => pair,
+    };
+    let response = send(&mut sender);
+    alongside(conn, read_response(response, negotiated, deadline, limit)).await
 }
 
 /// Runs `work` while polling `conn` (a connection that must be driven for `work` to progress),
@@ -520,78 +518,6 @@ fn describe(error: &dyn std::error::Error) -> String {
     cut(Cow::Owned(text), MAX_DETAIL)
 }
 
-fn connect_error(e: &io::Error) -> HttpOutcome {
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => HttpOutcome::Refused,
-        io::ErrorKind::TimedOut => HttpOutcome::ConnectTimeout,
-        _ => HttpOutcome::Unreachable(e.to_string()),
-    }
-}
-
-fn handshake_error(e: &io::Error) -> String {
-    let tls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match (tls_error, e.kind()) {
-        (Some(rustls::Error::AlertReceived(alert)), _) => {
-            format!("the server sent the TLS alert {alert:?}")
-        }
-        (Some(other), _) => cut(Cow::Owned(other.to_string()), MAX_DETAIL),
-        (None, io::ErrorKind::UnexpectedEof) => {
-            "connection closed before the handshake finished".to_owned()
-        }
-        (None, io::ErrorKind::ConnectionReset) => {
-            "connection reset by the server during the handshake".to_owned()
-        }
-        (None, _) => cut(Cow::Owned(e.to_string()), MAX_DETAIL),
-    }
-}
-
-/// Accepts any chain (the TLS probe judges it) and records whether an OCSP response was
-/// stapled; handshake signatures are still verified.
-#[derive(Debug)]
-struct StaplingRecorder {
-    algorithms: WebPkiSupportedAlgorithms,
-    stapled: AtomicBool,
-}
-
-impl ServerCertVerifier for StaplingRecorder {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.stapled
-            .store(!ocsp_response.is_empty(), Ordering::Relaxed);
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,7 +535,7 @@ mod tests {
     }
 
     fn prober() -> HttpProber {
-        HttpProber::new(&TlsProber::new(Vec::new()).unwrap())
+        HttpProber::new(Arc::new(TlsProber::new(Vec::new()).unwrap()))
     }
 
     /// A leaf from a private CA: no probe trusts it, and none may fail for that.

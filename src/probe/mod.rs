@@ -153,16 +153,16 @@ impl Prober {
         for f in &config.ca_files {
             roots.extend(tls::load_ca_file(f)?);
         }
-        let tls = tls::TlsProber::new(roots)?;
+        let tls = Arc::new(tls::TlsProber::new(roots)?);
         Ok(Prober {
             dns: Arc::new(dns::DnsProber::new(
                 &config.dns_servers,
                 config.dns_timeout,
             )?),
-            http: Arc::new(http::HttpProber::new(&tls)),
+            http: Arc::new(http::HttpProber::new(tls.clone())),
             http_port: config.http_port,
             exchanges: Arc::new(SharedCache::new(config.cache_window)),
-            tls: Arc::new(tls),
+            tls,
             guard: Arc::new(guard::TargetGuard::new(config.allow_cidrs.clone())),
             https_port: config.https_port,
             recorder: None,
@@ -272,7 +272,10 @@ impl Prober {
                 let (outcome, open) = match (guard.check(target.address.ip()), &path) {
                     (Err(reason), _) => (TlsOutcome::Forbidden(reason), None),
                     (Ok(()), None) => (tls.probe(&target, timeout).await, None),
-                    (Ok(()), Some(_)) => tls.probe_keeping(&target, timeout).await,
+                    (Ok(()), Some(_)) => {
+                        tls.probe_keeping(&target, timeout, tls::KeepOpen::IfVerified)
+                            .await
+                    }
                 };
                 if let Some(r) = &recorder {
                     r.record("tls", tls_outcome_label(&outcome), started.elapsed());

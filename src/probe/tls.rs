@@ -18,6 +18,7 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -142,17 +143,6 @@ impl TlsProber {
         self.handshakes.load(Ordering::Relaxed)
     }
 
-    /// The probes' client configuration (ring, protocol versions, ALPN, no resumption), for the
-    /// HTTP prober to swap its own verifier into.
-    pub(crate) fn client_config(&self) -> &ClientConfig {
-        &self.base_config
-    }
-
-    /// The handshake signature algorithms of the probes' provider.
-    pub(crate) fn signature_algorithms(&self) -> WebPkiSupportedAlgorithms {
-        self.algorithms
-    }
-
     /// Verifies a chain (leaf first, then intermediates) for `name` at `now`, exactly as a probe
     /// verifies what a server serves; for certificates read from a Secret.
     pub fn verify_chain(
@@ -188,7 +178,7 @@ impl TlsProber {
     /// Connects and handshakes with SNI = `endpoint.sni`. `timeout` bounds the whole probe:
     /// the TCP connect and the handshake share it.
     pub async fn probe(&self, endpoint: &TlsEndpoint, timeout: Duration) -> TlsOutcome {
-        let (outcome, _) = self.probe_inner(endpoint, timeout, false).await;
+        let (outcome, _) = self.probe_inner(endpoint, timeout, None).await;
         tracing::debug!(%endpoint, %outcome, "TLS probe");
         outcome
     }
@@ -200,8 +190,9 @@ impl TlsProber {
         &self,
         endpoint: &TlsEndpoint,
         timeout: Duration,
+        when: KeepOpen,
     ) -> (TlsOutcome, Option<OpenConnection>) {
-        let (outcome, open) = self.probe_inner(endpoint, timeout, true).await;
+        let (outcome, open) = self.probe_inner(endpoint, timeout, Some(when)).await;
         tracing::debug!(%endpoint, %outcome, "TLS probe");
         (outcome, open)
     }
@@ -210,7 +201,7 @@ impl TlsProber {
         &self,
         endpoint: &TlsEndpoint,
         timeout: Duration,
-        keep: bool,
+        keep: Option<KeepOpen>,
     ) -> (TlsOutcome, Option<OpenConnection>) {
         let deadline = Instant::now() + timeout;
         let server_name = match ServerName::try_from(endpoint.sni.clone()) {
@@ -225,13 +216,10 @@ impl TlsProber {
         };
 
         self.handshakes.fetch_add(1, Ordering::Relaxed);
-        let tcp = match timeout_at(deadline, TcpStream::connect(endpoint.address)).await {
-            Err(_) => return (TlsOutcome::ConnectTimeout, None),
-            Ok(Err(e)) => return (connect_error(&e), None),
-            Ok(Ok(tcp)) => tcp,
+        let tcp = match connect(endpoint.address, deadline).await {
+            Ok(tcp) => tcp,
+            Err(outcome) => return (outcome, None),
         };
-        // The handshake is a few small flights; Nagle would only add latency to each.
-        let _ = tcp.set_nodelay(true);
 
         let recorder = Arc::new(RecordingVerifier {
             inner: self.verifier.clone(),
@@ -276,7 +264,11 @@ impl TlsProber {
                         (chain, verified)
                     }
                 };
-                let keep = keep && verified.is_ok();
+                let keep = match keep {
+                    None => false,
+                    Some(KeepOpen::IfVerified) => verified.is_ok(),
+                    Some(KeepOpen::Always) => true,
+                };
                 let outcome = TlsOutcome::Handshake {
                     protocol_version,
                     chain,
@@ -306,6 +298,21 @@ pub(crate) fn version_name(version: ProtocolVersion) -> String {
         ProtocolVersion::TLSv1_0 => "TLSv1.0".to_owned(),
         other => format!("{other:?}"),
     }
+}
+
+/// A TCP connection to `address` by `deadline`, with Nagle off (a handshake or a request is a
+/// few small flights), or the outcome that says why not.
+pub(crate) async fn connect(
+    address: SocketAddr,
+    deadline: Instant,
+) -> Result<TcpStream, TlsOutcome> {
+    let tcp = match timeout_at(deadline, TcpStream::connect(address)).await {
+        Err(_) => return Err(TlsOutcome::ConnectTimeout),
+        Ok(Err(e)) => return Err(connect_error(&e)),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
 }
 
 fn connect_error(e: &io::Error) -> TlsOutcome {
@@ -408,6 +415,15 @@ struct RecordingVerifier {
     served: Mutex<Option<Served>>,
     /// The server stapled an OCSP response.
     stapled: AtomicBool,
+}
+
+/// When a probe leaves its connection open for an HTTP exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeepOpen {
+    /// Only when the served chain verifies (EdgeHttpOk's request after the edge probe).
+    IfVerified,
+    /// Whatever was served (an HTTP probe of its own: the certificate is not its business).
+    Always,
 }
 
 /// A TLS connection a probe made and left open for an HTTP exchange, with the probe's deadline.
