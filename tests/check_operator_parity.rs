@@ -90,13 +90,7 @@ async fn check_and_the_operator_agree_on_every_example() {
 
     // The operator's, on the same deliveries in a namespace of their own.
     let ns = cp.namespace("parity").await;
-    let mut args = vec![
-        "--watch-namespace".to_owned(),
-        ns.clone(),
-        "--probe-cache-window=0s".to_owned(),
-    ];
-    args.extend(world.probe_args());
-    let op = Operator::start(BIN, cp.kubeconfig_path(), args);
+    let op = Operator::start_in_world(BIN, cp.kubeconfig_path(), &world, Some(&ns), &[]);
     let api: Api<HttpsDelivery> = Api::namespaced(cp.client().await, &ns);
     let deliveries = examples();
     for mut d in deliveries.clone() {

@@ -52,17 +52,10 @@ const HANG_HOST: &str = "hang.shop.example";
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Starts the operator probing the loopback world, on `namespace` or on all of them. Observations
-/// are not shared across reconciles (a cache window of 0s), so that a reconcile a test causes
-/// sees the world as the test just made it.
+/// Starts the operator probing the loopback world, on `namespace` or on all of them (see
+/// [`Operator::start_in_world`]).
 fn start(cp: &ControlPlane, world: &World, namespace: Option<&str>, extra: &[&str]) -> Operator {
-    let mut args = vec!["--probe-cache-window=0s".to_owned()];
-    if let Some(ns) = namespace {
-        args.extend(["--watch-namespace".to_owned(), ns.to_owned()]);
-    }
-    args.extend(world.probe_args());
-    args.extend(extra.iter().map(|a| a.to_string()));
-    Operator::start(BIN, cp.kubeconfig_path(), args)
+    Operator::start_in_world(BIN, cp.kubeconfig_path(), world, namespace, extra)
 }
 
 /// A control plane of the test's own (it may kill parts of it), with the CRD installed.

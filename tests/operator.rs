@@ -32,18 +32,10 @@ const PROPAGATED: [&str; 3] = ["EdgeCnamePropagated", "True", "Propagated"];
 /// by a new generation, see [`recheck`]), so that the window is not trivially empty.
 const RECHECKS: u64 = 3;
 
-/// Starts the operator on `namespace`, probing the loopback world. Observations are not shared
-/// across reconciles (a cache window of 0s), so that a reconcile a test causes sees the world
-/// as the test just made it.
+/// Starts the operator on `namespace`, probing the loopback world (see
+/// [`Operator::start_in_world`]).
 fn start(cp: &ControlPlane, world: &World, namespace: &str, extra: &[&str]) -> Operator {
-    let mut args = vec![
-        "--watch-namespace".to_owned(),
-        namespace.to_owned(),
-        "--probe-cache-window=0s".to_owned(),
-    ];
-    args.extend(world.probe_args());
-    args.extend(extra.iter().map(|a| a.to_string()));
-    Operator::start(BIN, cp.kubeconfig_path(), args)
+    Operator::start_in_world(BIN, cp.kubeconfig_path(), world, Some(namespace), extra)
 }
 
 /// The healthy example in `namespace`, with test-sized check settings.

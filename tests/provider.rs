@@ -49,14 +49,8 @@ async fn setup(prefix: &str) -> (&'static ControlPlane, World, String, Api<Https
 
 /// The operator on `ns`; the CDN is looked at again every 2 s while it is in flux.
 fn start(cp: &ControlPlane, world: &World, ns: &str) -> Operator {
-    let mut args = vec![
-        "--watch-namespace".to_owned(),
-        ns.to_owned(),
-        "--probe-cache-window=0s".to_owned(),
-        "--min-recheck-interval=2s".to_owned(),
-    ];
-    args.extend(world.probe_args());
-    Operator::start(BIN, cp.kubeconfig_path(), args)
+    let extra = ["--min-recheck-interval=2s"];
+    Operator::start_in_world(BIN, cp.kubeconfig_path(), world, Some(ns), &extra)
 }
 
 /// The credentials Secret and a CdnAccount `edgecast` reading `fake`.
@@ -369,13 +363,7 @@ async fn twenty_deliveries_of_one_account_share_each_api_answer() {
     });
     create_account(cp, &ns, &fake, EDGECAST_REST_TOKEN).await;
     // The default 30 s minimum recheck: one cycle is what is counted.
-    let mut args = vec![
-        "--watch-namespace".to_owned(),
-        ns.clone(),
-        "--probe-cache-window=0s".to_owned(),
-    ];
-    args.extend(world.probe_args());
-    let op = Operator::start(BIN, cp.kubeconfig_path(), args);
+    let op = Operator::start_in_world(BIN, cp.kubeconfig_path(), &world, Some(&ns), &[]);
     for (i, host) in hosts.iter().enumerate() {
         api.create(
             &PostParams::default(),

@@ -30,6 +30,18 @@ struct Lookup<V> {
     keep: fn(&V) -> bool,
 }
 
+impl<T, E> Lookup<Result<T, E>> {
+    /// A lookup whose `Err` is a failure: labelled "answered" or "failed", only answers kept.
+    fn answer_or_failure(kind: &'static str, timed_out: Result<T, E>) -> Self {
+        Lookup {
+            kind,
+            timed_out,
+            label: |v| if v.is_ok() { "answered" } else { "failed" },
+            keep: Result::is_ok,
+        }
+    }
+}
+
 /// The caches of DnsHealthy's lookups.
 pub(super) struct HealthCaches {
     caa: SharedCache<String, CaaSet>,
@@ -109,12 +121,7 @@ impl Prober {
                 |c| &c.caa,
                 name.clone(),
                 limits,
-                Lookup {
-                    kind: "caa",
-                    timed_out: Err(DnsOutcome::Timeout { name }),
-                    label: |v| if v.is_ok() { "answered" } else { "failed" },
-                    keep: |v| v.is_ok(),
-                },
+                Lookup::answer_or_failure("caa", Err(DnsOutcome::Timeout { name })),
                 move |dns| async move { dns.caa_set(&owned).await }.boxed(),
             )
             .await
@@ -164,12 +171,10 @@ impl Prober {
                 |c| &c.servers,
                 zone.clone(),
                 limits,
-                Lookup {
-                    kind: "zone_servers",
-                    timed_out: Err(format!("the NS lookup of {zone} timed out")),
-                    label: |v| if v.is_ok() { "answered" } else { "failed" },
-                    keep: |v| v.is_ok(),
-                },
+                Lookup::answer_or_failure(
+                    "zone_servers",
+                    Err(format!("the NS lookup of {zone} timed out")),
+                ),
                 move |dns| async move { dns.zone_name_servers(&owned).await }.boxed(),
             )
             .await?;
@@ -281,12 +286,10 @@ impl Prober {
                     |c| &c.apex,
                     candidate.clone(),
                     limits,
-                    Lookup {
-                        kind: "zone_apex",
-                        timed_out: Err(format!("the SOA query for {candidate} timed out")),
-                        label: |v| if v.is_ok() { "answered" } else { "failed" },
-                        keep: |v| v.is_ok(),
-                    },
+                    Lookup::answer_or_failure(
+                        "zone_apex",
+                        Err(format!("the SOA query for {candidate} timed out")),
+                    ),
                     move |dns| async move { dns.is_zone_apex(&owned).await }.boxed(),
                 )
                 .await?;

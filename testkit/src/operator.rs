@@ -90,6 +90,25 @@ impl Operator {
         }
     }
 
+    /// Starts it probing the loopback `world` (its probe flags), on `namespace` or on all of
+    /// them, followed by `extra`. Observations are not shared across reconciles (a cache window
+    /// of 0s), so that a reconcile a test causes sees the world as the test just made it.
+    pub fn start_in_world(
+        bin: impl AsRef<Path>,
+        kubeconfig: impl AsRef<Path>,
+        world: &crate::world::World,
+        namespace: Option<&str>,
+        extra: &[&str],
+    ) -> Operator {
+        let mut args = vec!["--probe-cache-window=0s".to_owned()];
+        if let Some(ns) = namespace {
+            args.extend(["--watch-namespace".to_owned(), ns.to_owned()]);
+        }
+        args.extend(world.probe_args());
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Operator::start(bin, kubeconfig, args)
+    }
+
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
