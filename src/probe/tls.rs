@@ -244,26 +244,7 @@ impl TlsProber {
                     .protocol_version()
                     .map(version_name)
                     .unwrap_or_else(|| "TLS".to_owned());
-                let served = recorder
-                    .served
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-                let (chain, verified) = match served {
-                    Some(served) => served,
-                    // Unreachable with resumption disabled, but the peer's chain is still the
-                    // truth to report if rustls ever completes without asking the verifier.
-                    None => {
-                        let chain: Vec<_> = conn
-                            .peer_certificates()
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|c| c.clone().into_owned())
-                            .collect();
-                        let verified = self.verify_chain(&chain, &endpoint.sni, UnixTime::now());
-                        (chain, verified)
-                    }
-                };
+                let (chain, verified) = self.served(&recorder, conn, &endpoint.sni);
                 let keep = match keep {
                     None => false,
                     Some(KeepOpen::IfVerified) => verified.is_ok(),
@@ -285,6 +266,37 @@ impl TlsProber {
                 // Best effort close_notify so the server does not log a truncated connection.
                 let _ = timeout_at(deadline, tls.shutdown()).await;
                 (outcome, None)
+            }
+        }
+    }
+}
+
+impl TlsProber {
+    /// The chain the server sent and whether it verifies for `sni`, as the verifier recorded it.
+    fn served(
+        &self,
+        recorder: &RecordingVerifier,
+        conn: &rustls::ClientConnection,
+        sni: &str,
+    ) -> Served {
+        let served = recorder
+            .served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match served {
+            Some(served) => served,
+            // Unreachable with resumption disabled, but the peer's chain is still the truth to
+            // report if rustls ever completes without asking the verifier.
+            None => {
+                let chain: Vec<_> = conn
+                    .peer_certificates()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| c.clone().into_owned())
+                    .collect();
+                let verified = self.verify_chain(&chain, sni, UnixTime::now());
+                (chain, verified)
             }
         }
     }
