@@ -3,6 +3,7 @@
 
 use httpsdelivery_operator::api::HttpsDelivery;
 use httpsdelivery_operator::checks::Targets;
+use httpsdelivery_operator::checks::dns::DnsOutcome;
 use httpsdelivery_operator::probe::{Limits, ProbeConfig, Prober};
 use std::time::Duration;
 use testkit::world::{PORT, World, example};
@@ -227,4 +228,70 @@ async fn the_https_request_rides_the_probes_connection_and_reports_stapling() {
         2,
         "the edge's and the origin's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_pointing_at_one_target_walk_the_rest_of_its_chain_once() {
+    use std::net::Ipv4Addr;
+    use testkit::dns::{DnsFixture, Zone};
+    let dns = DnsFixture::start(vec![
+        Zone::new("shop.example")
+            .cname("a.shop.example", "t.cdn.example")
+            .cname("b.shop.example", "t.cdn.example")
+            .cname("self.shop.example", "self.shop.example")
+            .cname("back.shop.example", "round.cdn.example"),
+        Zone::new("cdn.example")
+            .cname("t.cdn.example", "edge.cdn.example")
+            .a("edge.cdn.example", Ipv4Addr::new(192, 0, 2, 10))
+            .cname("round.cdn.example", "back.shop.example"),
+    ])
+    .await
+    .expect("dns");
+    let prober = Prober::new(&ProbeConfig {
+        dns_servers: vec![dns.addr()],
+        cache_window: Duration::from_secs(30),
+        ..ProbeConfig::default()
+    })
+    .expect("prober");
+    let walk = |name: &'static str| prober.walk(name, CYCLE.timeout, CYCLE.max_age);
+
+    let a = walk("a.shop.example").await;
+    assert_eq!(
+        a.dig_lines(),
+        [
+            "a.shop.example. IN CNAME t.cdn.example.",
+            "t.cdn.example. IN CNAME edge.cdn.example.",
+            "edge.cdn.example. IN A 192.0.2.10",
+        ]
+    );
+    // a's CNAME, then the tail from t: two CNAMEs, A and AAAA.
+    assert_eq!(prober.counters().dns_queries, 5);
+    let b = walk("b.shop.example").await;
+    assert_eq!(b.name, "b.shop.example");
+    assert_eq!(b.chain[0].name, "b.shop.example");
+    assert_eq!(b.chain[1..], a.chain[1..]);
+    assert_eq!(b.outcome, a.outcome);
+    assert_eq!(
+        prober.counters().dns_queries,
+        6,
+        "only b's own CNAME query: the rest of the chain was walked once for both"
+    );
+
+    // Loops read as a walk from the first name does.
+    let own = walk("self.shop.example").await;
+    assert_eq!(
+        own.outcome,
+        DnsOutcome::Loop {
+            name: "self.shop.example".into()
+        }
+    );
+    assert_eq!(own.chain.len(), 1);
+    let back = walk("back.shop.example").await;
+    assert_eq!(
+        back.outcome,
+        DnsOutcome::Loop {
+            name: "back.shop.example".into()
+        }
+    );
+    assert_eq!(back.chain.len(), 2, "{back:?}");
 }

@@ -321,26 +321,39 @@ fn stale_finding(
         return None;
     }
     let link = recursive.chain.first().filter(|l| l.name == recursive.name);
-    let (agrees, cached, ttl) = match (authoritative, link) {
-        (AuthoritativeAnswer::Cname { target, .. }, Some(l)) => (
-            *target == l.target,
+    const NEGATIVE: &str = "it expires from the resolver's cache when its negative-caching TTL (the zone's SOA minimum) ends";
+    const RECORDS: &str = "it expires from the resolver's cache when the old records' TTL ends";
+    let (cached, wait) = match (authoritative, link, &recursive.outcome) {
+        (AuthoritativeAnswer::Cname { target, .. }, Some(l), _) if *target == l.target => {
+            return None;
+        }
+        (_, Some(l), _) => (
             format!("CNAME {}.", l.target),
-            Some(l.ttl),
+            format!("it expires from the resolver's cache within {}s", l.ttl),
         ),
-        (AuthoritativeAnswer::Cname { .. }, None) => (
-            false,
+        (AuthoritativeAnswer::Cname { .. }, None, _) => (
             "no CNAME (a cached negative answer)".to_string(),
-            None,
+            NEGATIVE.to_string(),
         ),
-        (_, Some(l)) => (false, format!("CNAME {}.", l.target), Some(l.ttl)),
-        (_, None) => (true, String::new(), None),
-    };
-    if agrees {
-        return None;
-    }
-    let wait = match ttl {
-        Some(ttl) => format!("it expires from the resolver's cache within {ttl}s"),
-        None => "it expires from the resolver's cache when its negative-caching TTL (the zone's SOA minimum) ends".to_string(),
+        // The name is gone from the zone; the resolver still has its records.
+        (AuthoritativeAnswer::NxDomain, None, DnsOutcome::Addresses { addresses, .. })
+        | (AuthoritativeAnswer::NxDomain, None, DnsOutcome::ZoneApex { addresses, .. }) => (
+            format!(
+                "its old addresses ({})",
+                list(addresses.iter().map(ToString::to_string))
+            ),
+            RECORDS.to_string(),
+        ),
+        (AuthoritativeAnswer::NxDomain, None, DnsOutcome::NoData { .. }) => (
+            "that the name exists (NODATA)".to_string(),
+            RECORDS.to_string(),
+        ),
+        // The name was added to the zone; the resolver still has the old NXDOMAIN.
+        (AuthoritativeAnswer::NoCname, None, DnsOutcome::NxDomain { .. }) => (
+            "NXDOMAIN (a cached negative answer)".to_string(),
+            NEGATIVE.to_string(),
+        ),
+        _ => return None,
     };
     Some(Finding::new(
         ConditionStatus::False,
@@ -630,6 +643,38 @@ mod tests {
             certificate: cert,
         })
         .0
+    }
+
+    #[test]
+    fn a_name_added_or_removed_without_a_cname_is_stale_too() {
+        let recursive = |outcome: DnsOutcome| DnsObservation {
+            name: "www.shop.example".into(),
+            chain: Vec::new(),
+            outcome,
+        };
+        let name = || "www.shop.example".to_string();
+        // Removed from the zone; the resolver still has its addresses.
+        let still = recursive(DnsOutcome::Addresses {
+            name: name(),
+            addresses: vec!["192.0.2.1".parse().expect("ip")],
+        });
+        let f = stale_finding(&AuthoritativeAnswer::NxDomain, &still, "www.shop.example")
+            .expect("stale");
+        assert_eq!(f.reason, Reason::RecursiveAnswerStale);
+        assert!(
+            f.text.contains("answer NXDOMAIN")
+                && f.text.contains("its old addresses (192.0.2.1)"),
+            "{f:?}"
+        );
+        // Added to the zone; the resolver still has the NXDOMAIN.
+        let gone = recursive(DnsOutcome::NxDomain { name: name() });
+        let f =
+            stale_finding(&AuthoritativeAnswer::NoCname, &gone, "www.shop.example").expect("stale");
+        assert!(f.text.contains("still answers NXDOMAIN"), "{f:?}");
+        assert!(f.text.contains("negative-caching TTL"), "{f:?}");
+        // Agreement either way is no finding.
+        assert!(stale_finding(&AuthoritativeAnswer::NxDomain, &gone, "www.shop.example").is_none());
+        assert!(stale_finding(&AuthoritativeAnswer::NoCname, &still, "www.shop.example").is_none());
     }
 
     #[test]

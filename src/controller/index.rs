@@ -198,14 +198,15 @@ impl Inner {
     }
 
     fn link(&mut self, key: &Key, entry: &Entry) {
+        // Room for exactly one: a first push would reserve four.
         self.claims
             .entry(entry.hostname.clone())
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push((key.clone(), entry.precedence.clone()));
         if let Some(secret) = &entry.secret {
             self.secrets
                 .entry((namespace_of(key), secret.clone()))
-                .or_default()
+                .or_insert_with(|| Vec::with_capacity(1))
                 .push(key.clone());
         }
     }

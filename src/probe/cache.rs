@@ -61,30 +61,51 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SharedCache<K, V> {
         max_age: Duration,
         fetch: impl FnOnce() -> BoxFuture<'static, Fetched<V>>,
     ) -> V {
-        let pending = {
-            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            match entries.map.get(&key) {
-                Some(p) if self.fresh(p, now, max_age) => p.clone(),
-                _ => {
-                    let p = fetch()
-                        .map(|f| Done {
-                            value: f.value,
-                            at: Instant::now(),
-                            max_age: f.max_age,
-                        })
-                        .boxed()
-                        .shared();
-                    entries.map.insert(key, p.clone());
-                    if entries.map.len() >= entries.sweep_at {
-                        entries.map.retain(|_, p| self.fresh(p, now, Duration::MAX));
-                        entries.sweep_at = (entries.map.len() * 2).max(FIRST_SWEEP);
-                    }
-                    p
+        self.pending(key, max_age, fetch).await.value
+    }
+
+    fn pending(
+        &self,
+        key: K,
+        max_age: Duration,
+        fetch: impl FnOnce() -> BoxFuture<'static, Fetched<V>>,
+    ) -> Pending<V> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match entries.map.get(&key) {
+            Some(p) if self.fresh(p, now, max_age) => p.clone(),
+            _ => {
+                let p = fetch()
+                    .map(|f| Done {
+                        value: f.value,
+                        at: Instant::now(),
+                        max_age: f.max_age,
+                    })
+                    .boxed()
+                    .shared();
+                entries.map.insert(key, p.clone());
+                if entries.map.len() >= entries.sweep_at {
+                    entries.map.retain(|_, p| self.fresh(p, now, Duration::MAX));
+                    entries.sweep_at = (entries.map.len() * 2).max(FIRST_SWEEP);
                 }
+                p
             }
-        };
-        pending.await.value
+        }
+    }
+
+    /// Like [`get`](Self::get), with how long the answer may still be reused (within the
+    /// window and its own maximum age), for answers built on it that must not outlive it.
+    pub async fn get_with_life(
+        &self,
+        key: K,
+        max_age: Duration,
+        fetch: impl FnOnce() -> BoxFuture<'static, Fetched<V>>,
+    ) -> (V, Duration) {
+        let pending = self.pending(key, max_age, fetch);
+        let done = pending.await;
+        let limit = done.max_age.min(self.window);
+        let life = limit.saturating_sub(done.at.elapsed());
+        (done.value, life)
     }
 
     /// Records an answer fetched elsewhere (an HTTP exchange made on a TLS probe's own

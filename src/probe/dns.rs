@@ -25,6 +25,45 @@ use crate::checks::dns_health::{AuthoritativeAnswer, CaaLookup};
 /// Longest CNAME chain followed before giving up with [`DnsOutcome::TooLong`].
 pub const MAX_CHAIN: usize = 16;
 
+/// One step of a walk.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// The name is a CNAME: the walk goes on at its target.
+    Link(CnameLink),
+    /// The walk ends at the name.
+    End(DnsOutcome),
+}
+
+/// The walk of `link.name` whose first link is `link` and whose rest is `tail` (the walk of
+/// `link.target`, made without an apex check): the same observation as walking from
+/// `link.name`, with the loop and depth limits counted from there.
+pub fn joined(link: CnameLink, tail: DnsObservation) -> DnsObservation {
+    let name = link.name.clone();
+    let mut chain = vec![link];
+    let mut outcome = tail.outcome;
+    if chain[0].target == name {
+        outcome = DnsOutcome::Loop { name: name.clone() };
+    } else {
+        for next in tail.chain {
+            if chain.len() == MAX_CHAIN {
+                outcome = DnsOutcome::TooLong { limit: MAX_CHAIN };
+                break;
+            }
+            let back = next.target == name;
+            chain.push(next);
+            if back {
+                outcome = DnsOutcome::Loop { name: name.clone() };
+                break;
+            }
+        }
+    }
+    DnsObservation {
+        name,
+        chain,
+        outcome,
+    }
+}
+
 /// A zone's name servers and the addresses of each.
 pub type NameServers = Vec<(String, Vec<IpAddr>)>;
 
@@ -126,7 +165,7 @@ impl DnsProber {
     pub async fn walk(&self, name: &str) -> DnsObservation {
         let name = normalize(name);
         let mut chain = Vec::new();
-        let outcome = self.follow(&name, &mut chain).await;
+        let outcome = self.follow(&name, &mut chain, true).await;
         DnsObservation {
             name,
             chain,
@@ -287,37 +326,31 @@ impl DnsProber {
         }
     }
 
-    async fn follow(&self, start: &str, chain: &mut Vec<CnameLink>) -> DnsOutcome {
+    /// Walks the chain from `name` on, as the rest of a chain whose first name pointed at it:
+    /// like [`walk`](Self::walk), without asking whether `name` is a zone apex.
+    pub async fn walk_tail(&self, name: &str) -> DnsObservation {
+        let name = normalize(name);
+        let mut chain = Vec::new();
+        let outcome = self.follow(&name, &mut chain, false).await;
+        DnsObservation {
+            name,
+            chain,
+            outcome,
+        }
+    }
+
+    /// The first step of `name`'s walk: its CNAME, or how the walk ends there.
+    pub async fn first_step(&self, name: &str) -> Step {
+        self.step(&normalize(name), true).await
+    }
+
+    async fn follow(&self, start: &str, chain: &mut Vec<CnameLink>, first: bool) -> DnsOutcome {
         let mut visited = HashSet::from([start.to_owned()]);
         let mut current = start.to_owned();
         loop {
-            let qname = match fqdn(&current) {
-                Ok(qname) => qname,
-                Err(detail) => {
-                    return DnsOutcome::ServerFailure {
-                        name: current,
-                        detail,
-                    };
-                }
-            };
-            let reply = match self.query(&qname, RecordType::CNAME).await {
-                Ok(reply) => reply,
-                Err(failure) => return failure.outcome(current),
-            };
-            // A CNAME record wins over the response code: with a chained answer the code speaks
-            // for the end of the chain, not for the name queried.
-            let Some(link) = reply.records.iter().find_map(|r| match &r.data {
-                RData::CNAME(cname) => Some(CnameLink {
-                    name: current.clone(),
-                    target: display(&cname.0),
-                    ttl: r.ttl,
-                }),
-                _ => None,
-            }) else {
-                if !reply.exists {
-                    return DnsOutcome::NxDomain { name: current };
-                }
-                return self.end_of_chain(&qname, current, chain.is_empty()).await;
+            let link = match self.step(&current, first && chain.is_empty()).await {
+                Step::Link(link) => link,
+                Step::End(outcome) => return outcome,
             };
             if chain.len() == MAX_CHAIN {
                 return DnsOutcome::TooLong { limit: MAX_CHAIN };
@@ -328,6 +361,40 @@ impl DnsProber {
                 return DnsOutcome::Loop { name: target };
             }
             current = target;
+        }
+    }
+
+    /// The CNAME query for `current`; at a name without one, the end of the chain (`first`:
+    /// the walk's first name, whose zone apex status is asked too).
+    async fn step(&self, current: &str, first: bool) -> Step {
+        let qname = match fqdn(current) {
+            Ok(qname) => qname,
+            Err(detail) => {
+                return Step::End(DnsOutcome::ServerFailure {
+                    name: current.to_owned(),
+                    detail,
+                });
+            }
+        };
+        let reply = match self.query(&qname, RecordType::CNAME).await {
+            Ok(reply) => reply,
+            Err(failure) => return Step::End(failure.outcome(current.to_owned())),
+        };
+        // A CNAME record wins over the response code: with a chained answer the code speaks
+        // for the end of the chain, not for the name queried.
+        match reply.records.iter().find_map(|r| match &r.data {
+            RData::CNAME(cname) => Some(CnameLink {
+                name: current.to_owned(),
+                target: display(&cname.0),
+                ttl: r.ttl,
+            }),
+            _ => None,
+        }) {
+            Some(link) => Step::Link(link),
+            None if !reply.exists => Step::End(DnsOutcome::NxDomain {
+                name: current.to_owned(),
+            }),
+            None => Step::End(self.end_of_chain(&qname, current.to_owned(), first).await),
         }
     }
 
@@ -618,6 +685,85 @@ fn rcode_detail(code: ResponseCode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn link(name: &str, target: &str) -> CnameLink {
+        CnameLink {
+            name: name.into(),
+            target: target.into(),
+            ttl: 60,
+        }
+    }
+
+    fn tail(name: &str, links: &[(&str, &str)], outcome: DnsOutcome) -> DnsObservation {
+        DnsObservation {
+            name: name.into(),
+            chain: links.iter().map(|(n, t)| link(n, t)).collect(),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_joined_walk_reads_as_the_walk_from_its_first_name() {
+        let addresses = DnsOutcome::Addresses {
+            name: "edge.cdn".into(),
+            addresses: vec![IpAddr::from([192, 0, 2, 1])],
+        };
+        let walk = joined(
+            link("www.shop", "mid.shop"),
+            tail("mid.shop", &[("mid.shop", "edge.cdn")], addresses.clone()),
+        );
+        assert_eq!(walk.name, "www.shop");
+        assert_eq!(
+            walk.dig_lines()[..2],
+            [
+                "www.shop. IN CNAME mid.shop.",
+                "mid.shop. IN CNAME edge.cdn."
+            ]
+        );
+        assert_eq!(walk.outcome, addresses);
+
+        // The tail comes back to the first name: the loop is the first name's, cut there.
+        let back = joined(
+            link("a", "b"),
+            tail(
+                "b",
+                &[("b", "a"), ("a", "b")],
+                DnsOutcome::Loop { name: "b".into() },
+            ),
+        );
+        assert_eq!(back.chain.len(), 2);
+        assert_eq!(back.outcome, DnsOutcome::Loop { name: "a".into() });
+
+        // A loop inside the tail stays the tail's.
+        let inner = tail(
+            "b",
+            &[("b", "c"), ("c", "b")],
+            DnsOutcome::Loop { name: "b".into() },
+        );
+        assert_eq!(
+            joined(link("a", "b"), inner).outcome,
+            DnsOutcome::Loop { name: "b".into() }
+        );
+
+        // The depth limit counts from the first name: a tail at the limit is one link too long.
+        let links: Vec<(String, String)> = (0..MAX_CHAIN)
+            .map(|i| (format!("n{i}"), format!("n{}", i + 1)))
+            .collect();
+        let links: Vec<(&str, &str)> = links
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let long = tail(
+            "n0",
+            &links,
+            DnsOutcome::NoData {
+                name: format!("n{MAX_CHAIN}"),
+            },
+        );
+        let walk = joined(link("start", "n0"), long);
+        assert_eq!(walk.outcome, DnsOutcome::TooLong { limit: MAX_CHAIN });
+        assert_eq!(walk.chain.len(), MAX_CHAIN);
+    }
 
     #[test]
     fn names_are_lower_case_without_trailing_dot() {

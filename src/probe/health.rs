@@ -277,9 +277,21 @@ impl Prober {
         reply(answer)
     }
 
-    /// The zone `hostname` is in: the closest enclosing name that owns an SOA record.
+    /// The zone `hostname` is in: the closest enclosing name that owns an SOA record. Whether
+    /// the hostname itself does is read from its walk (step 6's, shared) when that answered:
+    /// a name with a CNAME owns no SOA, and one without was asked for it.
     async fn zone_of(&self, hostname: &str, limits: Limits) -> Result<String, String> {
+        let walk = self.walk(hostname, limits.timeout, limits.max_age).await;
+        let own = apex_from_walk(&walk);
         for candidate in caa::climb(hostname) {
+            if candidate == walk.name
+                && let Some(apex) = own
+            {
+                if apex {
+                    return Ok(candidate);
+                }
+                continue;
+            }
             let owned = candidate.clone();
             let apex = self
                 .shared(
@@ -324,5 +336,20 @@ impl Prober {
             dnssec_bogus: None,
             authoritative,
         }
+    }
+}
+
+/// Whether the walked name is a zone apex, when its walk says (`None` when its first query
+/// failed).
+fn apex_from_walk(walk: &DnsObservation) -> Option<bool> {
+    if !walk.chain.is_empty() {
+        return Some(false);
+    }
+    match walk.outcome {
+        DnsOutcome::ZoneApex { .. } => Some(true),
+        DnsOutcome::Addresses { .. } | DnsOutcome::NoData { .. } | DnsOutcome::NxDomain { .. } => {
+            Some(false)
+        }
+        _ => None,
     }
 }

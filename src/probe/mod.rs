@@ -132,6 +132,8 @@ pub struct Prober {
     /// origin many deliveries name) cannot take the whole process's share.
     per_address: Arc<PerAddress>,
     walks: Arc<SharedCache<String, DnsObservation>>,
+    /// Walks from a CNAME target on, shared by the walks of every name pointing at it.
+    tails: Arc<SharedCache<String, DnsObservation>>,
     probes: Arc<SharedCache<TlsEndpoint, TlsOutcome>>,
     health: Arc<health::HealthCaches>,
     http: Arc<http::HttpProber>,
@@ -169,6 +171,7 @@ impl Prober {
             limit: Arc::new(Semaphore::new(config.concurrency.max(1))),
             per_address: Arc::new(PerAddress::default()),
             walks: Arc::new(SharedCache::new(config.cache_window)),
+            tails: Arc::new(SharedCache::new(config.cache_window)),
             probes: Arc::new(SharedCache::new(config.cache_window)),
             health: Arc::new(health::HealthCaches::new(config.cache_window)),
             authoritative_port: config.authoritative_port,
@@ -180,6 +183,7 @@ impl Prober {
     pub fn unshared(&self) -> Prober {
         Prober {
             walks: Arc::new(SharedCache::new(self.window)),
+            tails: Arc::new(SharedCache::new(self.window)),
             probes: Arc::new(SharedCache::new(self.window)),
             health: Arc::new(health::HealthCaches::new(self.window)),
             exchanges: Arc::new(SharedCache::new(self.window)),
@@ -197,42 +201,21 @@ impl Prober {
     }
 
     /// Walks `name`'s CNAME chain, or reuses a walk no older than `max_age` (nor than the
-    /// cache window, nor than the shortest TTL of the chain).
+    /// cache window, nor than the shortest TTL of the chain). Only the first CNAME query is
+    /// `name`'s own: the rest of the chain, from its first target on, is walked once for every
+    /// name that points at that target.
     pub async fn walk(&self, name: &str, timeout: Duration, max_age: Duration) -> DnsObservation {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let (dns, limit, recorder) = (self.dns.clone(), self.limit.clone(), self.recorder.clone());
-        let key = name.clone();
-        let key_for_failure = name.clone();
-        // A task of its own: a walk whose every waiter gave up (a reconcile cut by its
-        // deadline) still ends by its timeout and frees its slot.
-        let fetch = move || {
-            let walk = async move {
-                let _permit = limit.acquire_owned().await.ok();
-                let started = std::time::Instant::now();
-                let observed = match tokio::time::timeout(timeout, dns.walk(&name)).await {
-                    Ok(o) => o,
-                    Err(_) => DnsObservation {
-                        name: name.clone(),
-                        chain: Vec::new(),
-                        outcome: DnsOutcome::Timeout { name },
-                    },
-                };
-                if let Some(r) = &recorder {
-                    r.record(
-                        "dns",
-                        dns_outcome_label(&observed.outcome),
-                        started.elapsed(),
-                    );
-                }
-                let ttl = observed.chain.iter().map(|l| u64::from(l.ttl)).min();
-                Fetched {
-                    max_age: ttl.map_or(Duration::MAX, Duration::from_secs),
-                    value: observed,
-                }
-            };
-            let failed = failed_walk(&key_for_failure);
-            tokio::spawn(walk).map(move |r| r.unwrap_or(failed)).boxed()
+        let walker = Walker {
+            dns: self.dns.clone(),
+            limit: self.limit.clone(),
+            recorder: self.recorder.clone(),
+            tails: self.tails.clone(),
+            timeout,
+            max_age,
         };
+        let key = name.clone();
+        let fetch = move || walker.task(name, |w, name| w.head(name).boxed());
         self.walks.get(key, max_age, fetch).await
     }
 
@@ -598,6 +581,99 @@ pub(crate) fn balanced(addresses: Vec<IpAddr>, max: usize) -> Vec<IpAddr> {
         .take(take_v4)
         .chain(v6.into_iter().take(take_v6))
         .collect()
+}
+
+/// What a walk's tasks need, cloned out of the prober.
+#[derive(Clone)]
+struct Walker {
+    dns: Arc<dns::DnsProber>,
+    limit: Arc<Semaphore>,
+    recorder: Option<Arc<dyn ProbeRecorder>>,
+    tails: Arc<SharedCache<String, DnsObservation>>,
+    timeout: Duration,
+    max_age: Duration,
+}
+
+/// A walk, and how long the tail it was built on may still be reused.
+type Walked = (DnsObservation, Option<Duration>);
+
+impl Walker {
+    /// A walk in a task of its own: a walk whose every waiter gave up (a reconcile cut by its
+    /// deadline) still ends by its timeout and frees its slot. Recorded in the probe metrics;
+    /// kept no longer than the chain's shortest TTL nor than the tail it was built on.
+    fn task(
+        self,
+        name: String,
+        body: impl FnOnce(Walker, String) -> futures::future::BoxFuture<'static, Walked>
+        + Send
+        + 'static,
+    ) -> futures::future::BoxFuture<'static, Fetched<DnsObservation>> {
+        let failed = failed_walk(&name);
+        let task = async move {
+            let started = std::time::Instant::now();
+            let recorder = self.recorder.clone();
+            let (observed, life) = body(self, name).await;
+            if let Some(r) = &recorder {
+                let label = dns_outcome_label(&observed.outcome);
+                r.record("dns", label, started.elapsed());
+            }
+            let ttl = observed.chain.iter().map(|l| u64::from(l.ttl)).min();
+            let max_age = ttl.map_or(Duration::MAX, Duration::from_secs);
+            Fetched {
+                max_age: max_age.min(life.unwrap_or(Duration::MAX)),
+                value: observed,
+            }
+        };
+        tokio::spawn(task).map(move |r| r.unwrap_or(failed)).boxed()
+    }
+
+    /// `name`'s own CNAME query, then the shared walk of its target.
+    async fn head(self, name: String) -> Walked {
+        let first = {
+            let _permit = self.limit.clone().acquire_owned().await.ok();
+            tokio::time::timeout(self.timeout, self.dns.first_step(&name)).await
+        };
+        match first {
+            Ok(dns::Step::Link(link)) if link.target != name => {
+                let (tail, life) = self.tail(link.target.clone()).await;
+                (dns::joined(link, tail), Some(life))
+            }
+            // A CNAME to itself: the tail of the loop is the loop.
+            Ok(dns::Step::Link(link)) => {
+                let tail = walked(name.clone(), DnsOutcome::Loop { name });
+                (dns::joined(link, tail), None)
+            }
+            Ok(dns::Step::End(outcome)) => (walked(name, outcome), None),
+            Err(_) => (walked(name.clone(), DnsOutcome::Timeout { name }), None),
+        }
+    }
+
+    /// The walk from `target` on, shared by every name whose CNAME points at it.
+    async fn tail(&self, target: String) -> (DnsObservation, Duration) {
+        let (tails, max_age, walker) = (self.tails.clone(), self.max_age, self.clone());
+        let key = target.clone();
+        let fetch = move || {
+            walker.task(target, |w, name| {
+                async move {
+                    let _permit = w.limit.clone().acquire_owned().await.ok();
+                    match tokio::time::timeout(w.timeout, w.dns.walk_tail(&name)).await {
+                        Ok(observed) => (observed, None),
+                        Err(_) => (walked(name.clone(), DnsOutcome::Timeout { name }), None),
+                    }
+                }
+                .boxed()
+            })
+        };
+        tails.get_with_life(key, max_age, fetch).await
+    }
+}
+
+fn walked(name: String, outcome: DnsOutcome) -> DnsObservation {
+    DnsObservation {
+        name,
+        chain: Vec::new(),
+        outcome,
+    }
 }
 
 /// What a walk whose task failed reads as: not an answer, so not kept.
