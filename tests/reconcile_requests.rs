@@ -418,6 +418,7 @@ async fn apply_status_is_one_forced_server_side_apply_of_the_status() -> TestRes
         }),
         http: None,
         edge_cname: None,
+        compacted: None,
     };
 
     let (result, seen, _handle) = ApiServerVerifier(handle)

@@ -504,6 +504,63 @@ pub struct HttpsDeliveryStatus {
     /// Change tracking for step 3 when `spec.edgeCname.modifiedAt` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_cname: Option<EdgeCnameTracking>,
+    /// Never serialized: in the operator's cache of objects, a digest of what
+    /// [`compact`](Self::compact) dropped.
+    #[serde(skip_deserializing, skip_serializing_if = "always")]
+    #[schemars(skip)]
+    pub compacted: Option<u64>,
+}
+
+/// For a field never written out (`skip` would leave the schema's copy of the struct a field
+/// that nothing reads).
+fn always<T>(_: &T) -> bool {
+    true
+}
+
+impl HttpsDeliveryStatus {
+    /// Drops what only people read (the messages of this operator's conditions, and the
+    /// evidence) and keeps a digest of it instead: the operator's cache holds every delivery's
+    /// status, only to keep transition times and to tell whether a new status differs. Another
+    /// writer's conditions, the transition times and the change tracking stay as they are.
+    pub fn compact(&mut self) {
+        if self.compacted.is_some() {
+            return;
+        }
+        let ours = |c: &Condition| {
+            <ConditionType as strum::VariantArray>::VARIANTS
+                .iter()
+                .any(|t| t.as_str() == c.type_)
+        };
+        let messages: Vec<&str> = self
+            .conditions
+            .iter()
+            .filter(|c| ours(c))
+            .map(|c| c.message.as_str())
+            .collect();
+        let dropped = (&messages, &self.certificate, &self.dns, &self.http);
+        // The JSON of equal values is equal: the digest changes with what it stands for.
+        let Ok(bytes) = serde_json::to_vec(&dropped) else {
+            return;
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hasher::write(&mut hasher, &bytes);
+        for c in self.conditions.iter_mut().filter(|c| ours(c)) {
+            c.message = String::new();
+        }
+        (self.certificate, self.dns, self.http) = (None, None, None);
+        self.compacted = Some(std::hash::Hasher::finish(&hasher));
+    }
+
+    /// Whether `self` (as written, or [`compact`](Self::compact)ed in the cache) says what
+    /// `new` says.
+    pub fn same_as(&self, new: &HttpsDeliveryStatus) -> bool {
+        if self.compacted.is_none() {
+            return self == new;
+        }
+        let mut new = new.clone();
+        new.compact();
+        *self == new
+    }
 }
 
 /// The certificate's identity, as shown by `openssl x509 -noout -text`.

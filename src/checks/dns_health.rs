@@ -662,8 +662,7 @@ mod tests {
             .expect("stale");
         assert_eq!(f.reason, Reason::RecursiveAnswerStale);
         assert!(
-            f.text.contains("answer NXDOMAIN")
-                && f.text.contains("its old addresses (192.0.2.1)"),
+            f.text.contains("answer NXDOMAIN") && f.text.contains("its old addresses (192.0.2.1)"),
             "{f:?}"
         );
         // Added to the zone; the resolver still has the NXDOMAIN.

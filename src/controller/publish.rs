@@ -44,9 +44,11 @@ pub fn plan(
         dns: Some(evaluation.dns.clone()),
         http: evaluation.http.clone(),
         edge_cname: evaluation.edge_tracking.clone(),
+        compacted: None,
     };
     let events = transitions(old_conditions, &evaluation.verdicts);
-    let status = if old == Some(&new) { None } else { Some(new) };
+    let unchanged = old.is_some_and(|old| old.same_as(&new));
+    let status = if unchanged { None } else { Some(new) };
     Plan { status, events }
 }
 
@@ -171,6 +173,76 @@ mod tests {
         let second = plan(Some(&written), &e, Some(1), t("2026-01-01T00:10:00Z"));
         assert_eq!(second.status, None, "only timestamps would differ");
         assert!(second.events.is_empty());
+    }
+
+    #[test]
+    fn a_compacted_status_in_the_cache_still_tells_what_changed() {
+        let e = evaluation(all(ConditionStatus::True, Reason::Verified));
+        let mut written = plan(None, &e, Some(1), t("2026-01-01T00:00:00Z"))
+            .status
+            .expect("written");
+        // Another writer's condition, as the API server would hand it back.
+        let foreign = Condition {
+            type_: "Synced".into(),
+            status: "True".into(),
+            reason: "Argo".into(),
+            message: "synced by argo".into(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t(
+                "2026-01-01T00:00:00Z",
+            )),
+        };
+        written.conditions.insert(0, foreign.clone());
+        let mut cached = written.clone();
+        cached.compact();
+        assert!(
+            cached.conditions.contains(&foreign),
+            "kept whole"
+        );
+        assert!(
+            cached
+                .conditions
+                .iter()
+                .filter(|c| c.type_ != "Synced")
+                .all(|c| c.message.is_empty()
+                    && c.last_transition_time == foreign.last_transition_time)
+        );
+        assert!(cached.same_as(&written));
+
+        // The same world: no write, no Event.
+        let again = plan(Some(&cached), &e, Some(1), t("2026-01-01T00:10:00Z"));
+        assert_eq!(again.status, None);
+        assert!(again.events.is_empty());
+        // Only a message changed: written, with the transition times kept.
+        let mut worded = all(ConditionStatus::True, Reason::Verified);
+        worded[0].message = "another wording".into();
+        let next = plan(
+            Some(&cached),
+            &evaluation(worded),
+            Some(1),
+            t("2026-01-01T00:20:00Z"),
+        );
+        let s = next.status.expect("the message changed");
+        let first = &s.conditions[1];
+        assert_eq!(first.message, "another wording");
+        assert_eq!(first.last_transition_time, foreign.last_transition_time);
+        assert!(
+            s.conditions.contains(&foreign),
+            "another writer's condition intact"
+        );
+        // Only the evidence changed: written.
+        let mut evidenced = evaluation(all(ConditionStatus::True, Reason::Verified));
+        evidenced.dns.chain = vec!["www.shop.example. IN CNAME other.example.".into()];
+        assert!(
+            plan(
+                Some(&cached),
+                &evidenced,
+                Some(1),
+                t("2026-01-01T00:30:00Z")
+            )
+            .status
+            .is_some()
+        );
     }
 
     #[test]

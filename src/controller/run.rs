@@ -298,7 +298,8 @@ pub async fn run(
 
 /// The deliveries of the scope: listed in pages (500 objects) from etcd rather than in one
 /// piece from the watch cache, so that 10,000 deliveries never sit in memory twice (as JSON and
-/// as objects); managedFields dropped; the index kept; only new generations passed on.
+/// as objects); managedFields dropped, statuses compacted (their text kept as a digest); the
+/// index kept; only new generations passed on.
 fn watch_deliveries(
     client: &Client,
     scope: &Scope,
@@ -317,6 +318,11 @@ fn watch_deliveries(
     .modify(|d: &mut Guarded| {
         d.managed_fields_mut().clear();
         d.annotations_mut().remove(LAST_APPLIED);
+        if let Ok(delivery) = &mut d.0
+            && let Some(status) = &mut delivery.status
+        {
+            status.compact();
+        }
     })
     .inspect_ok(move |event| {
         let change = ctx.index.observe(event);
