@@ -9,7 +9,8 @@ use httpsdelivery_operator::checks::{self, Memory, Targets};
 use httpsdelivery_operator::probe::{Limits, ProbeConfig, Prober};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
-use testkit::dns::{DnsFixture, Dnssec, Zone};
+use testkit::dns::{DnsFixture, Zone};
+use testkit::dnssec::{Signatures, SignedDns};
 use testkit::world::{PORT, World, example};
 
 const LIMITS: Limits = Limits {
@@ -72,6 +73,27 @@ fn issuer(domain: &str) -> impl FnOnce(&mut HttpsDelivery) + '_ {
     move |d| d.spec.certificate.issuer_domain = Some(domain.into())
 }
 
+/// Signs shop.example (with `signatures`) and the CDN's zone (`cdn` edits it) on a signed
+/// server, and makes the world's resolver relay recursive queries for shop.example to that
+/// server's validating resolver. Keep the result alive while judging.
+async fn sign_shop(
+    world: &World,
+    signatures: Signatures,
+    cdn: impl FnOnce(Zone) -> Zone,
+) -> SignedDns {
+    let mut zones = world.zones();
+    zones[1] = cdn(zones[1].clone());
+    let signed = SignedDns::start(&[
+        (zones[0].clone(), signatures),
+        (zones[1].clone(), Signatures::Valid),
+    ])
+    .await
+    .expect("start the signed zones");
+    zones[0] = zones[0].clone().resolved_by(signed.resolver());
+    world.dns.set_zones(zones);
+    signed
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_healthy_world_is_dns_healthy_with_its_evidence() {
     let world = World::start().await.expect("world");
@@ -101,10 +123,14 @@ async fn a_healthy_world_is_dns_healthy_with_its_evidence() {
         [format!("{}:{PORT}: valid certificate", world.edge_ip)]
     );
 
-    // A signed zone: the resolver's AD bit is reported.
-    world.dns.update(|zones| {
-        zones[0] = zones[0].clone().dnssec(Dnssec::Valid);
-    });
+    // A signed zone: the validating resolver's AD bit is reported. The CAA set on the CNAME's
+    // target makes the answer to the hostname's CAA query (the one whose AD bit is read) a
+    // positive one: hickory's forwarder drops the CNAME from a negative answer that follows one
+    // (caching_client.rs), and the operator reads AD from positive answers only.
+    let _signed = sign_shop(&world, Signatures::Valid, |cdn| {
+        cdn.caa("cs1.wpc.cdn.example", false, "issue", "digicert.com")
+    })
+    .await;
     let (verdicts, evidence) = judge(&prober, issuer("digicert.com")).await;
     assert_eq!(evidence.dnssec_validated, Some(true));
     let health = get(&verdicts, ConditionType::DnsHealthy);
@@ -192,9 +218,7 @@ async fn caa_forbids_warns_without_gating_and_allows_through_a_cname_target_or_a
 async fn a_bogus_signature_is_named_after_the_cd_retry_and_gates_ready() {
     let world = World::start().await.expect("world");
     let prober = Prober::new(&config(&world)).expect("prober");
-    world.dns.update(|zones| {
-        zones[0] = zones[0].clone().dnssec(Dnssec::Bogus);
-    });
+    let _signed = sign_shop(&world, Signatures::Broken, |cdn| cdn).await;
     let (verdicts, _) = judge(&prober, issuer("digicert.com")).await;
     // Step 6 sees a server failure, as dig does.
     assert_eq!(

@@ -8,14 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// TTL of every record unless [`Zone::ttl`] says otherwise.
 pub const TTL: u32 = 60;
@@ -48,21 +49,8 @@ pub struct Zone {
     faults: Vec<(String, Fault)>,
     /// The apex's NS set (default `ns1.ORIGIN`).
     name_servers: Vec<String>,
-    dnssec: Dnssec,
-}
-
-/// How a validating resolver sees a zone. The fixture plays the resolver's part: it does not
-/// sign, it answers as a validating resolver does for a zone whose signatures validate (AD bit
-/// set when asked for) or do not (SERVFAIL, unless the query sets CD).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Dnssec {
-    /// Not signed: no AD bit.
-    #[default]
-    Unsigned,
-    /// Signed and valid: answers carry the AD bit when the query asks for it.
-    Valid,
-    /// Signed with broken signatures: SERVFAIL, but answers to queries with checking disabled.
-    Bogus,
+    /// Where recursive queries for names in the zone go instead (see [`Zone::resolved_by`]).
+    resolver: Option<SocketAddr>,
 }
 
 impl Zone {
@@ -75,7 +63,7 @@ impl Zone {
             ttl: TTL,
             records: Vec::new(),
             faults: Vec::new(),
-            dnssec: Dnssec::Unsigned,
+            resolver: None,
         }
     }
 
@@ -136,9 +124,17 @@ impl Zone {
         self
     }
 
-    /// How a validating resolver sees this zone.
-    pub fn dnssec(mut self, dnssec: Dnssec) -> Self {
-        self.dnssec = dnssec;
+    /// Recursive queries (RD set) for names in this zone are relayed to the resolver at
+    /// `resolver`, and its answer (response code, AD bit, answer and authority sections) is
+    /// returned as it is: the way to put a validating resolver of signed zones
+    /// ([`crate::dnssec::SignedDns`]) behind this server. Queries without RD, as to the zone's
+    /// own name servers, are still answered from this zone's records.
+    pub fn resolved_by(mut self, resolver: SocketAddr) -> Self {
+        assert!(
+            resolver.ip().is_loopback(),
+            "fixtures talk to loopback only"
+        );
+        self.resolver = Some(resolver);
         self
     }
 
@@ -227,6 +223,18 @@ impl Zone {
             if owner == name {
                 out.push(record(owner, *ttl, rdata(data)?)?);
             }
+        }
+        Ok(out)
+    }
+
+    /// Every record: the apex's SOA and NS set, then the records in the order they were added.
+    pub(crate) fn records(&self) -> Result<Vec<Record>, String> {
+        let mut out = vec![self.soa()?];
+        for ns in &self.name_servers {
+            out.push(record(&self.origin, TTL, RData::NS(NS(absolute(ns)?)))?);
+        }
+        for (owner, ttl, data) in &self.records {
+            out.push(record(owner, *ttl, rdata(data)?)?);
         }
         Ok(out)
     }
@@ -369,7 +377,7 @@ impl std::fmt::Debug for DnsFixture {
 
 /// Binds UDP and TCP on one free loopback port; another process may take the TCP side of the
 /// port the kernel picked for UDP, so pick again until both fit.
-async fn bind_pair() -> io::Result<(UdpSocket, TcpListener)> {
+pub(crate) async fn bind_pair() -> io::Result<(UdpSocket, TcpListener)> {
     let mut last = None;
     for _ in 0..32 {
         let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
@@ -413,24 +421,106 @@ impl Authority {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The answer, and whether it is validated (AD) as the zone's [`Dnssec`] has it.
-    fn answer(&self, qname: &str, qtype: RecordType, checking_disabled: bool) -> (Answer, bool) {
+    /// The answer from the zones.
+    fn answer(&self, qname: &str, qtype: RecordType) -> Answer {
         let state = self.read();
         match state.mode {
             Mode::Answer => {}
-            Mode::ServFail => return (Answer::code(ResponseCode::ServFail), false),
-            Mode::Silent => return (Answer::Drop, false),
+            Mode::ServFail => return Answer::code(ResponseCode::ServFail),
+            Mode::Silent => return Answer::Drop,
         }
-        let dnssec = zone_for(&state.zones, qname)
-            .map(|z| z.dnssec)
-            .unwrap_or_default();
-        if dnssec == Dnssec::Bogus && !checking_disabled {
-            return (Answer::code(ResponseCode::ServFail), false);
-        }
-        let answer =
-            lookup(&state, qname, qtype).unwrap_or_else(|_| Answer::code(ResponseCode::ServFail));
-        (answer, dnssec == Dnssec::Valid && !checking_disabled)
+        lookup(&state, qname, qtype).unwrap_or_else(|_| Answer::code(ResponseCode::ServFail))
     }
+
+    /// The resolver a recursive query for `qname` is relayed to, if its zone has one.
+    fn resolver_for(&self, qname: &str, recursion_desired: bool) -> Option<SocketAddr> {
+        let state = self.read();
+        if !recursion_desired || state.mode != Mode::Answer {
+            return None;
+        }
+        zone_for(&state.zones, qname)?.resolver
+    }
+
+    /// The answer to `request`, from the zones or from the resolver its zone is relayed to.
+    async fn respond(&self, request: &Request) -> (Answer, Source) {
+        let Some(query) = request.queries.queries().first() else {
+            return (Answer::code(ResponseCode::FormErr), Source::Zones);
+        };
+        let qname = normalize(&Name::from(query.name()).to_ascii());
+        match self.resolver_for(&qname, request.metadata.recursion_desired) {
+            Some(resolver) => relay(resolver, request).await,
+            None => (self.answer(&qname, query.query_type()), Source::Zones),
+        }
+    }
+}
+
+/// Who answered a query.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The zones, authoritatively.
+    Zones,
+    /// The resolver the zone is relayed to, with its AD bit.
+    Resolver { authentic: bool },
+}
+
+/// How long a relayed query may take.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks `resolver` the question of `request` with the same RD, CD, AD and DO bits.
+async fn relay(resolver: SocketAddr, request: &Request) -> (Answer, Source) {
+    let mut query = Message::query();
+    query.metadata.id = request.metadata.id;
+    query.metadata.recursion_desired = true;
+    query.metadata.checking_disabled = request.metadata.checking_disabled;
+    query.metadata.authentic_data = request.metadata.authentic_data;
+    for q in request.queries.queries() {
+        query.add_query(q.original().clone());
+    }
+    if let Some(edns) = &request.edns {
+        let mut relayed = Edns::new();
+        relayed.set_max_payload(4096);
+        relayed.set_dnssec_ok(edns.flags().dnssec_ok);
+        query.set_edns(relayed);
+    }
+    match exchange(resolver, &query, RELAY_TIMEOUT).await {
+        Ok(response) => (
+            reply(
+                response.metadata.response_code,
+                response.answers,
+                response.authorities,
+            ),
+            Source::Resolver {
+                authentic: response.metadata.authentic_data,
+            },
+        ),
+        Err(_) => (
+            Answer::code(ResponseCode::ServFail),
+            Source::Resolver { authentic: false },
+        ),
+    }
+}
+
+/// Sends `query` to `server` over TCP (no truncation to deal with) and reads the response.
+pub async fn exchange(
+    server: SocketAddr,
+    query: &Message,
+    timeout: Duration,
+) -> io::Result<Message> {
+    let bytes = query.to_vec().map_err(io::Error::other)?;
+    let length = u16::try_from(bytes.len()).map_err(io::Error::other)?;
+    let exchange = async {
+        let mut stream = TcpStream::connect(server).await?;
+        stream.write_all(&length.to_be_bytes()).await?;
+        stream.write_all(&bytes).await?;
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).await?;
+        let mut response = vec![0; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut response).await?;
+        Message::from_vec(&response).map_err(io::Error::other)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no answer from {server}")))?
 }
 
 /// Answers like an authoritative server: a CNAME answers any type and is followed through the
@@ -508,20 +598,11 @@ impl RequestHandler for Authority {
     ) -> ResponseInfo {
         self.received.fetch_add(1, Ordering::Relaxed);
         let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.authoritative = true;
-        let (answer, validated) = match request.queries.queries().first() {
-            Some(query) => {
-                let qname = normalize(&Name::from(query.name()).to_ascii());
-                self.answer(
-                    &qname,
-                    query.query_type(),
-                    request.metadata.checking_disabled,
-                )
-            }
-            None => (Answer::code(ResponseCode::FormErr), false),
+        let (answer, source) = self.respond(request).await;
+        (metadata.authoritative, metadata.authentic_data) = match source {
+            Source::Zones => (true, false),
+            Source::Resolver { authentic } => (false, authentic),
         };
-        // RFC 6840 section 5.7: AD only for a query that asked for it (AD or DO set).
-        metadata.authentic_data = validated && request.metadata.authentic_data;
         metadata.checking_disabled = request.metadata.checking_disabled;
         let (code, answers, authorities) = match answer {
             Answer::Drop => {
@@ -542,6 +623,7 @@ impl RequestHandler for Authority {
             let mut edns = Edns::new();
             edns.set_max_payload(req.max_payload().max(512));
             edns.set_version(0);
+            edns.set_dnssec_ok(req.flags().dnssec_ok);
             edns
         });
         let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(

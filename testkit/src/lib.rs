@@ -5,6 +5,7 @@
 pub mod cdn;
 pub mod controlplane;
 pub mod dns;
+pub mod dnssec;
 pub mod edge_http;
 pub mod http;
 pub mod json;

@@ -3,6 +3,7 @@
 //! Used by the end-to-end tests of `check`, the benchmark and the demo.
 
 use crate::dns::{DnsFixture, Zone};
+use crate::dnssec::{Signatures, SignedDns};
 use crate::edge_http::{HttpBehaviour, PlainHttpServer};
 use crate::pki::{LeafSpec, TestCa};
 use crate::tls::{SniCerts, TlsServer};
@@ -52,6 +53,9 @@ pub struct World {
     /// port as `dns` at [`World::ns2_ip`]: the resolver (`dns`) and it disagree on purpose.
     pub ns2: DnsFixture,
     pub ns2_ip: Ipv4Addr,
+    /// The signed zones (bogus.example, whose signatures are broken, and a signed copy of
+    /// cdn.example for its CNAME) and the validating resolver `dns` relays bogus.example to.
+    pub signed: SignedDns,
     pub edge: TlsServer,
     pub origin: TlsServer,
     pub ca: TestCa,
@@ -115,13 +119,15 @@ impl World {
                     continue;
                 }
             };
-            dns.update(|zones| zones.extend(resolver_zones(ns2_ip)));
+            let signed = SignedDns::start(&signed_zones(edge_ip)).await?;
+            dns.update(|zones| zones.extend(resolver_zones(ns2_ip, signed.resolver())));
             serve_http_examples(&edge, &http);
             return Ok(World {
                 http,
                 dns,
                 ns2,
                 ns2_ip,
+                signed,
                 edge,
                 origin,
                 ca,
@@ -173,7 +179,7 @@ impl World {
     /// The zones as they are at start, for tests that change and restore them.
     pub fn zones(&self) -> Vec<Zone> {
         let mut zones = zones(self.edge_ip, self.origin_ip);
-        zones.extend(resolver_zones(self.ns2_ip));
+        zones.extend(resolver_zones(self.ns2_ip, self.signed.resolver()));
         zones
     }
 }
@@ -211,15 +217,36 @@ pub fn zones(edge_ip: Ipv4Addr, origin_ip: Ipv4Addr) -> Vec<Zone> {
         .cname("hsts.shop.example", "cs1.wpc.cdn.example")
         .cname("blog.shop.example", "cs1.wpc.cdn.example")
         .cname("slow.shop.example", "cs1.wpc.cdn.example");
-    let cdn = Zone::new("cdn.example")
+    // The TLD, so that a climb to it (CAA, RFC 8659) gets an answer as on the internet.
+    let tld = Zone::new("example");
+    vec![shop, cdn_zone(edge_ip), tld]
+}
+
+/// The CDN's zone: the target CNAMEs at the edge.
+pub fn cdn_zone(edge_ip: Ipv4Addr) -> Zone {
+    Zone::new("cdn.example")
         .a("cs1.wpc.cdn.example", edge_ip)
         .a("cs2.wpc.cdn.example", edge_ip)
         .a("ns1.cdn.example", Ipv4Addr::LOCALHOST)
         .a("cs-dual.wpc.cdn.example", edge_ip)
-        .aaaa("cs-dual.wpc.cdn.example", std::net::Ipv6Addr::LOCALHOST);
-    // The TLD, so that a climb to it (CAA, RFC 8659) gets an answer as on the internet.
-    let tld = Zone::new("example");
-    vec![shop, cdn, tld]
+        .aaaa("cs-dual.wpc.cdn.example", std::net::Ipv6Addr::LOCALHOST)
+}
+
+/// What the signed server of the world serves: bogus.example with broken signatures, and
+/// cdn.example validly signed, so that the validating resolver can follow www.bogus.example's
+/// CNAME (with checking disabled) to an address.
+pub fn signed_zones(edge_ip: Ipv4Addr) -> Vec<(Zone, Signatures)> {
+    vec![
+        (bogus_zone(), Signatures::Broken),
+        (cdn_zone(edge_ip), Signatures::Valid),
+    ]
+}
+
+/// Signed with signatures that no longer validate (see [`signed_zones`]).
+fn bogus_zone() -> Zone {
+    Zone::new("bogus.example")
+        .a("ns1.bogus.example", Ipv4Addr::LOCALHOST)
+        .cname("www.bogus.example", "cs1.wpc.cdn.example")
 }
 
 /// How the edge answers over HTTP: `x-origin: shop` from the shop's origin, and for EdgeHttpOk's
@@ -250,9 +277,9 @@ fn serve_http_examples(edge: &TlsServer, http: &PlainHttpServer) {
 }
 
 /// The zones of DnsHealthy's examples as the resolver (the world's `dns`) answers them; `dns`
-/// is also ns1 of every zone, `ns2_ip` the second server of split.example and moving.example.
-pub fn resolver_zones(ns2_ip: Ipv4Addr) -> Vec<Zone> {
-    use crate::dns::Dnssec;
+/// is also ns1 of every zone, `ns2_ip` the second server of split.example and moving.example,
+/// `validator` the validating resolver of the signed zones ([`signed_zones`]).
+pub fn resolver_zones(ns2_ip: Ipv4Addr, validator: SocketAddr) -> Vec<Zone> {
     let zone = |origin: &str| Zone::new(origin).a(&format!("ns1.{origin}"), Ipv4Addr::LOCALHOST);
     vec![
         // CAA at the parent names another CA than the certificate's.
@@ -263,10 +290,9 @@ pub fn resolver_zones(ns2_ip: Ipv4Addr) -> Vec<Zone> {
         zone("strict-ca.example")
             .caa("strict-ca.example", true, "tbs", "unknown")
             .cname("www.strict-ca.example", "cs1.wpc.cdn.example"),
-        // Signed with signatures that no longer validate.
-        zone("bogus.example")
-            .dnssec(Dnssec::Bogus)
-            .cname("www.bogus.example", "cs1.wpc.cdn.example"),
+        // Signed with signatures that no longer validate: recursive queries go to a validating
+        // resolver, which answers SERVFAIL unless checking is disabled.
+        bogus_zone().resolved_by(validator),
         // ns1 (this server) and ns2 give different answers.
         zone("split.example")
             .name_servers(&["ns1.split.example", "ns2.split.example"])
