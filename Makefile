@@ -186,23 +186,25 @@ demo:
 # ---------------------------------------------------------------------------
 # Deployment artifacts
 #
-#   make manifests  copy crds/ into the chart and render deploy/httpsdelivery-operator.yaml
-#                   from the chart with its default values (tests/chart.rs fails when either
-#                   drifts). Uses tools/bin/helm, built by `make tools` when missing.
+#   make manifests  copy crds/ into the chart and render deploy/httpsdelivery-operator.yaml:
+#                   deploy/namespace.yaml, then the chart with its default values (tests/chart.rs
+#                   fails when either drifts). Uses tools/bin/helm, built by `make tools` when
+#                   missing.
 # ---------------------------------------------------------------------------
 
 CHART_DIR := charts/httpsdelivery-operator
 MANIFESTS := deploy/httpsdelivery-operator.yaml
+MANIFESTS_NAMESPACE := deploy/namespace.yaml
 
 .PHONY: manifests
 
 manifests: | $(TOOLS_BIN)/helm
 	cp $(foreach kind,$(CRD_KINDS),crds/$(kind).yaml) $(CHART_DIR)/crds/
-	$(TOOLS_BIN)/helm template httpsdelivery-operator $(CHART_DIR) \
-		--namespace httpsdelivery-system --include-crds > $(MANIFESTS).tmp \
+	{ cat $(MANIFESTS_NAMESPACE) && $(TOOLS_BIN)/helm template httpsdelivery-operator $(CHART_DIR) \
+		--namespace httpsdelivery-system --include-crds; } > $(MANIFESTS).tmp \
 		|| { rm -f $(MANIFESTS).tmp; exit 1; }
 	mv $(MANIFESTS).tmp $(MANIFESTS)
-	@echo ">> rendered $(MANIFESTS) from $(CHART_DIR)"
+	@echo ">> rendered $(MANIFESTS) from $(MANIFESTS_NAMESPACE) and $(CHART_DIR)"
 
 # ---------------------------------------------------------------------------
 # The container image, offline: deploy/Containerfile.prebuilt puts a static binary (glibc's
