@@ -99,7 +99,8 @@ tools-clean:
 #                   Go or static build. The tests that need the control plane, buildah or the
 #                   demo are `#[ignore]`d, and reported as ignored here.
 #   make test       the whole suite, what .ci/run calls: test-deps, the tools if needed, fmt,
-#                   clippy, the binaries, then every test including the ignored ones
+#                   clippy, the binaries, the static binary and its SBOM (`make sbom`, which
+#                   builds cargo-cyclonedx once), then every test including the ignored ones
 #   make test-deps  the system package the suite needs: installs buildah from Debian's
 #                   packages (apt-get, as root) when it is missing, and says so
 #   make crds       regenerate crds/ from the Rust types (a test fails when they drift)
@@ -139,6 +140,7 @@ test-deps:
 test: test-deps tools lint
 	$(CARGO) build --workspace --bins
 	$(STATIC_BUILD)
+	$(MAKE) --no-print-directory sbom
 	$(CARGO) test --workspace -- --include-ignored
 
 # Written through a temporary file, as manifests is, so that a failed or interrupted run never
@@ -213,7 +215,13 @@ manifests: | $(TOOLS_BIN)/helm
 # isolation, so no daemon, registry or runtime), checks its config and layer, runs the
 # binary inside it and exports it to an OCI archive.
 #
-#   make image      build the static binary, then run tests/image.rs
+#   make image      build the static binary and the image's SBOM, then run tests/image.rs,
+#                   which exports the image to target/static/oci/httpsdelivery-operator.oci.tar
+#   make sbom       the SBOM alone: target/static/oci/httpsdelivery-operator.cdx.json, CycloneDX
+#                   JSON of the binary's crates (no dev or build dependencies) from Cargo.lock,
+#                   offline, by cargo-cyclonedx
+#   make cargo-tools   build the pinned cargo-cyclonedx from crates.io into tools/cargo/bin/ when
+#                   it is missing or another version (about 5 minutes on 2 cores, once)
 #
 # An explicit --target keeps RUSTFLAGS away from build scripts and proc-macros; a target dir
 # of its own keeps the flags from invalidating the normal build. Debug profile without debug
@@ -225,8 +233,34 @@ STATIC_BUILD = CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-stati
 	$(CARGO) build --locked --target $(STATIC_TARGET) --target-dir target/static \
 	-p httpsdelivery-operator --bin httpsdelivery-operator
 
-.PHONY: image
+IMAGE_OUT := target/static/oci
+SBOM := $(IMAGE_OUT)/httpsdelivery-operator.cdx.json
+CARGO_TOOLS := $(TOOLS_DIR)/cargo
+CYCLONEDX_VERSION := 0.5.9
+CYCLONEDX := $(CARGO_TOOLS)/bin/cargo-cyclonedx
 
-image:
+.PHONY: image sbom cargo-tools
+
+image: sbom
 	$(STATIC_BUILD)
-	$(CARGO) test --test image
+	$(CARGO) test --test image -- --include-ignored
+
+cargo-tools:
+	@if $(CYCLONEDX) cyclonedx --version 2>/dev/null | grep -q ' $(CYCLONEDX_VERSION)$$'; then \
+		echo ">> cargo-tools: cargo-cyclonedx $(CYCLONEDX_VERSION) is installed in $(CARGO_TOOLS)/bin"; \
+	else \
+		echo ">> cargo-tools: building cargo-cyclonedx $(CYCLONEDX_VERSION) from crates.io into $(CARGO_TOOLS)/bin (about 5 minutes on 2 cores)"; \
+		$(CARGO) install --locked --root $(CARGO_TOOLS) --version $(CYCLONEDX_VERSION) cargo-cyclonedx; \
+	fi
+
+# cargo-cyclonedx writes NAME_bin.cdx.json beside the Cargo.toml of every workspace member (it
+# has no -p): keep the operator's, drop testkit's.
+sbom: cargo-tools
+	mkdir -p $(IMAGE_OUT)
+	rm -f httpsdelivery-operator_bin.cdx.json testkit/*_bin.cdx.json
+	CARGO_NET_OFFLINE=true $(CYCLONEDX) cyclonedx -q --manifest-path Cargo.toml --format json \
+		--spec-version 1.5 --describe binaries --target $(STATIC_TARGET) --no-build-deps \
+		|| { rm -f httpsdelivery-operator_bin.cdx.json testkit/*_bin.cdx.json; exit 1; }
+	rm -f testkit/*_bin.cdx.json
+	mv httpsdelivery-operator_bin.cdx.json $(SBOM)
+	@echo ">> wrote $(SBOM)"
