@@ -192,13 +192,17 @@ demo:
 #                   deploy/namespace.yaml, then the chart with its default values (tests/chart.rs
 #                   fails when either drifts). Uses tools/bin/helm, built by `make tools` when
 #                   missing.
+#   make install    build the release binary and install it into $(DESTDIR)$(PREFIX)/bin (PREFIX
+#                   defaults to /usr/local), with the kubectl plugin's name kubectl-httpsdelivery
+#                   as a symlink to it: `kubectl httpsdelivery check -f DIR`.
+#   make install-bin   the same without the build, of INSTALL_BIN (default: the release binary)
 # ---------------------------------------------------------------------------
 
 CHART_DIR := charts/httpsdelivery-operator
 MANIFESTS := deploy/httpsdelivery-operator.yaml
 MANIFESTS_NAMESPACE := deploy/namespace.yaml
 
-.PHONY: manifests
+.PHONY: manifests install install-bin
 
 manifests: | $(TOOLS_BIN)/helm
 	cp $(foreach kind,$(CRD_KINDS),crds/$(kind).yaml) $(CHART_DIR)/crds/
@@ -207,6 +211,22 @@ manifests: | $(TOOLS_BIN)/helm
 		|| { rm -f $(MANIFESTS).tmp; exit 1; }
 	mv $(MANIFESTS).tmp $(MANIFESTS)
 	@echo ">> rendered $(MANIFESTS) from $(MANIFESTS_NAMESPACE) and $(CHART_DIR)"
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+INSTALL_BIN ?= $(or $(CARGO_TARGET_DIR),target)/release/httpsdelivery-operator
+# kubectl runs `kubectl-httpsdelivery ARGS` for `kubectl httpsdelivery ARGS`.
+KUBECTL_PLUGIN := kubectl-httpsdelivery
+
+install: build
+	$(MAKE) --no-print-directory install-bin
+
+# The symlink is relative, so that a tree staged under DESTDIR works once copied into place.
+install-bin:
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/httpsdelivery-operator
+	ln -sfn httpsdelivery-operator $(DESTDIR)$(BINDIR)/$(KUBECTL_PLUGIN)
+	@echo ">> installed $(DESTDIR)$(BINDIR)/httpsdelivery-operator and the kubectl plugin $(KUBECTL_PLUGIN)"
 
 # ---------------------------------------------------------------------------
 # The container image, offline: deploy/Containerfile.prebuilt puts a static binary (glibc's
