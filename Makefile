@@ -99,7 +99,8 @@ tools-clean:
 #                   Go or static build. The tests that need the control plane, buildah or the
 #                   demo are `#[ignore]`d, and reported as ignored here.
 #   make test       the whole suite, what .ci/run calls: test-deps, the tools if needed, fmt,
-#                   clippy, the binaries, then every test including the ignored ones
+#                   clippy, the binaries, the static binary and its SBOM (`make sbom`, which
+#                   builds cargo-cyclonedx once), then every test including the ignored ones
 #   make test-deps  the system package the suite needs: installs buildah from Debian's
 #                   packages (apt-get, as root) when it is missing, and says so
 #   make crds       regenerate crds/ from the Rust types (a test fails when they drift)
@@ -139,6 +140,7 @@ test-deps:
 test: test-deps tools lint
 	$(CARGO) build --workspace --bins
 	$(STATIC_BUILD)
+	$(MAKE) --no-print-directory sbom
 	$(CARGO) test --workspace -- --include-ignored
 
 # Written through a temporary file, as manifests is, so that a failed or interrupted run never
@@ -186,23 +188,45 @@ demo:
 # ---------------------------------------------------------------------------
 # Deployment artifacts
 #
-#   make manifests  copy crds/ into the chart and render deploy/httpsdelivery-operator.yaml
-#                   from the chart with its default values (tests/chart.rs fails when either
-#                   drifts). Uses tools/bin/helm, built by `make tools` when missing.
+#   make manifests  copy crds/ into the chart and render deploy/httpsdelivery-operator.yaml:
+#                   deploy/namespace.yaml, then the chart with its default values (tests/chart.rs
+#                   fails when either drifts). Uses tools/bin/helm, built by `make tools` when
+#                   missing.
+#   make install    build the release binary and install it into $(DESTDIR)$(PREFIX)/bin (PREFIX
+#                   defaults to /usr/local), with the kubectl plugin's name kubectl-httpsdelivery
+#                   as a symlink to it: `kubectl httpsdelivery check -f DIR`.
+#   make install-bin   the same without the build, of INSTALL_BIN (default: the release binary)
 # ---------------------------------------------------------------------------
 
 CHART_DIR := charts/httpsdelivery-operator
 MANIFESTS := deploy/httpsdelivery-operator.yaml
+MANIFESTS_NAMESPACE := deploy/namespace.yaml
 
-.PHONY: manifests
+.PHONY: manifests install install-bin
 
 manifests: | $(TOOLS_BIN)/helm
 	cp $(foreach kind,$(CRD_KINDS),crds/$(kind).yaml) $(CHART_DIR)/crds/
-	$(TOOLS_BIN)/helm template httpsdelivery-operator $(CHART_DIR) \
-		--namespace httpsdelivery-system --include-crds > $(MANIFESTS).tmp \
+	{ cat $(MANIFESTS_NAMESPACE) && $(TOOLS_BIN)/helm template httpsdelivery-operator $(CHART_DIR) \
+		--namespace httpsdelivery-system --include-crds; } > $(MANIFESTS).tmp \
 		|| { rm -f $(MANIFESTS).tmp; exit 1; }
 	mv $(MANIFESTS).tmp $(MANIFESTS)
-	@echo ">> rendered $(MANIFESTS) from $(CHART_DIR)"
+	@echo ">> rendered $(MANIFESTS) from $(MANIFESTS_NAMESPACE) and $(CHART_DIR)"
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+INSTALL_BIN ?= $(or $(CARGO_TARGET_DIR),target)/release/httpsdelivery-operator
+# kubectl runs `kubectl-httpsdelivery ARGS` for `kubectl httpsdelivery ARGS`.
+KUBECTL_PLUGIN := kubectl-httpsdelivery
+
+install: build
+	$(MAKE) --no-print-directory install-bin
+
+# The symlink is relative, so that a tree staged under DESTDIR works once copied into place.
+install-bin:
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/httpsdelivery-operator
+	ln -sfn httpsdelivery-operator $(DESTDIR)$(BINDIR)/$(KUBECTL_PLUGIN)
+	@echo ">> installed $(DESTDIR)$(BINDIR)/httpsdelivery-operator and the kubectl plugin $(KUBECTL_PLUGIN)"
 
 # ---------------------------------------------------------------------------
 # The container image, offline: deploy/Containerfile.prebuilt puts a static binary (glibc's
@@ -211,7 +235,13 @@ manifests: | $(TOOLS_BIN)/helm
 # isolation, so no daemon, registry or runtime), checks its config and layer, runs the
 # binary inside it and exports it to an OCI archive.
 #
-#   make image      build the static binary, then run tests/image.rs
+#   make image      build the static binary and the image's SBOM, then run tests/image.rs,
+#                   which exports the image to target/static/oci/httpsdelivery-operator.oci.tar
+#   make sbom       the SBOM alone: target/static/oci/httpsdelivery-operator.cdx.json, CycloneDX
+#                   JSON of the binary's crates (no dev or build dependencies) from Cargo.lock,
+#                   offline, by cargo-cyclonedx
+#   make cargo-tools   build the pinned cargo-cyclonedx from crates.io into tools/cargo/bin/ when
+#                   it is missing or another version (about 5 minutes on 2 cores, once)
 #
 # An explicit --target keeps RUSTFLAGS away from build scripts and proc-macros; a target dir
 # of its own keeps the flags from invalidating the normal build. Debug profile without debug
@@ -223,8 +253,34 @@ STATIC_BUILD = CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-stati
 	$(CARGO) build --locked --target $(STATIC_TARGET) --target-dir target/static \
 	-p httpsdelivery-operator --bin httpsdelivery-operator
 
-.PHONY: image
+IMAGE_OUT := target/static/oci
+SBOM := $(IMAGE_OUT)/httpsdelivery-operator.cdx.json
+CARGO_TOOLS := $(TOOLS_DIR)/cargo
+CYCLONEDX_VERSION := 0.5.9
+CYCLONEDX := $(CARGO_TOOLS)/bin/cargo-cyclonedx
 
-image:
+.PHONY: image sbom cargo-tools
+
+image: sbom
 	$(STATIC_BUILD)
-	$(CARGO) test --test image
+	$(CARGO) test --test image -- --include-ignored
+
+cargo-tools:
+	@if $(CYCLONEDX) cyclonedx --version 2>/dev/null | grep -q ' $(CYCLONEDX_VERSION)$$'; then \
+		echo ">> cargo-tools: cargo-cyclonedx $(CYCLONEDX_VERSION) is installed in $(CARGO_TOOLS)/bin"; \
+	else \
+		echo ">> cargo-tools: building cargo-cyclonedx $(CYCLONEDX_VERSION) from crates.io into $(CARGO_TOOLS)/bin (about 5 minutes on 2 cores)"; \
+		$(CARGO) install --locked --root $(CARGO_TOOLS) --version $(CYCLONEDX_VERSION) cargo-cyclonedx; \
+	fi
+
+# cargo-cyclonedx writes NAME_bin.cdx.json beside the Cargo.toml of every workspace member (it
+# has no -p): keep the operator's, drop testkit's.
+sbom: cargo-tools
+	mkdir -p $(IMAGE_OUT)
+	rm -f httpsdelivery-operator_bin.cdx.json testkit/*_bin.cdx.json
+	CARGO_NET_OFFLINE=true $(CYCLONEDX) cyclonedx -q --manifest-path Cargo.toml --format json \
+		--spec-version 1.5 --describe binaries --target $(STATIC_TARGET) --no-build-deps \
+		|| { rm -f httpsdelivery-operator_bin.cdx.json testkit/*_bin.cdx.json; exit 1; }
+	rm -f testkit/*_bin.cdx.json
+	mv httpsdelivery-operator_bin.cdx.json $(SBOM)
+	@echo ">> wrote $(SBOM)"

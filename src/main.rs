@@ -1,12 +1,13 @@
 //! Command line of httpsdelivery-operator.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use httpsdelivery_operator::cli::{self, CheckOptions, Format};
 use httpsdelivery_operator::controller::{self, Bounds, OperatorConfig};
 use httpsdelivery_operator::probe::ProbeConfig;
 use httpsdelivery_operator::telemetry;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// jemalloc rather than the C library's malloc: at 10,000 deliveries glibc's arenas held about
 /// twice the live heap as resident memory (README, "the operator at scale"). The feature
@@ -150,8 +151,29 @@ impl From<ProbeFlags> for ProbeConfig {
     }
 }
 
+/// The file name of the binary as a kubectl plugin (`make install` links it): for
+/// `kubectl httpsdelivery ARGS` kubectl runs `kubectl-httpsdelivery ARGS`.
+const KUBECTL_PLUGIN: &str = "kubectl-httpsdelivery";
+
+/// How usage and errors name the command, from the name it was run by (argv[0]): as a kubectl
+/// plugin, what the user typed, `kubectl httpsdelivery`; else `httpsdelivery-operator`.
+fn bin_name(argv0: Option<&OsStr>) -> &'static str {
+    match argv0.and_then(|a| Path::new(a).file_name()) {
+        Some(name) if name == KUBECTL_PLUGIN => "kubectl httpsdelivery",
+        _ => "httpsdelivery-operator",
+    }
+}
+
+fn parse_cli() -> Cli {
+    let argv0 = std::env::args_os().next();
+    let matches = Cli::command()
+        .bin_name(bin_name(argv0.as_deref()))
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let code = match cli.command {
         // Long strings (CEL rules, descriptions) stay on one line rather than being folded at 80
         // columns; kubectl and helm read either.
@@ -237,10 +259,28 @@ impl From<RunArgs> for OperatorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_as_the_kubectl_plugin_it_calls_itself_kubectl_httpsdelivery() {
+        let name = |argv0: &str| bin_name(Some(OsStr::new(argv0)));
+        assert_eq!(
+            name("/usr/local/bin/kubectl-httpsdelivery"),
+            "kubectl httpsdelivery"
+        );
+        assert_eq!(name("kubectl-httpsdelivery"), "kubectl httpsdelivery");
+        assert_eq!(
+            name("/usr/local/bin/httpsdelivery-operator"),
+            "httpsdelivery-operator"
+        );
+        assert_eq!(
+            name("/tmp/kubectl-httpsdelivery-x"),
+            "httpsdelivery-operator"
+        );
+        assert_eq!(bin_name(None), "httpsdelivery-operator");
     }
 }

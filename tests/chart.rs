@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use testkit::controlplane::{ControlPlane, shared};
 use testkit::operator::{Operator, eventually, has_condition, tls_secret};
 use testkit::pki::LeafSpec;
-use testkit::process::{fail, run, succeed, text};
+use testkit::process::{assert_success, fail, run, succeed, text};
 use testkit::world::{World, example};
 
 const BIN: &str = env!("CARGO_BIN_EXE_httpsdelivery-operator");
@@ -361,13 +361,21 @@ fn chart_metadata_matches_the_crate_and_the_crds_are_the_generated_ones() {
     // Every top-level value is described by the schema, and nothing else is allowed.
     let values = yaml_file(&chart_dir().join("values.yaml"));
     let keys: BTreeSet<&String> = values.as_object().expect("a map").keys().collect();
-    let described: BTreeSet<&String> = schema["properties"]
-        .as_object()
-        .expect("properties")
+    let properties = schema["properties"].as_object().expect("properties");
+    let deprecated = |k: &String| properties[k]["deprecated"] == json!(true);
+    let described: BTreeSet<&String> = properties
         .keys()
-        .filter(|k| *k != "global")
+        .filter(|k| *k != "global" && !deprecated(k))
         .collect();
     assert_eq!(keys, described, "values.yaml and values.schema.json differ");
+    // A deprecated alias is accepted (in the schema) but unset by default (not in values.yaml),
+    // so that the templates can tell whether someone set it.
+    let aliases: Vec<&String> = properties.keys().filter(|k| deprecated(k)).collect();
+    assert_eq!(aliases, ["replicas"]);
+    assert_eq!(
+        properties["replicas"]["type"],
+        properties["replicaCount"]["type"]
+    );
 }
 
 #[test]
@@ -389,7 +397,7 @@ fn helm_lint_passes_with_default_and_custom_values() {
                 "--strict",
                 &chart(),
                 "--set",
-                "watchNamespaces={shop},replicas=2,networkPolicy.enabled=true,\
+                "watchNamespaces={shop},replicaCount=2,networkPolicy.enabled=true,\
                  podDisruptionBudget.enabled=true,serviceMonitor.enabled=true",
             ],
         ),
@@ -404,6 +412,8 @@ fn the_values_schema_rejects_typos_and_more_than_one_watch_namespace() {
     let cp = shared();
     for (set, says) in [
         ("replcias=2", "additional properties 'replcias' not allowed"),
+        ("replicaCount=-1", "minimum"),
+        ("replicas=-1", "minimum"),
         ("watchNamespaces={shop,blog}", "maxItems: got 2, want 1"),
         ("watchNamespaces={Shop}", "does not match pattern"),
         ("logFormat=xml", "value must be one of 'text', 'json'"),
@@ -458,21 +468,37 @@ fn the_values_schema_rejects_typos_and_more_than_one_watch_namespace() {
     assert!(stderr.contains("needs metrics.service.enabled"), "{stderr}");
 }
 
+/// `deploy/httpsdelivery-operator.yaml`, the plain manifests.
+fn plain_manifests_path() -> PathBuf {
+    root().join("deploy/httpsdelivery-operator.yaml")
+}
+
 #[test]
 #[ignore = "needs the control plane (tools/bin): run make test"]
 fn the_plain_manifests_are_rendered_from_the_chart() {
     let cp = shared();
-    // Exactly what `make manifests` runs.
-    let rendered = template(cp, NAME, MANIFESTS_NAMESPACE, &["--include-crds"]);
-    let path = root().join("deploy/httpsdelivery-operator.yaml");
+    // Exactly what `make manifests` writes: the Namespace, then the chart's rendering.
+    let namespace =
+        std::fs::read_to_string(root().join("deploy/namespace.yaml")).expect("namespace.yaml");
+    let rendered = namespace + &template(cp, NAME, MANIFESTS_NAMESPACE, &["--include-crds"]);
+    let path = plain_manifests_path();
     let committed = std::fs::read_to_string(&path).expect("deploy/httpsdelivery-operator.yaml");
     assert!(
         rendered == committed,
-        "{} is not what the chart renders with its default values: run `make manifests`",
+        "{} is not deploy/namespace.yaml and what the chart renders with its default values: \
+         run `make manifests`",
         path.display()
     );
     let docs = documents(&committed);
-    assert_eq!(inventory(&docs), default_inventory(MANIFESTS_NAMESPACE));
+    let mut expected = default_inventory(MANIFESTS_NAMESPACE);
+    expected.push(format!("Namespace/{MANIFESTS_NAMESPACE}"));
+    expected.sort();
+    assert_eq!(inventory(&docs), expected);
+    // First, so that a single apply creates it before the objects in it.
+    assert_eq!(
+        kind_name(&docs[0]),
+        ("Namespace".to_owned(), MANIFESTS_NAMESPACE.to_owned())
+    );
     let crd = find(
         &docs,
         "CustomResourceDefinition",
@@ -491,6 +517,110 @@ fn the_plain_manifests_are_rendered_from_the_chart() {
         let generated = yaml_file(&root().join("crds").join(file));
         assert_eq!(crd, &generated, "the manifests carry the generated {name}");
     }
+}
+
+/// What cert-manager's manifest does: one `kubectl apply --server-side -f` on a cluster where
+/// nothing of the operator exists yet, its namespace included.
+#[test]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+fn the_plain_manifests_install_on_an_empty_cluster_with_one_server_side_apply() {
+    // A control plane of its own: the shared one may already hold the namespace, and the
+    // cluster-scoped objects applied here (ClusterRole, CRDs) would meet the other tests'.
+    let cp = ControlPlane::start();
+    let cp = &cp;
+    let absent = run(
+        kubectl(cp, &["get", "namespace", MANIFESTS_NAMESPACE]),
+        None,
+    );
+    assert!(
+        !absent.status.success() && text(&absent.stderr).contains("NotFound"),
+        "{MANIFESTS_NAMESPACE} exists before the apply: {}",
+        text(&absent.stderr)
+    );
+
+    // The README's command, as is.
+    let path = plain_manifests_path();
+    let path = path.to_str().expect("UTF-8 path");
+    let docs = documents(&std::fs::read_to_string(path).expect("the manifests"));
+    let apply = run(
+        kubectl(cp, &["apply", "--server-side", "-o", "name", "-f", path]),
+        None,
+    );
+    assert_success("kubectl apply --server-side -f", &apply);
+    let applied = text(&apply.stdout);
+    assert_eq!(
+        applied.lines().count(),
+        docs.len(),
+        "every object applied:\n{applied}"
+    );
+    assert_eq!(
+        applied.lines().next(),
+        Some(format!("namespace/{MANIFESTS_NAMESPACE}").as_str()),
+        "{applied}"
+    );
+    // No warning: in particular none from Pod Security admission, which the namespace asks
+    // to warn about (and enforce) the restricted profile.
+    assert_eq!(text(&apply.stderr), "", "kubectl apply warned");
+
+    let phase = succeed(
+        "kubectl get namespace",
+        kubectl(
+            cp,
+            &[
+                "get",
+                "namespace",
+                MANIFESTS_NAMESPACE,
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        ),
+        None,
+    );
+    assert_eq!(phase, "Active");
+    let got = succeed(
+        "kubectl get -f",
+        kubectl(cp, &["get", "-o", "name", "-f", path]),
+        None,
+    );
+    assert_eq!(got.lines().count(), docs.len(), "{got}");
+    succeed(
+        "the CRDs are Established",
+        kubectl(
+            cp,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/httpsdeliveries.httpsdelivery.dev",
+                "crd/cdnaccounts.httpsdelivery.dev",
+                "crd/clustercdnaccounts.httpsdelivery.dev",
+            ],
+        ),
+        None,
+    );
+    // The same command upgrades: applied again, without conflicts.
+    let again = succeed(
+        "kubectl apply --server-side -f (again)",
+        kubectl(cp, &["apply", "--server-side", "-o", "name", "-f", path]),
+        None,
+    );
+    assert_eq!(again, applied);
+
+    // The warning is real: a Deployment that is not hardened is warned about in this namespace.
+    let mut bare: Value = find(&docs, "Deployment", NAME).clone();
+    bare["metadata"]["name"] = json!("not-hardened");
+    bare["spec"]["template"]["spec"]["securityContext"] = json!({});
+    bare["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({});
+    let warned = run(
+        kubectl(cp, &["apply", "--dry-run=server", "-f", "-"]),
+        Some(&bare.to_string()),
+    );
+    assert_success("kubectl apply (not hardened)", &warned);
+    assert!(
+        text(&warned.stderr).contains("would violate PodSecurity \"restricted"),
+        "{}",
+        text(&warned.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,7 +702,7 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
     let release_ns = cp.namespace("chart-release").await;
     let watch_ns = cp.namespace("chart-watch").await;
     let set = format!(
-        "watchNamespaces={{{watch_ns}}},replicas=2,networkPolicy.enabled=true,\
+        "watchNamespaces={{{watch_ns}}},replicaCount=2,networkPolicy.enabled=true,\
          networkPolicy.originPorts={{8443}},networkPolicy.apiServer.cidrs={{10.0.0.1/32}},\
          podDisruptionBudget.enabled=true,serviceMonitor.enabled=false,\
          probe.dnsServers={{10.0.0.10:53}},probe.allowCidrs={{10.1.0.0/16}},\
@@ -681,7 +811,7 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
         cp,
         "hd",
         &release_ns,
-        &["--set", "replicas=1,podDisruptionBudget.enabled=true"],
+        &["--set", "replicaCount=1,podDisruptionBudget.enabled=true"],
     ));
     assert!(
         !inventory(&docs)
@@ -748,6 +878,238 @@ fn the_service_monitor_selects_the_metrics_service() {
     );
 }
 
+/// `replicaCount` sets the number of Pods; the deprecated `replicas` still works and wins when
+/// set. Every template that depends on the number follows the value in effect: the Deployment,
+/// leader election (its flag and Lease Role) and the PodDisruptionBudget.
+#[test]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+fn replica_count_sets_the_pods_and_the_deprecated_replicas_still_wins() {
+    let cp = shared();
+    let ns = "chart-replicas";
+    let full = "rc-httpsdelivery-operator";
+    for (set, pods) in [
+        ("", 1),
+        ("replicaCount=3", 3),
+        ("replicas=2", 2),
+        ("replicas=2,replicaCount=5", 2),
+        ("replicas=1,replicaCount=3", 1),
+        ("replicas=0,replicaCount=3", 0),
+    ] {
+        let set = format!("podDisruptionBudget.enabled=true,{set}");
+        let docs = documents(&template(
+            cp,
+            "rc",
+            ns,
+            &["--set", set.trim_end_matches(',')],
+        ));
+        let deployment = find(&docs, "Deployment", full);
+        assert_eq!(deployment["spec"]["replicas"], json!(pods), "--set {set}");
+        let objects = inventory(&docs);
+        let several = pods > 1;
+        assert_eq!(
+            args(deployment).contains(&"--leader-elect".to_owned()),
+            several,
+            "leader election with --set {set}"
+        );
+        assert_eq!(
+            objects.contains(&format!("Role/{full}-leader-election@{ns}")),
+            several,
+            "the Lease Role with --set {set}: {objects:?}"
+        );
+        assert_eq!(
+            objects.contains(&format!("PodDisruptionBudget/{full}@{ns}")),
+            several,
+            "the PodDisruptionBudget with --set {set}: {objects:?}"
+        );
+    }
+}
+
+/// The commands NOTES.txt prints, in order (its indented `kubectl ...` lines).
+fn notes_commands(install_output: &str) -> Vec<String> {
+    let (_, notes) = install_output
+        .split_once("NOTES:")
+        .unwrap_or_else(|| panic!("no NOTES in:\n{install_output}"));
+    notes
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("kubectl "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `helm install --dry-run=client`: the release's NOTES without installing anything.
+fn notes(cp: &ControlPlane, release: &str, set: &str) -> String {
+    let mut cmd = helm(
+        cp,
+        &[
+            "install",
+            release,
+            &chart(),
+            "--dry-run=client",
+            "--namespace",
+            "chart-notes",
+        ],
+    );
+    if !set.is_empty() {
+        cmd.args(["--set", set]);
+    }
+    succeed(&format!("helm install --dry-run --set {set}"), cmd, None)
+}
+
+#[test]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+fn notes_print_the_first_two_commands_and_the_deprecation_of_replicas() {
+    let cp = shared();
+    let out = notes(cp, "n1", "");
+    assert_eq!(
+        notes_commands(&out)[..2],
+        [
+            "kubectl get httpsdeliveries --all-namespaces",
+            "kubectl describe httpsdelivery NAME -n NAMESPACE",
+        ],
+        "{out}"
+    );
+    assert!(!out.contains("DEPRECATED"), "{out}");
+    let out = notes(cp, "n2", "watchNamespaces={shop},replicaCount=2");
+    assert_eq!(
+        notes_commands(&out)[..2],
+        [
+            "kubectl get httpsdeliveries -n shop",
+            "kubectl describe httpsdelivery NAME -n shop",
+        ],
+        "{out}"
+    );
+    assert!(!out.contains("DEPRECATED"), "{out}");
+    let out = notes(cp, "n3", "replicas=2,replicaCount=3");
+    assert!(
+        out.contains(
+            "DEPRECATED: the value `replicas` is deprecated; use `replicaCount` instead. \
+             replicas=2 is in effect (it wins over replicaCount=3)."
+        ),
+        "{out}"
+    );
+    assert!(out.contains("with leader election"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Artifact Hub and the changelog
+
+/// An `artifacthub.io/...` annotation of Chart.yaml: YAML in a string.
+fn artifact_hub(meta: &Value, key: &str) -> Value {
+    let text = meta["annotations"][format!("artifacthub.io/{key}")]
+        .as_str()
+        .unwrap_or_else(|| panic!("Chart.yaml has no artifacthub.io/{key} annotation"));
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("artifacthub.io/{key}: {e}\n{text}"))
+}
+
+/// `(kind, storage version, name)` of every CRD in the chart's crds/.
+fn chart_crds() -> BTreeSet<(String, String, String)> {
+    let dir = chart_dir().join("crds");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let crd = yaml_file(&entry.expect("entry").path());
+            let storage = crd["spec"]["versions"]
+                .as_array()
+                .expect("versions")
+                .iter()
+                .find(|v| v["storage"] == json!(true))
+                .expect("a storage version");
+            (
+                crd["spec"]["names"]["kind"]
+                    .as_str()
+                    .expect("kind")
+                    .to_owned(),
+                storage["name"].as_str().expect("version").to_owned(),
+                crd["metadata"]["name"].as_str().expect("name").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn artifact_hub_annotations_parse_and_follow_the_crds_the_image_and_the_changelog() {
+    let meta = yaml_file(&chart_dir().join("Chart.yaml"));
+    let crds = artifact_hub(&meta, "crds");
+    let listed: BTreeSet<(String, String, String)> = crds
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| {
+            for key in ["displayName", "description"] {
+                assert!(c[key].as_str().is_some_and(|v| !v.is_empty()), "{key}: {c}");
+            }
+            let field = |k: &str| {
+                c[k].as_str()
+                    .unwrap_or_else(|| panic!("{k}: {c}"))
+                    .to_owned()
+            };
+            (field("kind"), field("version"), field("name"))
+        })
+        .collect();
+    let in_chart = chart_crds();
+    assert_eq!(in_chart.len(), 3);
+    assert_eq!(
+        listed, in_chart,
+        "artifacthub.io/crds and the chart's crds/ differ"
+    );
+
+    let examples = artifact_hub(&meta, "crdsExamples");
+    assert_eq!(
+        examples,
+        json!([yaml_file(&root().join("examples/healthy.yaml"))]),
+        "artifacthub.io/crdsExamples is examples/healthy.yaml"
+    );
+
+    let values = yaml_file(&chart_dir().join("values.yaml"));
+    let image = format!(
+        "{}:{}",
+        values["image"]["repository"].as_str().expect("repository"),
+        meta["appVersion"].as_str().expect("appVersion")
+    );
+    assert_eq!(
+        artifact_hub(&meta, "images"),
+        json!([{"name": NAME, "image": image, "platforms": ["linux/amd64"]}])
+    );
+    assert_eq!(
+        meta["annotations"]["artifacthub.io/license"],
+        json!(env!("CARGO_PKG_LICENSE"))
+    );
+
+    // Every change of this version is in CHANGELOG.md's section for it (wrapped as it may be).
+    let changelog = std::fs::read_to_string(root().join("CHANGELOG.md")).expect("CHANGELOG.md");
+    let version = meta["version"].as_str().expect("version");
+    let heading = format!("\n## [{version}] - ");
+    let (_, section) = changelog
+        .split_once(&heading)
+        .unwrap_or_else(|| panic!("CHANGELOG.md has no `## [{version}] - DATE` section"));
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
+    let changes = artifact_hub(&meta, "changes");
+    let changes = changes.as_array().expect("a list");
+    assert!(!changes.is_empty());
+    for change in changes {
+        let kind = change["kind"].as_str().expect("kind");
+        assert!(
+            [
+                "added",
+                "changed",
+                "deprecated",
+                "removed",
+                "fixed",
+                "security"
+            ]
+            .contains(&kind),
+            "{change}"
+        );
+        let description = change["description"].as_str().expect("description");
+        assert!(
+            section.contains(&format!("- {description}")),
+            "not in CHANGELOG.md's {version} section: {description}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // helm install, upgrade, uninstall
 
@@ -769,6 +1131,14 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crd() {
     assert!(
         out.contains("every namespace (a ClusterRole)"),
         "NOTES.txt:\n{out}"
+    );
+    assert_eq!(
+        notes_commands(&out)[..2],
+        [
+            "kubectl get httpsdeliveries --all-namespaces",
+            "kubectl describe httpsdelivery NAME -n NAMESPACE",
+        ],
+        "the first two commands to run:\n{out}"
     );
 
     // Every object of the release exists on the server.
@@ -868,7 +1238,7 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crd() {
                 "--namespace",
                 &ns,
                 "--set",
-                "replicas=2",
+                "replicaCount=2",
             ],
         ),
         None,

@@ -3,10 +3,13 @@
 //! isolation: no daemon, no registry, no runtime but buildah). Asserts the image's config (user,
 //! entrypoint, command, the same labels as `deploy/Dockerfile`), that its one layer holds the
 //! binary and nothing else (no shell), runs the binary inside it, and exports it to an OCI
-//! archive, the form `skopeo copy` or `buildah push` sends on to a registry.
+//! archive, the form `skopeo copy` or `buildah push` sends on to a registry:
+//! `target/static/oci/httpsdelivery-operator.oci.tar`. Beside it, the image's SBOM
+//! (`httpsdelivery-operator.cdx.json`, CycloneDX JSON by cargo-cyclonedx) must list the
+//! binary's crates at the versions and checksums of Cargo.lock.
 //!
-//! The static binary is built by `make image` (and `make test`) before this runs: cargo cannot
-//! be called from here, the test's own cargo holds the build lock.
+//! The static binary and the SBOM are made by `make image` (and `make test`) before this runs:
+//! cargo cannot be called from here, the test's own cargo holds the build lock.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -24,6 +27,8 @@ const NAME: &str = "httpsdelivery-operator";
 const IN_IMAGE: &str = "/usr/local/bin/httpsdelivery-operator";
 const TAG: &str = "localhost/httpsdelivery-operator:test";
 const INSTALL_BUILDAH: &str = "apt-get install -y --no-install-recommends buildah";
+/// The target of the static binary, and so of the SBOM's dependency resolution.
+const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -32,8 +37,19 @@ fn root() -> PathBuf {
 /// Where `make image` puts the static binary.
 fn static_binary() -> PathBuf {
     root()
-        .join("target/static/x86_64-unknown-linux-gnu/debug")
+        .join("target/static")
+        .join(STATIC_TARGET)
+        .join("debug")
         .join(NAME)
+}
+
+/// Where the image is exported, and `make sbom` writes its SBOM.
+fn oci_dir() -> PathBuf {
+    root().join("target/static/oci")
+}
+
+fn sbom_path() -> PathBuf {
+    oci_dir().join(format!("{NAME}.cdx.json"))
 }
 
 fn show(out: &Output) -> String {
@@ -297,7 +313,9 @@ fn image_builds_offline_from_scratch_and_runs_the_operator() {
 
     // Exported as an OCI archive (what `skopeo copy oci-archive:... docker://...` pushes),
     // then read back: one layer, holding the binary and its parent directories, nothing else.
-    let archive = buildah.path("image.oci.tar");
+    fs::create_dir_all(oci_dir()).expect("create target/static/oci");
+    let archive = oci_dir().join(format!("{NAME}.oci.tar"));
+    let _ = fs::remove_file(&archive);
     ok(buildah
         .cmd(["push", TAG])
         .arg(format!("oci-archive:{}", archive.display())));
@@ -358,6 +376,7 @@ fn image_builds_offline_from_scratch_and_runs_the_operator() {
         "the image holds the static binary"
     );
     eprintln!("image exported and checked in {:?}", started.elapsed());
+    assert_sbom(&sbom_path());
 
     // Run the binary inside the image: no libc, no loader, no /etc, as user 65532.
     let container = ok(&mut buildah.cmd(["from", "--pull=never", TAG]));
@@ -405,4 +424,123 @@ fn image_builds_offline_from_scratch_and_runs_the_operator() {
         show(&shell)
     );
     eprintln!("image run in {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SBOM
+
+/// `(name, version) -> checksum` of every package in Cargo.lock (workspace members have none).
+fn locked_packages() -> BTreeMap<(String, String), Option<String>> {
+    let path = root().join("Cargo.lock");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut locked = BTreeMap::new();
+    for package in text.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            package.lines().find_map(|line| {
+                let value = line.strip_prefix(key)?.strip_prefix(" = \"")?;
+                Some(value.strip_suffix('"')?.to_owned())
+            })
+        };
+        let name = field("name").expect("a package has a name");
+        let version = field("version").expect("a package has a version");
+        locked.insert((name, version), field("checksum"));
+    }
+    assert!(
+        locked.len() > 100,
+        "{} packages in Cargo.lock?",
+        locked.len()
+    );
+    locked
+}
+
+/// The SBOM `make sbom` wrote: CycloneDX JSON describing the operator's binary for the static
+/// target, newer than Cargo.lock, whose crates are all locked ones (same version, same
+/// checksum), among them the real dependencies, and none of the tests' or build scripts' alone.
+fn assert_sbom(path: &Path) {
+    let written = match fs::metadata(path) {
+        Ok(meta) => meta.modified().expect("mtime"),
+        Err(e) => panic!(
+            "{}: {e}\nthe SBOM is missing: run `make image` (or `make sbom`)",
+            path.display()
+        ),
+    };
+    for input in ["Cargo.lock", "Cargo.toml"] {
+        let changed = fs::metadata(root().join(input)).and_then(|m| m.modified());
+        assert!(
+            !changed.is_ok_and(|changed| changed > written),
+            "{input} changed after {} was written: run `make sbom`",
+            path.display()
+        );
+    }
+    let sbom = json(path);
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    assert_eq!(sbom["specVersion"], "1.5");
+    let component = &sbom["metadata"]["component"];
+    assert_eq!(component["type"], "application", "{component:#}");
+    assert_eq!(component["name"], NAME, "{component:#}");
+    assert_eq!(component["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        component["licenses"][0]["expression"],
+        env!("CARGO_PKG_LICENSE")
+    );
+    let properties = sbom["metadata"]["properties"]
+        .as_array()
+        .expect("properties");
+    assert!(
+        properties
+            .iter()
+            .any(|p| p["name"] == "cdx:rustc:sbom:target:triple" && p["value"] == STATIC_TARGET),
+        "the SBOM describes the static target: {properties:?}"
+    );
+
+    let locked = locked_packages();
+    let components = sbom["components"].as_array().expect("components");
+    let mut listed = BTreeMap::new();
+    for c in components {
+        let name = c["name"].as_str().expect("name").to_owned();
+        let version = c["version"].as_str().expect("version").to_owned();
+        let key = (name.clone(), version.clone());
+        let checksum = locked
+            .get(&key)
+            .unwrap_or_else(|| panic!("{name} {version} is not in Cargo.lock"));
+        let sha256 = c["hashes"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["alg"] == "SHA-256"))
+            .and_then(|h| h["content"].as_str());
+        assert_eq!(sha256, checksum.as_deref(), "{name} {version}'s checksum");
+        assert_eq!(c["purl"], format!("pkg:cargo/{name}@{version}"), "{c:#}");
+        listed.insert(name, version);
+    }
+    for dependency in [
+        "kube",
+        "kube-runtime",
+        "rustls",
+        "tokio",
+        "hickory-resolver",
+        "clap",
+    ] {
+        let version = listed
+            .get(dependency)
+            .unwrap_or_else(|| panic!("{dependency} is not in the SBOM"));
+        assert!(
+            locked.contains_key(&(dependency.to_owned(), version.clone())),
+            "{dependency} {version}"
+        );
+    }
+    // Only what is linked into the binary: no dev-dependency, no build-script-only crate.
+    for absent in ["testkit", "rcgen", "tower-test", "hickory-server", "cc"] {
+        assert!(!listed.contains_key(absent), "{absent} is in the SBOM");
+    }
+    assert_eq!(
+        sbom["dependencies"].as_array().map(Vec::len),
+        Some(components.len() + 1),
+        "a dependency entry for the binary and for each component"
+    );
+}
+
+/// The SBOM alone, without buildah: what `make sbom` wrote.
+#[test]
+#[ignore = "needs the SBOM (cargo-cyclonedx): run make test"]
+fn the_sbom_lists_the_binarys_crates_as_cargo_lock_locks_them() {
+    assert_sbom(&sbom_path());
 }

@@ -195,10 +195,7 @@ mod tests {
         written.conditions.insert(0, foreign.clone());
         let mut cached = written.clone();
         cached.compact();
-        assert!(
-            cached.conditions.contains(&foreign),
-            "kept whole"
-        );
+        assert!(cached.conditions.contains(&foreign), "kept whole");
         assert!(
             cached
                 .conditions

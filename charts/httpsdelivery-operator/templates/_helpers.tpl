@@ -88,10 +88,23 @@ schema allows at most one entry, and this fails too when schema validation was s
 {{- end }}
 
 {{/*
+The number of operator Pods: replicaCount, unless the deprecated `replicas` is set (it wins,
+so that a values file that sets it keeps its meaning). Every template reads this, never
+either value.
+*/}}
+{{- define "httpsdelivery-operator.replicaCount" -}}
+{{- if kindIs "invalid" .Values.replicas }}
+{{- .Values.replicaCount | int }}
+{{- else }}
+{{- .Values.replicas | int }}
+{{- end }}
+{{- end }}
+
+{{/*
 "true" when leader election is on: asked for, or more than one replica.
 */}}
 {{- define "httpsdelivery-operator.leaderElection" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- if or .Values.leaderElection.enabled (gt (include "httpsdelivery-operator.replicaCount" . | int) 1) }}true{{ end }}
 {{- end }}
 
 {{/*
