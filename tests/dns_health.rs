@@ -123,14 +123,10 @@ async fn a_healthy_world_is_dns_healthy_with_its_evidence() {
         [format!("{}:{PORT}: valid certificate", world.edge_ip)]
     );
 
-    // A signed zone: the validating resolver's AD bit is reported. The CAA set on the CNAME's
-    // target makes the answer to the hostname's CAA query (the one whose AD bit is read) a
-    // positive one: hickory's forwarder drops the CNAME from a negative answer that follows one
-    // (caching_client.rs), and the operator reads AD from positive answers only.
-    let _signed = sign_shop(&world, Signatures::Valid, |cdn| {
-        cdn.caa("cs1.wpc.cdn.example", false, "issue", "digicert.com")
-    })
-    .await;
+    // A signed zone: the validating resolver's AD bit is reported, read from the answer to
+    // the hostname's own CNAME query (its CAA set is empty here: a negative answer, whose AD
+    // bit the operator does not get).
+    let _signed = sign_shop(&world, Signatures::Valid, |cdn| cdn).await;
     let (verdicts, evidence) = judge(&prober, issuer("digicert.com")).await;
     assert_eq!(evidence.dnssec_validated, Some(true));
     let health = get(&verdicts, ConditionType::DnsHealthy);

@@ -224,6 +224,7 @@ fn a_5000_name_certificate_and_a_huge_dns_answer_keep_the_status_small() {
             name: w[0].clone(),
             target: w[1].clone(),
             ttl: 300,
+            validated: false,
         })
         .collect();
     let addresses = (0..2000u32)

@@ -34,6 +34,7 @@ fn link(name: &str, target: &str, ttl: u32) -> CnameLink {
         name: name.into(),
         target: target.into(),
         ttl,
+        validated: false,
     }
 }
 

@@ -10,6 +10,8 @@ pub struct CnameLink {
     /// Canonical name it points to, lower-case, without the trailing dot.
     pub target: String,
     pub ttl: u32,
+    /// The resolver set the AD bit on this answer: it validated it with DNSSEC.
+    pub validated: bool,
 }
 
 /// How a walk of a name's CNAME chain ended.

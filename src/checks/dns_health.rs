@@ -212,8 +212,25 @@ pub fn evaluate(inputs: &Inputs<'_>) -> (Verdict, DnsHealthEvidence) {
     (verdict, evidence)
 }
 
+/// The resolver's AD bit on the hostname's own answers: its CNAME (the walk's first link) or
+/// its CAA set; `None` when neither was answered. (A negative answer's AD bit is not known.)
+fn resolver_validated(inputs: &Inputs<'_>) -> Option<bool> {
+    let dns = inputs.hostname_dns;
+    let link = dns
+        .chain
+        .first()
+        .filter(|l| l.name == dns.name)
+        .map(|l| l.validated);
+    let caa = &inputs.health.caa;
+    let set = caa.sets.is_ok().then_some(caa.validated);
+    match (link, set) {
+        (None, None) => None,
+        (link, set) => Some(link.unwrap_or(false) || set.unwrap_or(false)),
+    }
+}
+
 fn healthy_message(inputs: &Inputs<'_>, caa_note: &str) -> String {
-    let dnssec = if inputs.health.caa.validated {
+    let dnssec = if resolver_validated(inputs) == Some(true) {
         "validated by the resolver (AD bit)"
     } else {
         "not validated by the resolver (no AD bit: the zone is unsigned or the resolver does not validate)"
@@ -589,7 +606,7 @@ fn evidence(inputs: &Inputs<'_>) -> DnsHealthEvidence {
         })
         .collect();
     DnsHealthEvidence {
-        dnssec_validated: health.caa.sets.is_ok().then_some(health.caa.validated),
+        dnssec_validated: resolver_validated(inputs),
         caa,
         authoritative,
         edge_addresses,

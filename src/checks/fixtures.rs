@@ -45,6 +45,7 @@ pub fn link(name: &str, target: &str) -> CnameLink {
         name: name.into(),
         target: target.into(),
         ttl: 300,
+        validated: false,
     }
 }
 

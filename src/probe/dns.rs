@@ -387,6 +387,7 @@ impl DnsProber {
                 name: current.to_owned(),
                 target: display(&cname.0),
                 ttl: r.ttl,
+                validated: reply.authentic,
             }),
             _ => None,
         }) {
@@ -691,6 +692,7 @@ mod tests {
             name: name.into(),
             target: target.into(),
             ttl: 60,
+            validated: false,
         }
     }
 
