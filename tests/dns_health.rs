@@ -390,3 +390,67 @@ async fn an_edge_that_serves_ipv4_only_is_an_address_family_mismatch() {
         ConditionStatus::False
     );
 }
+
+/// A wildcard certificate (from the Secret) is judged by the parent's `issuewild`; the same
+/// records let an exact-name certificate through by `issue`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wildcard_certificate_is_judged_by_issuewild_at_the_parent() {
+    use httpsdelivery_operator::api::SecretReference;
+    use httpsdelivery_operator::checks::secret::{SecretContent, SecretKey};
+    use testkit::pki::LeafSpec;
+    let world = World::start().await.expect("world");
+    let prober = Prober::new(&config(&world)).expect("prober");
+    let mut zones = world.zones();
+    zones[0] = zones[0]
+        .clone()
+        .caa("shop.example", false, "issue", "digicert.com")
+        .caa("shop.example", false, "issuewild", ";");
+    world.dns.set_zones(zones);
+
+    let judged = |names: &[&str]| {
+        let leaf = world.ca.issue(LeafSpec::valid_for(names.iter().copied()));
+        let prober = &prober;
+        async move {
+            let mut delivery: HttpsDelivery = example("healthy.yaml");
+            delivery.spec.certificate.issuer_domain = Some("digicert.com".into());
+            delivery.spec.certificate.secret_ref = Some(SecretReference {
+                name: "www-tls".into(),
+            });
+            let desired = delivery.spec.declared().expect("declared");
+            let now = jiff::Timestamp::now();
+            let secret = SecretContent::Tls {
+                cert_pem: leaf.chain_pem.clone().into_bytes(),
+                key_pem: Some(SecretKey::from_pem(leaf.key_pem.clone().into_bytes())),
+            };
+            let observed = prober
+                .observe(&Targets::of(&desired), Some(secret), LIMITS, now)
+                .await;
+            let settings = delivery.spec.settings().expect("settings");
+            let e = checks::evaluate(
+                &desired,
+                &settings,
+                &observed,
+                &Memory::default(),
+                None,
+                now,
+            );
+            get(&e.verdicts, ConditionType::DnsHealthy).clone()
+        }
+    };
+    let wildcard = judged(&["*.shop.example"]).await;
+    assert_eq!(
+        said(&wildcard),
+        (ConditionStatus::False, Reason::CaaForbidsIssuer),
+        "{wildcard:?}"
+    );
+    assert!(
+        wildcard.message.contains("issuewild") && wildcard.message.contains("\";\""),
+        "{wildcard:?}"
+    );
+    let exact = judged(&["www.shop.example"]).await;
+    assert_eq!(
+        said(&exact),
+        (ConditionStatus::True, Reason::Verified),
+        "{exact:?}"
+    );
+}
