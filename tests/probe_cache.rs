@@ -295,3 +295,64 @@ async fn names_pointing_at_one_target_walk_the_rest_of_its_chain_once() {
     );
     assert_eq!(back.chain.len(), 2, "{back:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_walk_keeps_its_own_timeout_and_a_failed_tail_is_not_kept_for_others() {
+    use std::net::Ipv4Addr;
+    use testkit::dns::{DnsFixture, Zone};
+    let zones = |target: Zone| {
+        vec![
+            Zone::new("shop.example")
+                .cname("a.shop.example", "t.cdn.example")
+                .cname("b.shop.example", "t.cdn.example"),
+            target,
+        ]
+    };
+    let dns = DnsFixture::start(zones(Zone::new("cdn.example").silent("t.cdn.example")))
+        .await
+        .expect("dns");
+    let prober = Prober::new(&ProbeConfig {
+        dns_servers: vec![dns.addr()],
+        cache_window: Duration::from_secs(30),
+        ..ProbeConfig::default()
+    })
+    .expect("prober");
+
+    // a's tail (started with a longer timeout) hangs; b, with a short one, is not held by it.
+    let first = prober.clone();
+    let slow = tokio::spawn(async move {
+        first
+            .walk("a.shop.example", Duration::from_secs(3), CYCLE.max_age)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let b = prober
+        .walk("b.shop.example", Duration::from_millis(600), CYCLE.max_age)
+        .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2000), "b took {took:?}");
+    assert_eq!(
+        b.outcome,
+        DnsOutcome::Timeout {
+            name: "t.cdn.example".into()
+        }
+    );
+    assert_eq!(b.chain.len(), 1, "b's own link is kept: {b:?}");
+    let a = slow.await.expect("a's walk");
+    assert!(matches!(a.outcome, DnsOutcome::Timeout { .. }), "{a:?}");
+
+    // The target answers now (once the tail a started has timed out too, just after a's own
+    // deadline): b is asked again, not served a kept failure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    dns.set_zones(zones(
+        Zone::new("cdn.example").a("t.cdn.example", Ipv4Addr::new(192, 0, 2, 10)),
+    ));
+    let b = prober
+        .walk("b.shop.example", Duration::from_secs(5), CYCLE.max_age)
+        .await;
+    assert!(
+        matches!(b.outcome, DnsOutcome::Addresses { .. }),
+        "a failed tail is not kept: {b:?}"
+    );
+}

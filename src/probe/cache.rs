@@ -125,6 +125,12 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SharedCache<K, V> {
 
     /// In flight, or done within the window, the answer's own maximum age and `max_age`.
     fn fresh(&self, pending: &Pending<V>, now: Instant, max_age: Duration) -> bool {
+        // A fetch runs in a task of its own: when every waiter gave up before it ended, it may
+        // be done without anyone having looked. Look (a poll that does not wait), so that its
+        // answer is judged like any other rather than handed out as if still in flight.
+        if pending.peek().is_none() {
+            let _ = pending.clone().now_or_never();
+        }
         match pending.peek() {
             None => true,
             Some(done) => {

@@ -215,7 +215,7 @@ impl Prober {
             max_age,
         };
         let key = name.clone();
-        let fetch = move || walker.task(name, |w, name| w.head(name).boxed());
+        let fetch = move || walker.task(name, true, |w, name| w.head(name).boxed());
         self.walks.get(key, max_age, fetch).await
     }
 
@@ -599,11 +599,13 @@ type Walked = (DnsObservation, Option<Duration>);
 
 impl Walker {
     /// A walk in a task of its own: a walk whose every waiter gave up (a reconcile cut by its
-    /// deadline) still ends by its timeout and frees its slot. Recorded in the probe metrics;
-    /// kept no longer than the chain's shortest TTL nor than the tail it was built on.
+    /// deadline) still ends by its timeout and frees its slot. Kept no longer than the chain's
+    /// shortest TTL nor than the tail it was built on; recorded in the probe metrics when
+    /// `recorded` (a whole walk, not a shared tail, so that each walk counts once).
     fn task(
         self,
         name: String,
+        recorded: bool,
         body: impl FnOnce(Walker, String) -> futures::future::BoxFuture<'static, Walked>
         + Send
         + 'static,
@@ -611,7 +613,7 @@ impl Walker {
         let failed = failed_walk(&name);
         let task = async move {
             let started = std::time::Instant::now();
-            let recorder = self.recorder.clone();
+            let recorder = self.recorder.clone().filter(|_| recorded);
             let (observed, life) = body(self, name).await;
             if let Some(r) = &recorder {
                 let label = dns_outcome_label(&observed.outcome);
@@ -627,16 +629,27 @@ impl Walker {
         tokio::spawn(task).map(move |r| r.unwrap_or(failed)).boxed()
     }
 
-    /// `name`'s own CNAME query, then the shared walk of its target.
+    /// `name`'s own CNAME query, then the shared walk of its target; the whole walk within
+    /// this walker's timeout (a tail another walk started, with a longer one, is not waited for
+    /// past it).
     async fn head(self, name: String) -> Walked {
-        let first = {
+        let (first, deadline) = {
             let _permit = self.limit.clone().acquire_owned().await.ok();
-            tokio::time::timeout(self.timeout, self.dns.first_step(&name)).await
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let first = tokio::time::timeout_at(deadline, self.dns.first_step(&name)).await;
+            (first, deadline)
         };
         match first {
             Ok(dns::Step::Link(link)) if link.target != name => {
-                let (tail, life) = self.tail(link.target.clone()).await;
-                (dns::joined(link, tail), Some(life))
+                let target = link.target.clone();
+                match tokio::time::timeout_at(deadline, self.tail(target.clone())).await {
+                    Ok((tail, life)) => (dns::joined(link, tail), Some(life)),
+                    // Not an answer: not kept.
+                    Err(_) => {
+                        let tail = walked(target.clone(), DnsOutcome::Timeout { name: target });
+                        (dns::joined(link, tail), Some(Duration::ZERO))
+                    }
+                }
             }
             // A CNAME to itself: the tail of the loop is the loop.
             Ok(dns::Step::Link(link)) => {
@@ -653,13 +666,21 @@ impl Walker {
         let (tails, max_age, walker) = (self.tails.clone(), self.max_age, self.clone());
         let key = target.clone();
         let fetch = move || {
-            walker.task(target, |w, name| {
+            walker.task(target, false, |w, name| {
                 async move {
                     let _permit = w.limit.clone().acquire_owned().await.ok();
-                    match tokio::time::timeout(w.timeout, w.dns.walk_tail(&name)).await {
-                        Ok(observed) => (observed, None),
-                        Err(_) => (walked(name.clone(), DnsOutcome::Timeout { name }), None),
-                    }
+                    let observed =
+                        match tokio::time::timeout(w.timeout, w.dns.walk_tail(&name)).await {
+                            Ok(observed) => observed,
+                            Err(_) => walked(name.clone(), DnsOutcome::Timeout { name }),
+                        };
+                    // A tail is shared by every name pointing at it: a failure is not kept
+                    // for the others (nor is a walk joined to it), they ask again.
+                    let failed = matches!(
+                        observed.outcome,
+                        DnsOutcome::Timeout { .. } | DnsOutcome::ServerFailure { .. }
+                    );
+                    (observed, failed.then_some(Duration::ZERO))
                 }
                 .boxed()
             })
