@@ -356,3 +356,40 @@ async fn a_walk_keeps_its_own_timeout_and_a_failed_tail_is_not_kept_for_others()
         "a failed tail is not kept: {b:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_walk_built_on_an_older_tail_is_as_old_as_that_tail() {
+    use std::net::Ipv4Addr;
+    use testkit::dns::{DnsFixture, Zone};
+    let dns = DnsFixture::start(vec![
+        Zone::new("shop.example")
+            .cname("a.shop.example", "t.cdn.example")
+            .cname("b.shop.example", "t.cdn.example"),
+        Zone::new("cdn.example").a("t.cdn.example", Ipv4Addr::new(192, 0, 2, 10)),
+    ])
+    .await
+    .expect("dns");
+    let prober = Prober::new(&ProbeConfig {
+        dns_servers: vec![dns.addr()],
+        cache_window: Duration::from_secs(30),
+        ..ProbeConfig::default()
+    })
+    .expect("prober");
+    let walk = |name: &'static str, max_age: Duration| prober.walk(name, CYCLE.timeout, max_age);
+    let long = Duration::from_secs(30);
+
+    walk("a.shop.example", long).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // b joins the tail a's walk observed 0.7 s ago.
+    walk("b.shop.example", long).await;
+    let queries = prober.counters().dns_queries;
+    walk("b.shop.example", long).await;
+    assert_eq!(prober.counters().dns_queries, queries, "reused within 30 s");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // 0.7 s after b's walk, 1.4 s after its tail: too old for a caller accepting 1 s.
+    walk("b.shop.example", Duration::from_secs(1)).await;
+    assert!(
+        prober.counters().dns_queries > queries,
+        "b's walk is as old as its tail, not as its join"
+    );
+}

@@ -11,11 +11,25 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// What a fetch produced, and for how long it may be reused at most.
+/// What a fetch produced, when, and for how long it may be reused at most.
 #[derive(Clone, Debug)]
 pub struct Fetched<V> {
     pub value: V,
     pub max_age: Duration,
+    /// When it was observed: its age counts from there, even when nobody was waiting for it
+    /// then, or when it is built on an older answer.
+    pub at: Instant,
+}
+
+impl<V> Fetched<V> {
+    /// An answer observed now.
+    pub fn now(value: V, max_age: Duration) -> Self {
+        Fetched {
+            value,
+            max_age,
+            at: Instant::now(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -78,7 +92,7 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SharedCache<K, V> {
                 let p = fetch()
                     .map(|f| Done {
                         value: f.value,
-                        at: Instant::now(),
+                        at: f.at,
                         max_age: f.max_age,
                     })
                     .boxed()
@@ -93,19 +107,21 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SharedCache<K, V> {
         }
     }
 
-    /// Like [`get`](Self::get), with how long the answer may still be reused (within the
-    /// window and its own maximum age), for answers built on it that must not outlive it.
-    pub async fn get_with_life(
+    /// Like [`get`](Self::get), with when the answer was observed and how long it may be
+    /// reused at most (its own limit within the window), for answers built on it that must
+    /// not outlive it.
+    pub async fn get_observed(
         &self,
         key: K,
         max_age: Duration,
         fetch: impl FnOnce() -> BoxFuture<'static, Fetched<V>>,
-    ) -> (V, Duration) {
-        let pending = self.pending(key, max_age, fetch);
-        let done = pending.await;
-        let limit = done.max_age.min(self.window);
-        let life = limit.saturating_sub(done.at.elapsed());
-        (done.value, life)
+    ) -> Fetched<V> {
+        let done = self.pending(key, max_age, fetch).await;
+        Fetched {
+            value: done.value,
+            max_age: done.max_age.min(self.window),
+            at: done.at,
+        }
     }
 
     /// Records an answer fetched elsewhere (an HTTP exchange made on a TLS probe's own
@@ -113,7 +129,7 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SharedCache<K, V> {
     pub fn put(&self, key: K, fetched: Fetched<V>) {
         let done = Done {
             value: fetched.value,
-            at: Instant::now(),
+            at: fetched.at,
             max_age: fetched.max_age,
         };
         let p = futures::future::ready(done).boxed().shared();
@@ -161,26 +177,12 @@ mod tests {
     #[tokio::test]
     async fn an_answer_put_is_read_until_it_is_too_old() {
         let cache: SharedCache<&str, u32> = SharedCache::new(Duration::from_secs(30));
-        cache.put(
-            "k",
-            Fetched {
-                value: 7,
-                max_age: Duration::MAX,
-            },
-        );
+        cache.put("k", Fetched::now(7, Duration::MAX));
         let never = || -> BoxFuture<'static, Fetched<u32>> { panic!("fetched again") };
         assert_eq!(cache.get("k", Duration::from_secs(10), never).await, 7);
         tokio::time::pause();
         tokio::time::advance(Duration::from_secs(11)).await;
-        let again = || {
-            async {
-                Fetched {
-                    value: 8,
-                    max_age: Duration::MAX,
-                }
-            }
-            .boxed()
-        };
+        let again = || async { Fetched::now(8, Duration::MAX) }.boxed();
         assert_eq!(cache.get("k", Duration::from_secs(10), again).await, 8);
     }
     use std::sync::Arc;
@@ -195,7 +197,7 @@ mod tests {
             async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                Fetched { value: n, max_age }
+                Fetched::now(n, max_age)
             }
             .boxed()
         }

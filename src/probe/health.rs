@@ -98,15 +98,10 @@ impl Prober {
                 if let Some(r) = &recorder {
                     r.record(kind, label(&value), started.elapsed());
                 }
-                Fetched { value, max_age }
+                Fetched::now(value, max_age)
             };
             tokio::spawn(task)
-                .map(move |r| {
-                    r.unwrap_or(Fetched {
-                        value: failed,
-                        max_age: Duration::ZERO,
-                    })
-                })
+                .map(move |r| r.unwrap_or(Fetched::now(failed, Duration::ZERO)))
                 .boxed()
         };
         cache(&self.health).get(key, limits.max_age, fetch).await

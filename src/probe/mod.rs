@@ -277,17 +277,14 @@ impl Prober {
                     }
                     exchanges.put(exchange, kept_exchange(answer));
                 }
-                Fetched {
-                    value: outcome,
-                    max_age: Duration::MAX,
-                }
+                Fetched::now(outcome, Duration::MAX)
             };
             tokio::spawn(probe)
                 .map(|r| {
-                    r.unwrap_or(Fetched {
-                        value: TlsOutcome::HandshakeFailed("the probe task failed".into()),
-                        max_age: Duration::ZERO,
-                    })
+                    r.unwrap_or(Fetched::now(
+                        TlsOutcome::HandshakeFailed("the probe task failed".into()),
+                        Duration::ZERO,
+                    ))
                 })
                 .boxed()
         };
@@ -319,10 +316,10 @@ impl Prober {
             };
             tokio::spawn(exchange)
                 .map(|r| {
-                    r.unwrap_or(Fetched {
-                        value: http::HttpOutcome::Failed("the HTTP probe task failed".into()),
-                        max_age: Duration::ZERO,
-                    })
+                    r.unwrap_or(Fetched::now(
+                        http::HttpOutcome::Failed("the HTTP probe task failed".into()),
+                        Duration::ZERO,
+                    ))
                 })
                 .boxed()
         };
@@ -564,10 +561,7 @@ fn kept_exchange(outcome: http::HttpOutcome) -> Fetched<http::HttpOutcome> {
         http::HttpOutcome::Failed(_) => true,
         _ => false,
     };
-    Fetched {
-        value: outcome,
-        max_age: if keep { Duration::MAX } else { Duration::ZERO },
-    }
+    Fetched::now(outcome, if keep { Duration::MAX } else { Duration::ZERO })
 }
 
 /// At most `max` of `addresses`, as many of each family as there is room for: an edge whose
@@ -594,8 +588,9 @@ struct Walker {
     max_age: Duration,
 }
 
-/// A walk, and how long the tail it was built on may still be reused.
-type Walked = (DnsObservation, Option<Duration>);
+/// A walk and, when it is built on another answer (a shared tail), when that was observed
+/// and how long it may be reused: the walk is no younger and lives no longer.
+type Walked = (DnsObservation, Option<(tokio::time::Instant, Duration)>);
 
 impl Walker {
     /// A walk in a task of its own: a walk whose every waiter gave up (a reconcile cut by its
@@ -614,17 +609,19 @@ impl Walker {
         let task = async move {
             let started = std::time::Instant::now();
             let recorder = self.recorder.clone().filter(|_| recorded);
-            let (observed, life) = body(self, name).await;
+            let (observed, built_on) = body(self, name).await;
             if let Some(r) = &recorder {
                 let label = dns_outcome_label(&observed.outcome);
                 r.record("dns", label, started.elapsed());
             }
             let ttl = observed.chain.iter().map(|l| u64::from(l.ttl)).min();
-            let max_age = ttl.map_or(Duration::MAX, Duration::from_secs);
-            Fetched {
-                max_age: max_age.min(life.unwrap_or(Duration::MAX)),
-                value: observed,
+            let mut fetched =
+                Fetched::now(observed, ttl.map_or(Duration::MAX, Duration::from_secs));
+            if let Some((at, max_age)) = built_on {
+                fetched.at = fetched.at.min(at);
+                fetched.max_age = fetched.max_age.min(max_age);
             }
+            fetched
         };
         tokio::spawn(task).map(move |r| r.unwrap_or(failed)).boxed()
     }
@@ -643,11 +640,11 @@ impl Walker {
             Ok(dns::Step::Link(link)) if link.target != name => {
                 let target = link.target.clone();
                 match tokio::time::timeout_at(deadline, self.tail(target.clone())).await {
-                    Ok((tail, life)) => (dns::joined(link, tail), Some(life)),
+                    Ok(tail) => (dns::joined(link, tail.value), Some((tail.at, tail.max_age))),
                     // Not an answer: not kept.
                     Err(_) => {
                         let tail = walked(target.clone(), DnsOutcome::Timeout { name: target });
-                        (dns::joined(link, tail), Some(Duration::ZERO))
+                        (dns::joined(link, tail), Some(not_kept()))
                     }
                 }
             }
@@ -662,7 +659,7 @@ impl Walker {
     }
 
     /// The walk from `target` on, shared by every name whose CNAME points at it.
-    async fn tail(&self, target: String) -> (DnsObservation, Duration) {
+    async fn tail(&self, target: String) -> Fetched<DnsObservation> {
         let (tails, max_age, walker) = (self.tails.clone(), self.max_age, self.clone());
         let key = target.clone();
         let fetch = move || {
@@ -680,12 +677,12 @@ impl Walker {
                         observed.outcome,
                         DnsOutcome::Timeout { .. } | DnsOutcome::ServerFailure { .. }
                     );
-                    (observed, failed.then_some(Duration::ZERO))
+                    (observed, failed.then(not_kept))
                 }
                 .boxed()
             })
         };
-        tails.get_with_life(key, max_age, fetch).await
+        tails.get_observed(key, max_age, fetch).await
     }
 }
 
@@ -697,19 +694,22 @@ fn walked(name: String, outcome: DnsOutcome) -> DnsObservation {
     }
 }
 
+/// For a walk built on no answer: not kept.
+fn not_kept() -> (tokio::time::Instant, Duration) {
+    (tokio::time::Instant::now(), Duration::ZERO)
+}
+
 /// What a walk whose task failed reads as: not an answer, so not kept.
 fn failed_walk(name: &str) -> Fetched<DnsObservation> {
-    Fetched {
-        value: DnsObservation {
+    let failed = DnsObservation {
+        name: name.to_string(),
+        chain: Vec::new(),
+        outcome: DnsOutcome::ServerFailure {
             name: name.to_string(),
-            chain: Vec::new(),
-            outcome: DnsOutcome::ServerFailure {
-                name: name.to_string(),
-                detail: "the DNS walk task failed".into(),
-            },
+            detail: "the DNS walk task failed".into(),
         },
-        max_age: Duration::ZERO,
-    }
+    };
+    Fetched::now(failed, Duration::ZERO)
 }
 
 /// Without a secretRef, the certificate under test is the one the edge served.

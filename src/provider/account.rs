@@ -151,25 +151,20 @@ impl Account {
         let retries = self.lock_retries();
         let (until, error) = retries.get(key)?;
         let left = until.saturating_duration_since(Instant::now());
-        (!left.is_zero()).then(|| Fetched {
-            value: Err(error.clone()),
-            max_age: left,
-        })
+        (!left.is_zero()).then(|| Fetched::now(Err(error.clone()), left))
     }
 
     /// The refusal to send while a 429's pause lasts, reused until the pause ends (not
     /// longer: the path is asked as soon as requests are allowed again).
     fn paused(&self) -> Option<Fetched<Result<Arc<Value>, ProviderError>>> {
         let pause = self.pause_left();
-        (!pause.is_zero()).then(|| Fetched {
-            // No countdown in the text: a message that changed at every look would rewrite
-            // every delivery's status while the pause lasts.
-            value: Err(ProviderError::Unavailable(
-                "rate limited by the CDN (HTTP 429): no request until its Retry-After has passed"
-                    .into(),
-            )),
-            max_age: pause,
-        })
+        // No countdown in the text: a message that changed at every look would rewrite every
+        // delivery's status while the pause lasts.
+        let refused = ProviderError::Unavailable(
+            "rate limited by the CDN (HTTP 429): no request until its Retry-After has passed"
+                .into(),
+        );
+        (!pause.is_zero()).then(|| Fetched::now(Err(refused), pause))
     }
 
     /// The answer for `path` and how long it may be reused: a success as long as callers
@@ -212,7 +207,7 @@ impl Account {
                 wait
             }
         };
-        Fetched { value, max_age }
+        Fetched::now(value, max_age)
     }
 
     /// One request, observed; a 429 pauses the account for its `Retry-After`.
