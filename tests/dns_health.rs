@@ -5,6 +5,7 @@
 use httpsdelivery_operator::api::{
     ConditionStatus, ConditionType, DnsEvidence, HttpsDelivery, Reason, Verdict,
 };
+use httpsdelivery_operator::checks::secret::SecretContent;
 use httpsdelivery_operator::checks::{self, Memory, Targets};
 use httpsdelivery_operator::probe::{Limits, ProbeConfig, Prober};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -39,12 +40,21 @@ async fn judge(
     prober: &Prober,
     edit: impl FnOnce(&mut HttpsDelivery),
 ) -> (Vec<Verdict>, DnsEvidence) {
+    judge_with_secret(prober, edit, None).await
+}
+
+/// Like [`judge`], with `secret` as the content of the delivery's Secret.
+async fn judge_with_secret(
+    prober: &Prober,
+    edit: impl FnOnce(&mut HttpsDelivery),
+    secret: Option<SecretContent>,
+) -> (Vec<Verdict>, DnsEvidence) {
     let mut delivery: HttpsDelivery = example("healthy.yaml");
     edit(&mut delivery);
     let desired = delivery.spec.declared().expect("declared");
     let now = jiff::Timestamp::now();
     let observed = prober
-        .observe(&Targets::of(&desired), None, LIMITS, now)
+        .observe(&Targets::of(&desired), secret, LIMITS, now)
         .await;
     let settings = delivery.spec.settings().expect("settings");
     let e = checks::evaluate(
@@ -396,7 +406,7 @@ async fn an_edge_that_serves_ipv4_only_is_an_address_family_mismatch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wildcard_certificate_is_judged_by_issuewild_at_the_parent() {
     use httpsdelivery_operator::api::SecretReference;
-    use httpsdelivery_operator::checks::secret::{SecretContent, SecretKey};
+    use httpsdelivery_operator::checks::secret::SecretKey;
     use testkit::pki::LeafSpec;
     let world = World::start().await.expect("world");
     let prober = Prober::new(&config(&world)).expect("prober");
@@ -409,32 +419,20 @@ async fn a_wildcard_certificate_is_judged_by_issuewild_at_the_parent() {
 
     let judged = |names: &[&str]| {
         let leaf = world.ca.issue(LeafSpec::valid_for(names.iter().copied()));
-        let prober = &prober;
-        async move {
-            let mut delivery: HttpsDelivery = example("healthy.yaml");
-            delivery.spec.certificate.issuer_domain = Some("digicert.com".into());
-            delivery.spec.certificate.secret_ref = Some(SecretReference {
+        let secret = SecretContent::Tls {
+            cert_pem: leaf.chain_pem.into_bytes(),
+            key_pem: Some(SecretKey::from_pem(leaf.key_pem.into_bytes())),
+        };
+        let edit = |d: &mut HttpsDelivery| {
+            d.spec.certificate.issuer_domain = Some("digicert.com".into());
+            d.spec.certificate.secret_ref = Some(SecretReference {
                 name: "www-tls".into(),
             });
-            let desired = delivery.spec.declared().expect("declared");
-            let now = jiff::Timestamp::now();
-            let secret = SecretContent::Tls {
-                cert_pem: leaf.chain_pem.clone().into_bytes(),
-                key_pem: Some(SecretKey::from_pem(leaf.key_pem.clone().into_bytes())),
-            };
-            let observed = prober
-                .observe(&Targets::of(&desired), Some(secret), LIMITS, now)
-                .await;
-            let settings = delivery.spec.settings().expect("settings");
-            let e = checks::evaluate(
-                &desired,
-                &settings,
-                &observed,
-                &Memory::default(),
-                None,
-                now,
-            );
-            get(&e.verdicts, ConditionType::DnsHealthy).clone()
+        };
+        let prober = &prober;
+        async move {
+            let (verdicts, _) = judge_with_secret(prober, edit, Some(secret)).await;
+            get(&verdicts, ConditionType::DnsHealthy).clone()
         }
     };
     let wildcard = judged(&["*.shop.example"]).await;

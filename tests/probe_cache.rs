@@ -34,6 +34,16 @@ fn targets() -> [Targets; 2] {
     ]
 }
 
+/// A prober of names only, asking `dns`, with a cache window of 30 s.
+fn dns_only(dns: &testkit::dns::DnsFixture) -> Prober {
+    Prober::new(&ProbeConfig {
+        dns_servers: vec![dns.addr()],
+        cache_window: Duration::from_secs(30),
+        ..ProbeConfig::default()
+    })
+    .expect("prober")
+}
+
 const CYCLE: Limits = Limits {
     timeout: Duration::from_secs(5),
     max_age: Duration::from_secs(600),
@@ -247,12 +257,7 @@ async fn names_pointing_at_one_target_walk_the_rest_of_its_chain_once() {
     ])
     .await
     .expect("dns");
-    let prober = Prober::new(&ProbeConfig {
-        dns_servers: vec![dns.addr()],
-        cache_window: Duration::from_secs(30),
-        ..ProbeConfig::default()
-    })
-    .expect("prober");
+    let prober = dns_only(&dns);
     let walk = |name: &'static str| prober.walk(name, CYCLE.timeout, CYCLE.max_age);
 
     let a = walk("a.shop.example").await;
@@ -311,12 +316,7 @@ async fn a_walk_keeps_its_own_timeout_and_a_failed_tail_is_not_kept_for_others()
     let dns = DnsFixture::start(zones(Zone::new("cdn.example").silent("t.cdn.example")))
         .await
         .expect("dns");
-    let prober = Prober::new(&ProbeConfig {
-        dns_servers: vec![dns.addr()],
-        cache_window: Duration::from_secs(30),
-        ..ProbeConfig::default()
-    })
-    .expect("prober");
+    let prober = dns_only(&dns);
 
     // a's tail (started with a longer timeout) hangs; b, with a short one, is not held by it.
     let first = prober.clone();
@@ -369,12 +369,7 @@ async fn a_walk_built_on_an_older_tail_is_as_old_as_that_tail() {
     ])
     .await
     .expect("dns");
-    let prober = Prober::new(&ProbeConfig {
-        dns_servers: vec![dns.addr()],
-        cache_window: Duration::from_secs(30),
-        ..ProbeConfig::default()
-    })
-    .expect("prober");
+    let prober = dns_only(&dns);
     let walk = |name: &'static str, max_age: Duration| prober.walk(name, CYCLE.timeout, max_age);
     let long = Duration::from_secs(30);
 
