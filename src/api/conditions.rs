@@ -56,6 +56,14 @@ impl ConditionType {
         self.into()
     }
 
+    /// Whether a condition of type `type_` is one this operator writes (others belong to
+    /// other writers and are left as they are).
+    pub fn is_ours(type_: &str) -> bool {
+        <ConditionType as strum::VariantArray>::VARIANTS
+            .iter()
+            .any(|t| t.as_str() == type_)
+    }
+
     /// The procedure step a person should look at, as the documentation numbers it.
     pub fn step(self) -> &'static str {
         match self {
@@ -258,14 +266,9 @@ pub fn merge_conditions(
     generation: Option<i64>,
     now: jiff::Timestamp,
 ) -> Vec<Condition> {
-    let ours = |type_: &str| {
-        <ConditionType as strum::VariantArray>::VARIANTS
-            .iter()
-            .any(|t| t.as_str() == type_)
-    };
     let mut out: Vec<Condition> = existing
         .iter()
-        .filter(|c| !ours(&c.type_))
+        .filter(|c| !ConditionType::is_ours(&c.type_))
         .cloned()
         .collect();
     for v in verdicts {

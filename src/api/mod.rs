@@ -526,11 +526,7 @@ impl HttpsDeliveryStatus {
         if self.compacted.is_some() {
             return;
         }
-        let ours = |c: &Condition| {
-            <ConditionType as strum::VariantArray>::VARIANTS
-                .iter()
-                .any(|t| t.as_str() == c.type_)
-        };
+        let ours = |c: &Condition| ConditionType::is_ours(&c.type_);
         let messages: Vec<&str> = self
             .conditions
             .iter()

@@ -51,6 +51,25 @@ pub struct DnsObservation {
 }
 
 impl DnsObservation {
+    /// A walk that ended at `name` itself, before any CNAME: how is `outcome`.
+    pub fn ended(name: String, outcome: DnsOutcome) -> Self {
+        DnsObservation {
+            name,
+            chain: Vec::new(),
+            outcome,
+        }
+    }
+
+    /// A walk of `name` that got no answer in time.
+    pub fn timed_out(name: &str) -> Self {
+        Self::ended(
+            name.to_string(),
+            DnsOutcome::Timeout {
+                name: name.to_string(),
+            },
+        )
+    }
+
     /// The chain as dig prints it, one `name. IN CNAME target.` line per link. TTLs are left out:
     /// through a caching resolver they count down, and status must not change when nothing did.
     pub fn dig_lines(&self) -> Vec<String> {

@@ -417,12 +417,7 @@ fn caa_finding(inputs: &Inputs<'_>) -> (Option<Finding>, String) {
                 Reason::CaaLookupFailed,
                 format!(
                     "the CAA records of {host} could not be read ({}); will retry.",
-                    DnsObservation {
-                        name: host.clone(),
-                        chain: Vec::new(),
-                        outcome: outcome.clone(),
-                    }
-                    .dig_summary()
+                    DnsObservation::ended(host.clone(), outcome.clone()).dig_summary()
                 ),
             );
             return (Some(finding), String::new());

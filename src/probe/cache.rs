@@ -125,7 +125,8 @@ impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> SharedCache<K, V> {
     }
 
     /// Records an answer fetched elsewhere (an HTTP exchange made on a TLS probe's own
-    /// connection), as if `get` had fetched it now; an answer in flight for `key` is replaced.
+    /// connection), as if `get` had fetched it when it was observed; an answer in flight for
+    /// `key` is replaced.
     pub fn put(&self, key: K, fetched: Fetched<V>) {
         let done = Done {
             value: fetched.value,

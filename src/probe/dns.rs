@@ -163,14 +163,7 @@ impl DnsProber {
     /// Walks `name`'s CNAME chain: a CNAME query per name, then A and AAAA (and SOA when `name`
     /// itself has no CNAME) for the last one.
     pub async fn walk(&self, name: &str) -> DnsObservation {
-        let name = normalize(name);
-        let mut chain = Vec::new();
-        let outcome = self.follow(&name, &mut chain, true).await;
-        DnsObservation {
-            name,
-            chain,
-            outcome,
-        }
+        self.walk_from(name, true).await
     }
 
     /// The CAA record sets of `hostname` and each parent up to the TLD ([`caa::climb`] order),
@@ -329,9 +322,14 @@ impl DnsProber {
     /// Walks the chain from `name` on, as the rest of a chain whose first name pointed at it:
     /// like [`walk`](Self::walk), without asking whether `name` is a zone apex.
     pub async fn walk_tail(&self, name: &str) -> DnsObservation {
+        self.walk_from(name, false).await
+    }
+
+    /// The walk of `name`, asking whether it is a zone apex when `first`.
+    async fn walk_from(&self, name: &str, first: bool) -> DnsObservation {
         let name = normalize(name);
         let mut chain = Vec::new();
-        let outcome = self.follow(&name, &mut chain, false).await;
+        let outcome = self.follow(&name, &mut chain, first).await;
         DnsObservation {
             name,
             chain,

@@ -455,12 +455,9 @@ impl Prober {
         let ((dns, dnssec_bogus), (target_dns, edge_probes, http), origin, secret, mut health) =
             tokio::join!(hostname_dns, edge, origin, secret, health);
         health.dnssec_bogus = dnssec_bogus;
-        let target_dns = target_dns.unwrap_or_else(|| DnsObservation {
-            name: targets.target_cname.clone(),
-            chain: Vec::new(),
-            outcome: DnsOutcome::NoData {
-                name: targets.target_cname.clone(),
-            },
+        let target_dns = target_dns.unwrap_or_else(|| {
+            let name = targets.target_cname.clone();
+            DnsObservation::ended(name.clone(), DnsOutcome::NoData { name })
         });
         let edge = EdgeObservation {
             target_dns,
@@ -477,13 +474,7 @@ impl Prober {
         secret: Option<SecretContent>,
         now: jiff::Timestamp,
     ) -> Observations {
-        let timed_out = |name: &str| DnsObservation {
-            name: name.to_string(),
-            chain: Vec::new(),
-            outcome: DnsOutcome::Timeout {
-                name: name.to_string(),
-            },
-        };
+        let timed_out = DnsObservation::timed_out;
         let edge = EdgeObservation {
             target_dns: timed_out(&targets.target_cname),
             probes: Vec::new(),
@@ -643,18 +634,18 @@ impl Walker {
                     Ok(tail) => (dns::joined(link, tail.value), Some((tail.at, tail.max_age))),
                     // Not an answer: not kept.
                     Err(_) => {
-                        let tail = walked(target.clone(), DnsOutcome::Timeout { name: target });
+                        let tail = DnsObservation::timed_out(&target);
                         (dns::joined(link, tail), Some(not_kept()))
                     }
                 }
             }
             // A CNAME to itself: the tail of the loop is the loop.
             Ok(dns::Step::Link(link)) => {
-                let tail = walked(name.clone(), DnsOutcome::Loop { name });
+                let tail = DnsObservation::ended(name.clone(), DnsOutcome::Loop { name });
                 (dns::joined(link, tail), None)
             }
-            Ok(dns::Step::End(outcome)) => (walked(name, outcome), None),
-            Err(_) => (walked(name.clone(), DnsOutcome::Timeout { name }), None),
+            Ok(dns::Step::End(outcome)) => (DnsObservation::ended(name, outcome), None),
+            Err(_) => (DnsObservation::timed_out(&name), None),
         }
     }
 
@@ -669,7 +660,7 @@ impl Walker {
                     let observed =
                         match tokio::time::timeout(w.timeout, w.dns.walk_tail(&name)).await {
                             Ok(observed) => observed,
-                            Err(_) => walked(name.clone(), DnsOutcome::Timeout { name }),
+                            Err(_) => DnsObservation::timed_out(&name),
                         };
                     // A tail is shared by every name pointing at it: a failure is not kept
                     // for the others (nor is a walk joined to it), they ask again.
@@ -686,14 +677,6 @@ impl Walker {
     }
 }
 
-fn walked(name: String, outcome: DnsOutcome) -> DnsObservation {
-    DnsObservation {
-        name,
-        chain: Vec::new(),
-        outcome,
-    }
-}
-
 /// For a walk built on no answer: not kept.
 fn not_kept() -> (tokio::time::Instant, Duration) {
     (tokio::time::Instant::now(), Duration::ZERO)
@@ -701,15 +684,14 @@ fn not_kept() -> (tokio::time::Instant, Duration) {
 
 /// What a walk whose task failed reads as: not an answer, so not kept.
 fn failed_walk(name: &str) -> Fetched<DnsObservation> {
-    let failed = DnsObservation {
+    let failed = DnsOutcome::ServerFailure {
         name: name.to_string(),
-        chain: Vec::new(),
-        outcome: DnsOutcome::ServerFailure {
-            name: name.to_string(),
-            detail: "the DNS walk task failed".into(),
-        },
+        detail: "the DNS walk task failed".into(),
     };
-    Fetched::now(failed, Duration::ZERO)
+    Fetched::now(
+        DnsObservation::ended(name.to_string(), failed),
+        Duration::ZERO,
+    )
 }
 
 /// Without a secretRef, the certificate under test is the one the edge served.
