@@ -2,6 +2,7 @@
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use httpsdelivery_operator::cli::{self, CheckOptions, Format};
+use httpsdelivery_operator::controller::scope::WatchScope;
 use httpsdelivery_operator::controller::{self, Bounds, OperatorConfig};
 use httpsdelivery_operator::probe::ProbeConfig;
 use httpsdelivery_operator::telemetry;
@@ -58,9 +59,19 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Watch only this namespace (the chart then needs Roles, not ClusterRoles).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    watch_namespace: Option<String>,
+    /// Watch only these namespaces (repeatable, or a comma list; the chart then needs a Role in
+    /// each, not ClusterRoles). Default: every namespace.
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACE",
+        value_delimiter = ',',
+        value_name = "NS"
+    )]
+    watch_namespace: Vec<String>,
+    /// Watch the namespaces whose labels match this selector (e.g. team=web), picking up
+    /// namespaces as they gain or lose the label. Needs a ClusterRole.
+    #[arg(long, env = "WATCH_NAMESPACE_SELECTOR", value_name = "SELECTOR")]
+    watch_namespace_selector: Option<String>,
     /// Address of the health (/healthz, /readyz) and Prometheus (/metrics) server.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -198,7 +209,13 @@ fn main() {
                 }
             },
         },
-        Command::Run(args) => block_on(controller::operate((*args).into())),
+        Command::Run(args) => match OperatorConfig::try_from(*args) {
+            Ok(config) => block_on(controller::operate(config)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
         Command::Check {
             paths,
             output,
@@ -229,10 +246,15 @@ fn block_on(work: impl std::future::Future<Output = i32>) -> i32 {
     }
 }
 
-impl From<RunArgs> for OperatorConfig {
-    fn from(a: RunArgs) -> Self {
-        OperatorConfig {
-            watch_namespace: a.watch_namespace,
+impl TryFrom<RunArgs> for OperatorConfig {
+    type Error = String;
+
+    fn try_from(a: RunArgs) -> Result<Self, String> {
+        Ok(OperatorConfig {
+            scope: WatchScope::from_flags(
+                &a.watch_namespace,
+                a.watch_namespace_selector.as_deref(),
+            )?,
             metrics_addr: a.metrics_addr,
             leader_elect: a.leader_elect,
             lease_namespace: a.lease_namespace,
@@ -252,7 +274,7 @@ impl From<RunArgs> for OperatorConfig {
                 stall_timeout: a.stall_timeout.into(),
                 shutdown_grace: a.shutdown_grace.into(),
             },
-        }
+        })
     }
 }
 

@@ -354,9 +354,10 @@ fn chart_metadata_matches_the_crate_and_the_crds_are_the_generated_ones() {
         json!("http://json-schema.org/draft-07/schema#")
     );
     assert_eq!(schema["additionalProperties"], json!(false));
+    // Any number of namespaces: the operator watches each of them.
     assert_eq!(
         schema["properties"]["watchNamespaces"]["maxItems"],
-        json!(1)
+        json!(null)
     );
     // Every top-level value is described by the schema, and nothing else is allowed.
     let values = yaml_file(&chart_dir().join("values.yaml"));
@@ -408,13 +409,13 @@ fn helm_lint_passes_with_default_and_custom_values() {
 
 #[test]
 #[ignore = "needs the control plane (tools/bin): run make test"]
-fn the_values_schema_rejects_typos_and_more_than_one_watch_namespace() {
+fn the_values_schema_rejects_typos_and_a_list_with_a_selector() {
     let cp = shared();
     for (set, says) in [
         ("replcias=2", "additional properties 'replcias' not allowed"),
         ("replicaCount=-1", "minimum"),
         ("replicas=-1", "minimum"),
-        ("watchNamespaces={shop,blog}", "maxItems: got 2, want 1"),
+        ("watchNamespaces={shop,shop}", "items at 0 and 1 are equal"),
         ("watchNamespaces={Shop}", "does not match pattern"),
         ("logFormat=xml", "value must be one of 'text', 'json'"),
         ("image.pullPolicy=Sometimes", "value must be one of"),
@@ -436,22 +437,21 @@ fn the_values_schema_rejects_typos_and_more_than_one_watch_namespace() {
             "--set {set}: {stderr}"
         );
     }
-    // Without the schema, the template itself refuses two namespaces.
+    // A list of namespaces and a selector are two ways to scope: not both at once.
     let stderr = fail(
-        "two namespaces without the schema",
+        "a list and a selector",
         helm(
             cp,
             &[
                 "template",
                 "x",
                 &chart(),
-                "--skip-schema-validation",
                 "--set",
-                "watchNamespaces={shop,blog}",
+                "watchNamespaces={shop},watchNamespaceSelector=team=web",
             ],
         ),
     );
-    assert!(stderr.contains("exactly one"), "{stderr}");
+    assert!(stderr.contains("cannot be used together"), "{stderr}");
     let stderr = fail(
         "a ServiceMonitor without a Service",
         helm(
@@ -980,6 +980,25 @@ fn notes_print_the_first_two_commands_and_the_deprecation_of_replicas() {
         "{out}"
     );
     assert!(!out.contains("DEPRECATED"), "{out}");
+    let out = notes(cp, "n4", "watchNamespaces={shop,blog}");
+    assert_eq!(
+        notes_commands(&out)[..3],
+        [
+            "kubectl get httpsdeliveries -n blog",
+            "kubectl get httpsdeliveries -n shop",
+            "kubectl describe httpsdelivery NAME -n NAMESPACE",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("namespaces blog, shop only (a Role in each)"),
+        "{out}"
+    );
+    let out = notes(cp, "n5", "watchNamespaceSelector=team=web");
+    assert!(
+        out.contains("the namespaces labelled team=web, as they gain or lose the label"),
+        "{out}"
+    );
     let out = notes(cp, "n3", "replicas=2,replicaCount=3");
     assert!(
         out.contains(
@@ -1223,7 +1242,7 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crd() {
         ),
         (false, vec!["list", "pods", "--all-namespaces"]),
     ] {
-        assert_can_i(cp, &["--as", &sa], &args, allowed);
+        cp.assert_can_i(&["--as", &sa], &args, allowed);
     }
 
     // An upgrade to two replicas switches leader election on, with its Role.
@@ -1266,8 +1285,7 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crd() {
         ),
         None,
     );
-    assert_can_i(
-        cp,
+    cp.assert_can_i(
         &["--as", &sa],
         &[
             "update",
@@ -1297,48 +1315,8 @@ async fn helm_install_creates_every_object_and_uninstall_keeps_the_crd() {
     );
 }
 
-/// `kubectl auth can-i ARGS` with `who` (impersonation flags or a kubeconfig) must answer
-/// `allowed`.
-fn assert_can_i(cp: &ControlPlane, who: &[&str], args: &[&str], allowed: bool) {
-    let mut cmd = cp.kubectl();
-    cmd.args(who).args(["auth", "can-i"]).args(args);
-    let out = run(cmd, None);
-    let answer = text(&out.stdout);
-    let expected = if allowed { "yes" } else { "no" };
-    assert_eq!(
-        answer.trim(),
-        expected,
-        "can-i {args:?} as {who:?}: {}",
-        text(&out.stderr)
-    );
-    assert_eq!(
-        out.status.success(),
-        allowed,
-        "exit status of can-i {args:?}"
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Least privilege, proven with the real operator
-
-/// A kubeconfig for `token`, with the admin kubeconfig's server and CA.
-fn token_kubeconfig(cp: &ControlPlane, token: &str, path: &Path) {
-    let admin = yaml_file(cp.kubeconfig_path());
-    let cluster = &admin["clusters"][0]["cluster"];
-    let server = cluster["server"].as_str().expect("server");
-    assert_eq!(server, cp.server());
-    let ca = cluster["certificate-authority"].as_str().expect("CA file");
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "testkit", "cluster": {"server": server, "certificate-authority": ca}}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "testkit", "user": "operator"}}],
-        "current-context": "operator",
-    });
-    std::fs::write(path, serde_saphyr::to_string(&config).expect("YAML"))
-        .expect("write kubeconfig");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the control plane (tools/bin): run make test"]
@@ -1375,7 +1353,7 @@ async fn the_charts_service_account_runs_the_operator_to_ready_and_can_do_nothin
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = dir.path().join("operator.kubeconfig");
-    token_kubeconfig(cp, token.trim(), &kubeconfig);
+    cp.token_kubeconfig(token.trim(), &kubeconfig);
     let as_operator = format!("--kubeconfig={}", kubeconfig.display());
     let whoami = succeed(
         "kubectl auth whoami (token)",
@@ -1521,7 +1499,7 @@ async fn the_charts_service_account_runs_the_operator_to_ready_and_can_do_nothin
         ),
         (false, vec!["*", "*", "-n", &ns]),
     ] {
-        assert_can_i(cp, &who, &args, allowed);
+        cp.assert_can_i(&who, &args, allowed);
     }
 
     // And real requests with the token are refused by the API server.

@@ -4,6 +4,7 @@
 //! status (Ready once a cheap authenticated read succeeds).
 
 use super::FIELD_MANAGER;
+use super::scope::{Events, WatchScope, scoped_watch};
 use crate::api::account::{CdnAccount, CdnAccountSpec, CdnAccountStatus, ClusterCdnAccount};
 use crate::api::conditions::merge_conditions;
 use crate::api::{AccountKind, AccountReference, ConditionStatus, ConditionType, Reason, Verdict};
@@ -15,6 +16,7 @@ use crate::provider::{build_account, check_access};
 use crate::telemetry::Metrics;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -329,17 +331,16 @@ impl AccountObject for ClusterCdnAccount {
 
 /// Keeps the Ready condition of the accounts `api` lists, until `shutdown`.
 async fn account_controller<K: AccountObject>(
-    api: Api<K>,
+    stream: impl FnOnce(Store<K>) -> Events<K>,
     ctx: Arc<AccountContext>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     use futures::StreamExt;
     use kube::runtime::controller::{Action, Controller};
-    use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+    use kube::runtime::{WatchStreamExt, predicates, reflector};
     let (store, writer) = reflector::store();
     // Only a new generation checks again (the status write does not); the requeue does.
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+    let stream = stream(store.clone())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -365,11 +366,17 @@ async fn account_controller<K: AccountObject>(
         .await;
 }
 
-/// Watches CdnAccounts (in `namespace`, or all) and, cluster-wide only, ClusterCdnAccounts,
+fn watch_accounts<K: AccountObject>(api: Api<K>) -> Events<K> {
+    use kube::runtime::{WatchStreamExt, watcher};
+    futures::StreamExt::boxed(watcher::watcher(api, watcher::Config::default()).default_backoff())
+}
+
+/// Watches CdnAccounts (in the scope's namespaces) and, unless the scope is Roles only,
+/// ClusterCdnAccounts,
 /// and keeps their Ready condition, until `shutdown`.
 pub async fn run_account_controllers(
     client: Client,
-    namespace: Option<String>,
+    scope: WatchScope,
     accounts: Arc<Accounts>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -388,18 +395,22 @@ pub async fn run_account_controllers(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let Some(ns) = namespace else {
-        let local = account_controller(
-            Api::<CdnAccount>::all(client.clone()),
-            ctx.clone(),
-            stopped(),
-        );
-        let global = account_controller(Api::<ClusterCdnAccount>::all(client), ctx, stopped());
-        futures::join!(local, global);
+    let local = account_controller(
+        |store: Store<CdnAccount>| scoped_watch(&client, &scope, store, watch_accounts),
+        ctx.clone(),
+        stopped(),
+    );
+    if !scope.cluster_wide() {
+        // Roles only: cluster-scoped accounts cannot be watched.
+        local.await;
         return;
-    };
-    // Roles only: cluster-scoped accounts cannot be watched.
-    account_controller(Api::<CdnAccount>::namespaced(client, &ns), ctx, stopped()).await;
+    }
+    let global = account_controller(
+        |_| watch_accounts(Api::<ClusterCdnAccount>::all(client.clone())),
+        ctx,
+        stopped(),
+    );
+    futures::join!(local, global);
 }
 
 #[cfg(test)]

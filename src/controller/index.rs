@@ -121,6 +121,15 @@ impl DeliveryIndex {
             .unwrap_or_default()
     }
 
+    /// The namespaces where some delivery references a Secret.
+    pub fn secret_namespaces(&self) -> std::collections::BTreeSet<String> {
+        self.lock()
+            .secrets
+            .keys()
+            .map(|(ns, _)| ns.clone())
+            .collect()
+    }
+
     /// How many deliveries are indexed.
     pub fn len(&self) -> usize {
         self.lock().entries.len()

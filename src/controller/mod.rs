@@ -8,6 +8,7 @@ pub mod leader;
 pub mod publish;
 mod reconcile;
 mod run;
+pub mod scope;
 pub mod secrets;
 
 pub use reconcile::{apply_status, error_policy, reconcile, status_apply_body};

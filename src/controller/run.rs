@@ -2,7 +2,8 @@
 //! the watches (deliveries, Secrets, hostname claims) and shutdown on SIGTERM.
 
 use super::accounts::{Accounts, run_account_controllers};
-use super::secrets::SecretCache;
+use super::scope::{WatchScope, check_selector, scoped_watch};
+use super::secrets::{FirstRead, SecretCache};
 use super::{Context, Guarded, error_policy, leader, reconcile};
 use crate::probe::{ProbeConfig, Prober};
 use crate::telemetry::{self, Health, LogFormat, Metrics};
@@ -23,7 +24,8 @@ use std::time::Duration;
 /// Everything `httpsdelivery-operator run` is told on its command line.
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
-    pub watch_namespace: Option<String>,
+    /// `--watch-namespace` (one or several) or `--watch-namespace-selector`.
+    pub scope: WatchScope,
     pub metrics_addr: SocketAddr,
     pub leader_elect: bool,
     pub lease_namespace: Option<String>,
@@ -65,7 +67,7 @@ impl Default for Bounds {
 
 /// Settings of the controller loop itself.
 pub struct RunConfig {
-    pub watch_namespace: Option<String>,
+    pub scope: WatchScope,
     /// The CDN accounts of provider mode.
     pub accounts: Accounts,
     pub identity: String,
@@ -107,9 +109,14 @@ pub async fn operate(config: OperatorConfig) -> i32 {
             return 1;
         }
     };
-    tracing::info!(identity, watch_namespace = ?config.watch_namespace, leader_elect = config.leader_elect, "starting");
+    tracing::info!(identity, scope = %config.scope, leader_elect = config.leader_elect, "starting");
+    if let Err(e) = check_selector(&client, &config.scope).await {
+        tracing::error!("{e}");
+        server.abort();
+        return 1;
+    }
     let run_config = RunConfig {
-        watch_namespace: config.watch_namespace.clone(),
+        scope: config.scope.clone(),
         accounts: Accounts::new(
             &config.probe,
             config.operator_namespace.clone(),
@@ -180,7 +187,7 @@ fn leader_config(config: &OperatorConfig, identity: String) -> leader::LeaderCon
     let namespace = config
         .lease_namespace
         .clone()
-        .or_else(|| config.watch_namespace.clone())
+        .or_else(|| config.scope.single().map(str::to_owned))
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "default".into());
     let mut lc = leader::LeaderConfig::new(namespace, identity);
@@ -237,13 +244,17 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let scope = Scope(config.watch_namespace.clone());
+    let scope = config.scope.clone();
     let (secret_store, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let first_read = match &scope {
+        WatchScope::All => FirstRead::All(Api::all(client.clone())),
+        _ => FirstRead::ByNamespace(client.clone()),
+    };
     let ctx = Arc::new(
         Context::new(client.clone(), prober, metrics, &config.identity)
             .with_secrets(
-                SecretCache::new(secret_store, config.secret_label_selector.clone())
-                    .with_first_read(scope.api::<Secret>(&client)),
+                SecretCache::new(secret_store.clone(), config.secret_label_selector.clone())
+                    .with_first_read(first_read),
             )
             .with_accounts(config.accounts)
             .with_limits(config.limits)
@@ -252,7 +263,7 @@ pub async fn run(
     let (accounts_stop, accounts_stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run_account_controllers(
         client.clone(),
-        config.watch_namespace.clone(),
+        scope.clone(),
         ctx.accounts.clone(),
         async move {
             let _ = accounts_stopped.await;
@@ -260,8 +271,8 @@ pub async fn run(
     ));
     let (store, writer) = reflector::store::<Guarded>();
     let (recheck_tx, recheck_rx) = futures::channel::mpsc::unbounded();
-    let deliveries = watch_deliveries(&client, &scope, ctx.clone(), writer, recheck_tx);
-    let secrets = watch_secrets(&client, &scope, ctx.clone(), secret_writer);
+    let deliveries = watch_deliveries(&client, &scope, &store, ctx.clone(), writer, recheck_tx);
+    let secrets = watch_secrets(&client, &scope, secret_store, ctx.clone(), secret_writer);
     tokio::spawn(report_ready_when_synced(store.clone(), health));
     tokio::spawn(forget_deleted(ctx.clone(), store.clone()));
     let mapper_ctx = ctx.clone();
@@ -302,19 +313,20 @@ pub async fn run(
 /// index kept; only new generations passed on.
 fn watch_deliveries(
     client: &Client,
-    scope: &Scope,
+    scope: &WatchScope,
+    store: &Store<Guarded>,
     ctx: Arc<Context>,
     writer: reflector::store::Writer<Guarded>,
     recheck: futures::channel::mpsc::UnboundedSender<ObjectRef<Guarded>>,
 ) -> impl futures::Stream<Item = Result<Guarded, watcher::Error>> + Send + 'static {
     let health = ctx.health.clone();
-    watcher::watcher(
-        scope.api::<Guarded>(client),
-        watcher::Config::default().page_size(500),
-    )
+    scoped_watch(client, scope, store.clone(), |api| {
+        watcher::watcher(api, watcher::Config::default().page_size(500))
+            .backoff(WatchBackoff::default())
+            .boxed()
+    })
     // Ready tells the truth: not while the API server cannot be watched.
     .inspect(move |event| health.set_watching(event.is_ok()))
-    .backoff(WatchBackoff::default())
     .modify(|d: &mut Guarded| {
         d.managed_fields_mut().clear();
         d.annotations_mut().remove(LAST_APPLIED);
@@ -345,7 +357,8 @@ fn watch_deliveries(
 /// selector, only those carrying it) are watched, so only they are ever read.
 fn watch_secrets(
     client: &Client,
-    scope: &Scope,
+    scope: &WatchScope,
+    store: Store<PartialObjectMeta<Secret>>,
     ctx: Arc<Context>,
     writer: reflector::store::Writer<PartialObjectMeta<Secret>>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
@@ -355,18 +368,21 @@ fn watch_secrets(
     if let Some(labels) = labels {
         config = config.labels(labels);
     }
-    watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(client), config)
-        .backoff(WatchBackoff::default())
-        .modify(|s: &mut PartialObjectMeta<Secret>| keep_name_and_version(&mut s.metadata))
-        .inspect_ok(move |event| match event {
-            watcher::Event::InitDone => ctx.secrets.mark_listed(),
-            watcher::Event::Delete(s) => ctx
-                .secrets
-                .forget(&s.namespace().unwrap_or_default(), &s.name_any()),
-            _ => {}
-        })
-        .reflect(writer)
-        .touched_objects()
+    scoped_watch(client, scope, store, move |api| {
+        watcher::watcher(api, config.clone())
+            .backoff(WatchBackoff::default())
+            .boxed()
+    })
+    .modify(|s: &mut PartialObjectMeta<Secret>| keep_name_and_version(&mut s.metadata))
+    .inspect_ok(move |event| match event {
+        watcher::Event::InitDone => ctx.secrets.mark_listed(),
+        watcher::Event::Delete(s) => ctx
+            .secrets
+            .forget(&s.namespace().unwrap_or_default(), &s.name_any()),
+        _ => {}
+    })
+    .reflect(writer)
+    .touched_objects()
 }
 
 /// What `kubectl apply` (client-side) copies of the whole object into an annotation: a second
@@ -432,22 +448,6 @@ impl Iterator for NoBackoff {
 
 impl kube::runtime::utils::Backoff for NoBackoff {
     fn reset(&mut self) {}
-}
-
-/// The namespace the operator watches, or all of them.
-struct Scope(Option<String>);
-
-impl Scope {
-    fn api<K>(&self, client: &Client) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as kube::Resource>::DynamicType: Default,
-    {
-        match &self.0 {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
 }
 
 /// kube-runtime's Store wakes only the last waiter, and the Controller waits on the same store:

@@ -27,14 +27,23 @@ pub struct SecretCache {
     listed: tokio::sync::watch::Sender<bool>,
     /// Parsed content by (namespace, name), with the resourceVersion it was read at.
     parsed: Mutex<HashMap<SecretKey, (String, SecretContent)>>,
-    /// The Secrets of the scope, for the first read; None: every read is a GET.
-    list_api: Option<Api<Secret>>,
+    /// How the first read lists the Secrets of the scope; None: every read is a GET.
+    first_read_from: Option<FirstRead>,
     /// Whether every delivery has been listed once (the first read keeps only what they use).
     deliveries_listed: tokio::sync::watch::Sender<bool>,
     first_read: tokio::sync::OnceCell<()>,
     /// Secrets whose content was read from the API server, and of those, read with a GET.
     reads: AtomicU64,
     gets: AtomicU64,
+}
+
+/// Where the first read lists Secrets.
+pub enum FirstRead {
+    /// Every namespace at once (the operator watches them all).
+    All(Api<Secret>),
+    /// Each namespace where a delivery references a Secret, one after the other (the
+    /// operator watches some namespaces, and may read only those).
+    ByNamespace(Client),
 }
 
 /// Secrets per page of the first read (a TLS Secret is a few kilobytes).
@@ -51,9 +60,9 @@ impl SecretCache {
         }
     }
 
-    /// Lets the first read list the Secrets of `api` (the operator's scope) in pages.
-    pub fn with_first_read(mut self, api: Api<Secret>) -> Self {
-        self.list_api = Some(api);
+    /// Lets the first read list the Secrets of the operator's scope in pages.
+    pub fn with_first_read(mut self, from: FirstRead) -> Self {
+        self.first_read_from = Some(from);
         self
     }
 
@@ -64,7 +73,7 @@ impl SecretCache {
             selector: None,
             listed: tokio::sync::watch::Sender::new(false),
             parsed: Mutex::new(HashMap::new()),
-            list_api: None,
+            first_read_from: None,
             deliveries_listed: tokio::sync::watch::Sender::new(false),
             first_read: tokio::sync::OnceCell::new(),
             reads: AtomicU64::new(0),
@@ -117,10 +126,25 @@ impl SecretCache {
     /// once the deliveries have been listed (so that the index knows them all). A failure
     /// leaves the Secrets to be read one by one.
     async fn read_all(&self, index: &DeliveryIndex) {
-        let Some(api) = &self.list_api else { return };
+        let Some(from) = &self.first_read_from else {
+            return;
+        };
         if !wait_for(&self.deliveries_listed, std::time::Duration::from_secs(30)).await {
             return;
         }
+        match from {
+            FirstRead::All(api) => self.read_pages(api, index).await,
+            FirstRead::ByNamespace(client) => {
+                for namespace in index.secret_namespaces() {
+                    let api = Api::namespaced(client.clone(), &namespace);
+                    self.read_pages(&api, index).await;
+                }
+            }
+        }
+    }
+
+    /// The Secrets of `api` that a delivery references, in pages.
+    async fn read_pages(&self, api: &Api<Secret>, index: &DeliveryIndex) {
         let (fields, labels) = self.selectors();
         let mut params = ListParams::default().fields(&fields).limit(FIRST_READ_PAGE);
         if let Some(labels) = labels {
@@ -175,7 +199,7 @@ impl SecretCache {
                     if let Some(content) = self.cached_at(&key, version.as_ref()) {
                         return content;
                     }
-                    if self.list_api.is_some() {
+                    if self.first_read_from.is_some() {
                         self.first_read.get_or_init(|| self.read_all(index)).await;
                         if let Some(content) = self.cached_at(&key, version.as_ref()) {
                             return content;
@@ -300,7 +324,7 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::Apply(meta));
         }
         let cache = SecretCache::new(store, Some("certs=cdn".into()))
-            .with_first_read(Api::namespaced(client.clone(), "shop"));
+            .with_first_read(FirstRead::All(Api::namespaced(client.clone(), "shop")));
         cache.mark_listed();
         let index = DeliveryIndex::default();
         for name in ["www", "img"] {

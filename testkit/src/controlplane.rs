@@ -909,6 +909,61 @@ impl Pki {
     }
 }
 
+/// Acting as a ServiceAccount: its own token, and what RBAC lets it do.
+impl ControlPlane {
+    /// A kubeconfig at `path` for `token`, with the admin kubeconfig's server and CA (written
+    /// as JSON, which kubectl and kube read as YAML).
+    pub fn token_kubeconfig(&self, token: &str, path: &Path) {
+        let admin: serde_json::Value = serde_saphyr::from_str(
+            &fs::read_to_string(self.kubeconfig_path()).expect("read the admin kubeconfig"),
+        )
+        .expect("the admin kubeconfig is YAML");
+        let cluster = &admin["clusters"][0]["cluster"];
+        let server = cluster["server"].as_str().expect("server");
+        assert_eq!(server, self.server());
+        let ca = cluster["certificate-authority"].as_str().expect("CA file");
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "testkit", "cluster": {"server": server, "certificate-authority": ca}}],
+            "users": [{"name": "operator", "user": {"token": token}}],
+            "contexts": [{"name": "operator", "context": {"cluster": "testkit", "user": "operator"}}],
+            "current-context": "operator",
+        });
+        fs::write(path, config.to_string()).expect("write kubeconfig");
+    }
+
+    /// A kubeconfig at `path` that authenticates as ServiceAccount `namespace/name`, with a
+    /// token from the TokenRequest API (valid for an hour).
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str, path: &Path) {
+        let mut cmd = self.kubectl();
+        cmd.args(["create", "token", name, "-n", namespace, "--duration=1h"]);
+        let token = crate::process::succeed("kubectl create token", cmd, None);
+        self.token_kubeconfig(token.trim(), path);
+    }
+
+    /// Asserts what `kubectl auth can-i ARGS` answers for `who` (e.g. `--as USER` or
+    /// `--kubeconfig=FILE`).
+    pub fn assert_can_i(&self, who: &[&str], args: &[&str], allowed: bool) {
+        let mut cmd = self.kubectl();
+        cmd.args(who).args(["auth", "can-i"]).args(args);
+        let out = crate::process::run(cmd, None);
+        let answer = crate::process::text(&out.stdout);
+        let expected = if allowed { "yes" } else { "no" };
+        assert_eq!(
+            answer.trim(),
+            expected,
+            "can-i {args:?} as {who:?}: {}",
+            crate::process::text(&out.stderr)
+        );
+        assert_eq!(
+            out.status.success(),
+            allowed,
+            "exit status of can-i {args:?}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,16 +75,15 @@ The image reference: repository@digest, else repository:tag (tag defaults to app
 {{- end }}
 
 {{/*
-The one watched namespace, or "" for all. The operator takes a single --watch-namespace; the
-schema allows at most one entry, and this fails too when schema validation was skipped.
+The watched namespaces as a comma list (--watch-namespace), or "" when the operator watches
+every namespace or those a selector picks (a ClusterRole then). A list and a selector
+together are refused, as the operator refuses them.
 */}}
-{{- define "httpsdelivery-operator.watchNamespace" -}}
-{{- if gt (len .Values.watchNamespaces) 1 }}
-{{- fail "watchNamespaces: the operator watches all namespaces ([]) or exactly one; install one release per namespace to watch several" }}
+{{- define "httpsdelivery-operator.watchNamespaces" -}}
+{{- if and .Values.watchNamespaces .Values.watchNamespaceSelector }}
+{{- fail "watchNamespaces and watchNamespaceSelector cannot be used together: list the namespaces (a Role in each), or label them (a ClusterRole)" }}
 {{- end }}
-{{- if .Values.watchNamespaces }}
-{{- first .Values.watchNamespaces }}
-{{- end }}
+{{- .Values.watchNamespaces | uniq | sortAlpha | join "," }}
 {{- end }}
 
 {{/*
@@ -143,12 +142,12 @@ The rules of the operator's (Cluster)Role: exactly the API calls it makes.
   verbs: ["get", "patch", "update"]
 # Provider mode: read the CDN accounts deliveries name (get), watch them to report whether
 # their API answers (list/watch), and write their status. ClusterCdnAccounts are
-# cluster-scoped: a Role (watchNamespace) cannot grant them, so they are not used then.
+# cluster-scoped: a Role (watchNamespaces) cannot grant them, so they are not used then.
 - apiGroups: ["httpsdelivery.dev"]
-  resources: ["cdnaccounts"{{ if not (include "httpsdelivery-operator.watchNamespace" .) }}, "clustercdnaccounts"{{ end }}]
+  resources: ["cdnaccounts"{{ if not (include "httpsdelivery-operator.watchNamespaces" .) }}, "clustercdnaccounts"{{ end }}]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["httpsdelivery.dev"]
-  resources: ["cdnaccounts/status"{{ if not (include "httpsdelivery-operator.watchNamespace" .) }}, "clustercdnaccounts/status"{{ end }}]
+  resources: ["cdnaccounts/status"{{ if not (include "httpsdelivery-operator.watchNamespaces" .) }}, "clustercdnaccounts/status"{{ end }}]
   verbs: ["get", "patch", "update"]
 # Read the kubernetes.io/tls Secret a delivery references (get), and watch Secrets (by
 # metadata only) to notice certificate rotation (list/watch); read the credentials Secret a
