@@ -4,12 +4,14 @@
 # tools/bin/. See tools/README.md.
 #
 #   make tools                          build what is missing or older than the pin
+#   make promtool                       promtool, pinned in tools/promtool/go.mod (make test needs it)
 #   GO_BUILD_FLAGS=-p=1 make tools      extra `go build` flags (here: one package at a time)
 #   GO_BUILD_FLAGS=-v make tools        list every package as it compiles
-#   make tools-check                    go.mod's staging replaces match the pinned kubernetes
+#   make tools-check                    go.mod's staging replaces match the pinned kubernetes;
+#                                       go mod verify of both modules
 #   make tools-clean                    remove tools/bin/
 #
-# A binary is rebuilt only when tools/go.mod or tools/go.sum is newer than it;
+# A binary is rebuilt only when its go.mod or go.sum is newer than it;
 # Go's build cache makes a rebuild after a pin move recompile only what changed.
 # ---------------------------------------------------------------------------
 
@@ -17,6 +19,13 @@ TOOLS_DIR := tools
 TOOLS_BIN := $(TOOLS_DIR)/bin
 TOOLS_PIN := $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 TOOLS_BINARIES := $(addprefix $(TOOLS_BIN)/,etcd kube-apiserver kubectl helm)
+
+# promtool (the chart's PrometheusRule is checked and unit-tested with it) has
+# a go.mod of its own, so that Prometheus's dependency graph never moves the
+# Kubernetes pins above.
+PROMTOOL_DIR := $(TOOLS_DIR)/promtool
+PROMTOOL_PIN := $(PROMTOOL_DIR)/go.mod $(PROMTOOL_DIR)/go.sum
+PROMTOOL := $(TOOLS_BIN)/promtool
 
 GO ?= go
 GO_BUILD_FLAGS ?=
@@ -52,23 +61,38 @@ tools_helm_ldflags = \
 	$(foreach pkg,helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil, \
 		-X $(pkg).k8sVersionMajor=1 -X $(pkg).k8sVersionMinor=$(tools_helm_k8s_minor))
 
-# $(1): output binary, $(2): main package, $(3): extra -X ldflags.
+TOOLS_PROMETHEUS_VERSION = $(shell cd $(PROMTOOL_DIR) && $(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus)
+TOOLS_PROMETHEUS_DATE = $(shell cd $(PROMTOOL_DIR) && $(GO) list -m -f '{{.Time.UTC.Format "20060102-15:04:05"}}' github.com/prometheus/prometheus)
+tools_prometheus_release = $(shell echo '$(TOOLS_PROMETHEUS_VERSION)' | sed -E 's/^v0\.([0-9]+)([0-9]{2})\.(.*)$$/\1.\2.\3/; s/\.0([0-9])\./.\1./')
+tools_promtool_ldflags = \
+	-X github.com/prometheus/common/version.Version=$(tools_prometheus_release) \
+	-X github.com/prometheus/common/version.Revision= \
+	-X github.com/prometheus/common/version.Branch=HEAD \
+	-X github.com/prometheus/common/version.BuildUser=httpsdelivery-tools \
+	-X github.com/prometheus/common/version.BuildDate=$(TOOLS_PROMETHEUS_DATE)
+
+# $(1): output binary, $(2): main package, $(3): extra -X ldflags,
+# $(4): the module folder whose go.mod pins it (default: $(TOOLS_DIR)).
 # Built into a temporary name first, so an interrupted build never leaves a
 # binary that looks up to date.
 define tools_go_build
 	@echo ">> building $(notdir $(1)) from $(2) (GO_BUILD_FLAGS='$(GO_BUILD_FLAGS)')"
 	@mkdir -p $(dir $(1))
 	@start=$$(date +%s); \
-	cd $(TOOLS_DIR) && CGO_ENABLED=0 $(GO) build -trimpath $(GO_BUILD_FLAGS) \
+	cd $(or $(4),$(TOOLS_DIR)) && CGO_ENABLED=0 $(GO) build -trimpath $(GO_BUILD_FLAGS) \
 		-ldflags '-s -w $(strip $(3))' -o $(abspath $(1)).tmp $(2) && \
 	mv $(abspath $(1)).tmp $(abspath $(1)) && \
 	echo ">> built $(1) in $$(( $$(date +%s) - start ))s"
 endef
 
-.PHONY: tools tools-check tools-clean
+.PHONY: tools tools-check tools-clean promtool
 
 tools: $(TOOLS_BINARIES)
 	@echo ">> tools up to date in $(TOOLS_BIN)/: $(notdir $(TOOLS_BINARIES))"
+
+# Only the tests need it (tests/alerts.rs), not the demo: `make test` depends on it.
+promtool: $(PROMTOOL)
+	@echo ">> promtool up to date in $(TOOLS_BIN)/"
 
 # etcd's release binary is the main package at the root of its server module.
 # Its version is a constant of go.etcd.io/etcd/api/v3; the commit is not known
@@ -85,9 +109,16 @@ $(TOOLS_BIN)/kubectl: $(TOOLS_PIN)
 $(TOOLS_BIN)/helm: $(TOOLS_PIN)
 	$(call tools_go_build,$@,helm.sh/helm/v3/cmd/helm,$(tools_helm_ldflags))
 
+# What Prometheus's .promu.yml sets, so that `promtool --version` prints the
+# release (module v0.X.Y is Prometheus 3.X.Y). Revision is not known from the
+# module proxy: left empty.
+$(PROMTOOL): $(PROMTOOL_PIN)
+	$(call tools_go_build,$@,github.com/prometheus/prometheus/cmd/promtool,$(tools_promtool_ldflags),$(PROMTOOL_DIR))
+
 tools-check:
 	$(TOOLS_DIR)/gen-replaces.sh --check
 	cd $(TOOLS_DIR) && $(GO) mod verify
+	cd $(PROMTOOL_DIR) && $(GO) mod verify
 
 tools-clean:
 	rm -rf $(TOOLS_BIN)
@@ -98,8 +129,8 @@ tools-clean:
 #   make test-fast  fmt check, clippy, then `cargo test --workspace`: no tools, no buildah, no
 #                   Go or static build. The tests that need the control plane, buildah or the
 #                   demo are `#[ignore]`d, and reported as ignored here.
-#   make test       the whole suite, what .ci/run calls: test-deps, the tools if needed, fmt,
-#                   clippy, the binaries, the static binary and its SBOM (`make sbom`, which
+#   make test       the whole suite, what .ci/run calls: test-deps, the tools and promtool if
+#                   needed, fmt, clippy, the binaries, the static binary and its SBOM (`make sbom`, which
 #                   builds cargo-cyclonedx once), then every test including the ignored ones
 #   make test-deps  the system package the suite needs: installs buildah from Debian's
 #                   packages (apt-get, as root) when it is missing, and says so
@@ -137,7 +168,7 @@ test-deps:
 	fi
 
 # The binaries first: the demo's test runs the operator binary it finds in target/debug.
-test: test-deps tools lint
+test: test-deps tools promtool lint
 	$(CARGO) build --workspace --bins
 	$(STATIC_BUILD)
 	$(MAKE) --no-print-directory sbom

@@ -869,8 +869,9 @@ fn the_service_monitor_selects_the_metrics_service() {
     }
     assert_eq!(
         monitor["spec"]["endpoints"],
-        json!([{"port": "metrics", "path": "/metrics", "scheme": "http",
-                "interval": "30s", "scrapeTimeout": "10s"}])
+        json!([{"port": "metrics", "path": "/metrics", "scheme": "http", "honorLabels": true,
+                "interval": "30s", "scrapeTimeout": "10s"}]),
+        "honorLabels keeps the per-object namespace label the alerts select by"
     );
     assert_eq!(
         monitor["spec"]["namespaceSelector"]["matchNames"],

@@ -74,9 +74,15 @@ fn find_tool(bin: &Path, name: &str) -> Result<PathBuf, String> {
     if path.is_file() {
         Ok(path)
     } else {
+        // promtool has a target of its own: only the tests need it, not the demo.
+        let target = if name == "promtool" {
+            "promtool"
+        } else {
+            "tools"
+        };
         Err(format!(
-            "{} is missing: build it with `make tools` in {} (or point {TOOLS_BIN_ENV} at a \
-             directory holding etcd, kube-apiserver, kubectl and helm)",
+            "{} is missing: build it with `make {target}` in {} (or point {TOOLS_BIN_ENV} at a \
+             directory holding etcd, kube-apiserver, kubectl, helm and promtool)",
             path.display(),
             workspace_root().display()
         ))
@@ -976,6 +982,8 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("make tools"), "{err}");
+        let err = find_tool(Path::new("/nonexistent/tools/bin"), "promtool").unwrap_err();
+        assert!(err.contains("build it with `make promtool`"), "{err}");
     }
 
     #[test]
