@@ -268,6 +268,12 @@ fn record(ctx: &Context, delivery: &HttpsDelivery, evaluation: &Evaluation) {
         .map(|v| (v.type_.as_str().to_string(), v.status.as_str().to_string()))
         .collect();
     ctx.metrics.set_conditions(&namespace, &name, &conditions);
+    ctx.metrics.set_info(
+        &namespace,
+        &name,
+        &delivery.spec.hostname,
+        evaluation.ready().reason.as_str(),
+    );
     let dangling = evaluation
         .verdicts
         .iter()

@@ -256,6 +256,14 @@ impl Metrics {
         self.inner.objects.set_dangling(namespace, name, dangling);
     }
 
+    /// Publishes the object's hostname and the reason of its Ready condition as
+    /// `httpsdelivery_delivery_info`, for alerts and dashboards to name the delivery by.
+    pub fn set_info(&self, namespace: &str, name: &str, hostname: &str, ready_reason: &str) {
+        self.inner
+            .objects
+            .set_info(namespace, name, hostname, ready_reason);
+    }
+
     /// Publishes the expiry of the object's certificate; `None` (no certificate could be read)
     /// removes the series rather than leaving a stale time behind.
     pub fn set_certificate_not_after(
@@ -432,12 +440,46 @@ mod tests {
             sample(&metrics.encode(), "httpsdelivery_dangling_cnames").as_deref(),
             Some("2")
         );
+        let text = metrics.encode();
+        let named = |name: &str| {
+            format!("httpsdelivery_hostname_dangling{{namespace=\"shop\",name=\"{name}\"}}")
+        };
+        assert_eq!(sample(&text, &named("www")).as_deref(), Some("1"));
+        assert_eq!(sample(&text, &named("old")), None, "only dangling ones");
         metrics.set_dangling("shop", "www", false);
+        assert_eq!(sample(&metrics.encode(), &named("www")), None);
         metrics.forget("shop", "api");
         assert_eq!(
             sample(&metrics.encode(), "httpsdelivery_dangling_cnames").as_deref(),
             Some("0")
         );
+    }
+
+    #[test]
+    fn the_info_series_names_the_hostname_and_the_ready_reason_and_follows_it() {
+        let metrics = Metrics::new();
+        metrics.set_info("shop", "www", "www.shop.example", "Verified");
+        let line = |reason: &str| {
+            format!(
+                "httpsdelivery_delivery_info{{namespace=\"shop\",name=\"www\",\
+                 hostname=\"www.shop.example\",reason=\"{reason}\"}}"
+            )
+        };
+        assert_eq!(
+            sample(&metrics.encode(), &line("Verified")).as_deref(),
+            Some("1")
+        );
+        // The reason changes: one series, the new one.
+        metrics.set_info("shop", "www", "www.shop.example", "CnameTargetMismatch");
+        let text = metrics.encode();
+        assert_eq!(sample(&text, &line("Verified")), None);
+        assert_eq!(
+            sample(&text, &line("CnameTargetMismatch")).as_deref(),
+            Some("1")
+        );
+        assert_eq!(text.matches("httpsdelivery_delivery_info{").count(), 1);
+        metrics.forget("shop", "www");
+        assert!(!metrics.encode().contains("httpsdelivery_delivery_info{"));
     }
 
     #[test]

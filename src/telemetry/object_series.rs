@@ -1,4 +1,5 @@
-//! The per-object series (condition statuses and certificate expiry), kept as one small entry
+//! The per-object series (condition statuses, certificate expiry, and what names a delivery
+//! to a person: its hostname and why it is or is not Ready), kept as one small entry
 //! per object and written out at scrape time, in chunks. A `Family` would hold a label set, a hash-table
 //! slot and an atomic for each of the 22 series of every object (about 5 KiB an object);
 //! this holds the object's names once and one byte per condition.
@@ -19,11 +20,16 @@ struct ObjectState {
     not_after: Option<i64>,
     /// DnsHealthy found a dangling CNAME (a subdomain-takeover risk).
     dangling: bool,
+    /// The hostname and Ready's reason (interned: a few dozen reasons are shared).
+    info: Option<(Box<str>, Arc<str>)>,
 }
 
 impl ObjectState {
     fn is_empty(&self) -> bool {
-        self.conditions.is_empty() && self.not_after.is_none() && !self.dangling
+        self.conditions.is_empty()
+            && self.not_after.is_none()
+            && !self.dangling
+            && self.info.is_none()
     }
 }
 
@@ -88,6 +94,13 @@ impl ObjectSeries {
         self.update(namespace, name, |state| state.dangling = dangling);
     }
 
+    pub fn set_info(&self, namespace: &str, name: &str, hostname: &str, reason: &str) {
+        let reason = self.intern(reason);
+        self.update(namespace, name, |state| {
+            state.info = Some((hostname.into(), reason))
+        });
+    }
+
     /// The objects that have series, as (namespace, name).
     pub fn objects(&self) -> Vec<(String, String)> {
         self.lock()
@@ -114,6 +127,16 @@ const NOT_AFTER_HEADER: &str = "\
 # HELP httpsdelivery_certificate_not_after_seconds Expiry of the served certificate of each HttpsDelivery, as Unix time.
 # TYPE httpsdelivery_certificate_not_after_seconds gauge
 # UNIT httpsdelivery_certificate_not_after_seconds seconds
+";
+
+const INFO_HEADER: &str = "\
+# HELP httpsdelivery_delivery_info Each HttpsDelivery's hostname and the reason of its Ready condition (always 1), to join on namespace and name: `* on(namespace, name) group_left(hostname, reason) httpsdelivery_delivery_info`.
+# TYPE httpsdelivery_delivery_info gauge
+";
+
+const DANGLING_OBJECT_HEADER: &str = "\
+# HELP httpsdelivery_hostname_dangling Each HttpsDelivery whose hostname is a dangling CNAME (DnsHealthy DanglingCname), always 1; absent for the others.
+# TYPE httpsdelivery_hostname_dangling gauge
 ";
 
 const DANGLING_HEADER: &str = "\
@@ -172,11 +195,45 @@ impl Snapshot {
             }
             text
         });
+        let info = pages(&objects).map(|(objects, range)| {
+            let mut text = String::new();
+            for ((namespace, name), state) in &objects[range] {
+                if let Some((hostname, reason)) = &state.info {
+                    text.push_str("httpsdelivery_delivery_info{namespace=\"");
+                    escape_into(&mut text, namespace);
+                    text.push_str("\",name=\"");
+                    escape_into(&mut text, name);
+                    text.push_str("\",hostname=\"");
+                    escape_into(&mut text, hostname);
+                    text.push_str("\",reason=\"");
+                    escape_into(&mut text, reason);
+                    text.push_str("\"} 1\n");
+                }
+            }
+            text
+        });
+        let dangling_objects = pages(&objects).map(|(objects, range)| {
+            let mut text = String::new();
+            for ((namespace, name), state) in &objects[range] {
+                if state.dangling {
+                    text.push_str("httpsdelivery_hostname_dangling{namespace=\"");
+                    escape_into(&mut text, namespace);
+                    text.push_str("\",name=\"");
+                    escape_into(&mut text, name);
+                    text.push_str("\"} 1\n");
+                }
+            }
+            text
+        });
         let dangling = objects.iter().filter(|(_, state)| state.dangling).count();
         std::iter::once(CONDITION_HEADER.to_string())
             .chain(conditions)
             .chain(std::iter::once(NOT_AFTER_HEADER.to_string()))
             .chain(not_after)
+            .chain(std::iter::once(INFO_HEADER.to_string()))
+            .chain(info)
+            .chain(std::iter::once(DANGLING_OBJECT_HEADER.to_string()))
+            .chain(dangling_objects)
             .chain(std::iter::once(format!(
                 "{DANGLING_HEADER}httpsdelivery_dangling_cnames {dangling}\n"
             )))
