@@ -276,3 +276,40 @@ fn a_list_and_a_selector_together_are_refused_before_anything_starts() {
         "{stderr}"
     );
 }
+
+#[test]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+fn a_selector_the_api_server_refuses_stops_the_start_with_an_error_naming_it() {
+    let cp = shared();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--metrics-addr=127.0.0.1:0",
+            "--watch-namespace-selector=team in (web",
+        ])
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the operator");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the operator kept running with a selector the API server refuses");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--watch-namespace-selector \"team in (web\"")
+            && stderr.contains("refused"),
+        "{stderr}"
+    );
+}

@@ -288,9 +288,13 @@ mod tests {
     use serde_json::json;
 
     fn secret_json(name: &str, version: &str) -> serde_json::Value {
+        secret_json_in("shop", name, version)
+    }
+
+    fn secret_json_in(namespace: &str, name: &str, version: &str) -> serde_json::Value {
         json!({
             "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": "shop", "resourceVersion": version},
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": version},
             "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
         })
     }
@@ -376,6 +380,61 @@ mod tests {
         // img-tls comes from the cache: the mock has no answer left, so a request would fail.
         assert!(matches!(
             cache.read(&client, &index, "shop", "img-tls").await,
+            SecretContent::Tls { .. }
+        ));
+        assert_eq!((cache.reads(), cache.gets()), (2, 0));
+    }
+
+    /// Watching some namespaces, the first read lists only those where a delivery references a
+    /// Secret, one after the other, never the whole cluster (a Role in each is all it has).
+    #[tokio::test]
+    async fn the_first_read_by_namespace_lists_only_the_namespaces_with_references() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let (store, mut writer) = reflector::store::<PartialObjectMeta<Secret>>();
+        for ns in ["shop", "blog"] {
+            let meta = PartialObjectMeta::<Secret> {
+                metadata: ObjectMeta {
+                    name: Some("www-tls".into()),
+                    namespace: Some(ns.into()),
+                    resource_version: Some("7".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            writer.apply_watcher_event(&watcher::Event::Apply(meta));
+        }
+        let cache =
+            SecretCache::new(store, None).with_first_read(FirstRead::ByNamespace(client.clone()));
+        cache.mark_listed();
+        let index = DeliveryIndex::default();
+        for (ns, hostname) in [("shop", "www.shop.example"), ("blog", "www.blog.example")] {
+            index.observe(&watcher::Event::Apply(delivery(ns, "www", hostname, T1)));
+        }
+        cache.mark_deliveries_listed();
+
+        let server = tokio::spawn(async move {
+            let mut paths = Vec::new();
+            for ns in ["blog", "shop"] {
+                let (request, send) = handle.next_request().await.expect("a request");
+                paths.push(request.uri().path().to_string());
+                send.send_response(page(vec![secret_json_in(ns, "www-tls", "7")], ""));
+            }
+            paths
+        });
+        let content = cache.read(&client, &index, "shop", "www-tls").await;
+        assert!(matches!(content, SecretContent::Tls { .. }), "{content:?}");
+        let paths = server.await.expect("the mock server");
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/namespaces/blog/secrets",
+                "/api/v1/namespaces/shop/secrets"
+            ]
+        );
+        // blog's came with the same first read: no request left to make.
+        assert!(matches!(
+            cache.read(&client, &index, "blog", "www-tls").await,
             SecretContent::Tls { .. }
         ));
         assert_eq!((cache.reads(), cache.gets()), (2, 0));
