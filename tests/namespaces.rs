@@ -21,13 +21,17 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn helm_install(cp: &ControlPlane, release: &str, namespace: &str, set: &str) {
+/// Installs the chart as `release` in `namespace`; returns its ServiceAccount's name and user.
+fn helm_install(cp: &ControlPlane, release: &str, namespace: &str, set: &str) -> (String, String) {
     let chart = root().join("charts").join(CHART);
     let mut cmd = cp.helm();
     cmd.args(["install", release])
         .arg(&chart)
         .args(["--namespace", namespace, "--set", set]);
     succeed(&format!("helm install --set {set}"), cmd, None);
+    let sa = format!("{release}-{CHART}");
+    let user = format!("system:serviceaccount:{namespace}:{sa}");
+    (sa, user)
 }
 
 /// The healthy example as `namespace/www`.
@@ -60,6 +64,15 @@ fn operator_as(
     Operator::start(BIN, &kubeconfig, all)
 }
 
+/// The control plane with the CRDs, a loopback world, and a namespace to install the chart in.
+async fn setup(release: &str) -> (&'static ControlPlane, World, String) {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let world = World::start().await.expect("the loopback world");
+    let namespace = cp.namespace(release).await;
+    (cp, world, namespace)
+}
+
 /// The operator's per-delivery series of `namespace`, in its /metrics.
 fn series_in(op: &Operator, namespace: &str) -> usize {
     op.metric_lines(&format!("namespace=\"{namespace}\""))
@@ -69,23 +82,14 @@ fn series_in(op: &Operator, namespace: &str) -> usize {
 #[ignore = "needs the control plane (tools/bin): run make test"]
 async fn two_listed_namespaces_are_reconciled_by_one_operator_and_a_third_is_ignored_and_unreadable()
  {
-    let cp = shared();
-    cp.install_crds(root().join("crds"));
-    let world = World::start().await.expect("the loopback world");
-    let release = cp.namespace("ns-list").await;
+    let (cp, world, release) = setup("ns-list").await;
     let a = cp.namespace("team-a").await;
     let b = cp.namespace("team-b").await;
     let other = cp.namespace("other").await;
-    helm_install(
-        cp,
-        "list",
-        &release,
-        &format!("watchNamespaces={{{a},{b}}}"),
-    );
-    let sa = format!("{}-{CHART}", "list");
+    let set = format!("watchNamespaces={{{a},{b}}}");
+    let (sa, user) = helm_install(cp, "list", &release, &set);
 
     // What the chart's ServiceAccount may read: the two namespaces, nothing else.
-    let user = format!("system:serviceaccount:{release}:{sa}");
     let who = ["--as", user.as_str()];
     for ns in [&a, &b] {
         for args in [
@@ -166,10 +170,7 @@ async fn two_listed_namespaces_are_reconciled_by_one_operator_and_a_third_is_ign
 #[ignore = "needs the control plane (tools/bin): run make test"]
 async fn a_namespace_that_gains_the_label_is_picked_up_and_one_that_loses_it_let_go_without_a_restart()
  {
-    let cp = shared();
-    cp.install_crds(root().join("crds"));
-    let world = World::start().await.expect("the loopback world");
-    let release = cp.namespace("ns-selector").await;
+    let (cp, world, release) = setup("ns-selector").await;
     let labelled = cp.namespace("labelled").await;
     let later = cp.namespace("later").await;
     // A label no other test uses: the namespaces of this test only.
@@ -189,14 +190,8 @@ async fn a_namespace_that_gains_the_label_is_picked_up_and_one_that_loses_it_let
     };
     label(&labelled, Some(&team)).await;
 
-    helm_install(
-        cp,
-        "sel",
-        &release,
-        &format!("watchNamespaceSelector=team={team}"),
-    );
-    let sa = format!("{}-{CHART}", "sel");
-    let user = format!("system:serviceaccount:{release}:{sa}");
+    let set = format!("watchNamespaceSelector=team={team}");
+    let (sa, user) = helm_install(cp, "sel", &release, &set);
     cp.assert_can_i(&["--as", &user], &["watch", "namespaces"], true);
     cp.assert_can_i(&["--as", &user], &["list", HD, "--all-namespaces"], true);
 

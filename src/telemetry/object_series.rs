@@ -164,99 +164,98 @@ impl ObjectSeries {
 }
 
 impl Snapshot {
-    /// The two metric families, each with its HELP and TYPE once, in chunks of text.
+    /// The metric families, each with its HELP and TYPE once, in chunks of text.
     pub fn chunks(self) -> impl Iterator<Item = String> + Send + 'static {
         let objects = Arc::new(self.objects);
-        let pages = |objects: &Arc<Vec<(Key, ObjectState)>>| {
-            let objects = objects.clone();
-            (0..objects.len().div_ceil(OBJECTS_PER_CHUNK)).map(move |page| {
-                let start = page * OBJECTS_PER_CHUNK;
-                let end = (start + OBJECTS_PER_CHUNK).min(objects.len());
-                (objects.clone(), start..end)
-            })
-        };
-        let conditions = pages(&objects).map(|(objects, range)| {
-            let mut text = String::new();
-            for ((namespace, name), state) in &objects[range] {
-                write_conditions(&mut text, namespace, name, state);
-            }
-            text
-        });
-        let not_after = pages(&objects).map(|(objects, range)| {
-            let mut text = String::new();
-            for ((namespace, name), state) in &objects[range] {
-                if let Some(seconds) = state.not_after {
-                    text.push_str("httpsdelivery_certificate_not_after_seconds{namespace=\"");
-                    escape_into(&mut text, namespace);
-                    text.push_str("\",name=\"");
-                    escape_into(&mut text, name);
-                    text.push_str(&format!("\"}} {seconds}\n"));
-                }
-            }
-            text
-        });
-        let info = pages(&objects).map(|(objects, range)| {
-            let mut text = String::new();
-            for ((namespace, name), state) in &objects[range] {
-                if let Some((hostname, reason)) = &state.info {
-                    text.push_str("httpsdelivery_delivery_info{namespace=\"");
-                    escape_into(&mut text, namespace);
-                    text.push_str("\",name=\"");
-                    escape_into(&mut text, name);
-                    text.push_str("\",hostname=\"");
-                    escape_into(&mut text, hostname);
-                    text.push_str("\",reason=\"");
-                    escape_into(&mut text, reason);
-                    text.push_str("\"} 1\n");
-                }
-            }
-            text
-        });
-        let dangling_objects = pages(&objects).map(|(objects, range)| {
-            let mut text = String::new();
-            for ((namespace, name), state) in &objects[range] {
-                if state.dangling {
-                    text.push_str("httpsdelivery_hostname_dangling{namespace=\"");
-                    escape_into(&mut text, namespace);
-                    text.push_str("\",name=\"");
-                    escape_into(&mut text, name);
-                    text.push_str("\"} 1\n");
-                }
-            }
-            text
-        });
         let dangling = objects.iter().filter(|(_, state)| state.dangling).count();
-        std::iter::once(CONDITION_HEADER.to_string())
-            .chain(conditions)
-            .chain(std::iter::once(NOT_AFTER_HEADER.to_string()))
-            .chain(not_after)
-            .chain(std::iter::once(INFO_HEADER.to_string()))
-            .chain(info)
-            .chain(std::iter::once(DANGLING_OBJECT_HEADER.to_string()))
-            .chain(dangling_objects)
+        family(&objects, CONDITION_HEADER, write_conditions)
+            .chain(family(&objects, NOT_AFTER_HEADER, write_not_after))
+            .chain(family(&objects, INFO_HEADER, write_info))
+            .chain(family(&objects, DANGLING_OBJECT_HEADER, write_dangling))
             .chain(std::iter::once(format!(
                 "{DANGLING_HEADER}httpsdelivery_dangling_cnames {dangling}\n"
             )))
     }
 }
 
+/// One family: its header, then what `write` makes of each object, a chunk of
+/// `OBJECTS_PER_CHUNK` objects at a time.
+fn family(
+    objects: &Arc<Vec<(Key, ObjectState)>>,
+    header: &'static str,
+    write: fn(&mut String, &str, &str, &ObjectState),
+) -> impl Iterator<Item = String> + Send + 'static + use<> {
+    let objects = objects.clone();
+    let pages = (0..objects.len().div_ceil(OBJECTS_PER_CHUNK)).map(move |page| {
+        let start = page * OBJECTS_PER_CHUNK;
+        let end = (start + OBJECTS_PER_CHUNK).min(objects.len());
+        let mut text = String::new();
+        for ((namespace, name), state) in &objects[start..end] {
+            write(&mut text, namespace, name, state);
+        }
+        text
+    });
+    std::iter::once(header.to_string()).chain(pages)
+}
+
+/// One sample: `metric{label="value",...} value`.
+fn sample(text: &mut String, metric: &str, labels: &[(&str, &str)], value: &str) {
+    text.push_str(metric);
+    for (i, (label, label_value)) in labels.iter().enumerate() {
+        text.push_str(if i == 0 { "{" } else { "," });
+        text.push_str(label);
+        text.push_str("=\"");
+        escape_into(text, label_value);
+        text.push('"');
+    }
+    text.push_str("} ");
+    text.push_str(value);
+    text.push('\n');
+}
+
 fn write_conditions(text: &mut String, namespace: &str, name: &str, state: &ObjectState) {
     for (condition_type, current) in &state.conditions {
         for (index, status) in CONDITION_STATUSES.iter().enumerate() {
-            text.push_str("httpsdelivery_condition_status{namespace=\"");
-            escape_into(text, namespace);
-            text.push_str("\",name=\"");
-            escape_into(text, name);
-            text.push_str("\",type=\"");
-            escape_into(text, condition_type);
-            text.push_str("\",status=\"");
-            text.push_str(status);
-            text.push_str(if usize::from(*current) == index {
-                "\"} 1\n"
+            let labels = [
+                ("namespace", namespace),
+                ("name", name),
+                ("type", condition_type),
+                ("status", status),
+            ];
+            let value = if usize::from(*current) == index {
+                "1"
             } else {
-                "\"} 0\n"
-            });
+                "0"
+            };
+            sample(text, "httpsdelivery_condition_status", &labels, value);
         }
+    }
+}
+
+fn write_not_after(text: &mut String, namespace: &str, name: &str, state: &ObjectState) {
+    if let Some(seconds) = state.not_after {
+        let labels = [("namespace", namespace), ("name", name)];
+        let metric = "httpsdelivery_certificate_not_after_seconds";
+        sample(text, metric, &labels, &seconds.to_string());
+    }
+}
+
+fn write_info(text: &mut String, namespace: &str, name: &str, state: &ObjectState) {
+    if let Some((hostname, reason)) = &state.info {
+        let labels = [
+            ("namespace", namespace),
+            ("name", name),
+            ("hostname", hostname),
+            ("reason", reason),
+        ];
+        sample(text, "httpsdelivery_delivery_info", &labels, "1");
+    }
+}
+
+fn write_dangling(text: &mut String, namespace: &str, name: &str, state: &ObjectState) {
+    if state.dangling {
+        let labels = [("namespace", namespace), ("name", name)];
+        sample(text, "httpsdelivery_hostname_dangling", &labels, "1");
     }
 }
 
