@@ -840,6 +840,119 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
     );
 }
 
+/// What `auditRoutes.enabled` adds: read-only watches of routes.
+fn route_audit_rules() -> BTreeSet<(String, String, String, String)> {
+    BTreeSet::from([
+        rule("networking.k8s.io", "ingresses", "", "list,watch"),
+        rule("gateway.networking.k8s.io", "httproutes", "", "list,watch"),
+    ])
+}
+
+/// What `auditRoutes.generate` adds: the template ConfigMap, and writes of generated deliveries.
+fn route_generation_rules() -> BTreeSet<(String, String, String, String)> {
+    BTreeSet::from([
+        rule("", "configmaps", "", "get"),
+        rule(
+            "httpsdelivery.dev",
+            "httpsdeliveries",
+            "",
+            "create,delete,patch",
+        ),
+    ])
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn route_rules_and_flags_appear_only_when_the_route_audit_and_generation_are_on() {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let ns = cp.namespace("chart-routes").await;
+    let audit = route_audit_rules();
+    let both: BTreeSet<_> = audit.union(&route_generation_rules()).cloned().collect();
+    for (set, extra, flags) in [
+        ("auditRoutes.enabled=false", BTreeSet::new(), &[][..]),
+        (
+            "auditRoutes.enabled=true",
+            audit.clone(),
+            &["--audit-routes"][..],
+        ),
+        (
+            "auditRoutes.enabled=true,auditRoutes.generate=true",
+            both.clone(),
+            &["--audit-routes", "--generate-from-routes"][..],
+        ),
+    ] {
+        let manifest = template(cp, NAME, &ns, &["--set", set]);
+        let docs = documents(&manifest);
+        let expected: BTreeSet<_> = operator_rules().union(&extra).cloned().collect();
+        assert_eq!(
+            rules(find(&docs, "ClusterRole", NAME)),
+            expected,
+            "--set {set}"
+        );
+        let rendered = args(find(&docs, "Deployment", NAME));
+        let route_flags: Vec<&str> = rendered
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.contains("routes"))
+            .collect();
+        assert_eq!(route_flags, flags, "--set {set}: {rendered:?}");
+        assert_flags_exist(&rendered);
+        let applied = apply_dry_run(cp, &manifest);
+        assert_eq!(
+            applied.lines().count(),
+            docs.len(),
+            "--set {set}:\n{applied}"
+        );
+    }
+
+    // With one watched namespace, the Role there gets the same rules.
+    let watch = cp.namespace("chart-routes-watch").await;
+    let set =
+        format!("watchNamespaces={{{watch}}},auditRoutes.enabled=true,auditRoutes.generate=true");
+    let docs = documents(&template(cp, NAME, &ns, &["--set", &set]));
+    let role = find(&docs, "Role", NAME);
+    assert_eq!(role["metadata"]["namespace"], json!(watch));
+    let expected: BTreeSet<_> = namespaced_operator_rules().union(&both).cloned().collect();
+    assert_eq!(rules(role), expected);
+
+    // Generation without the audit is refused, by name.
+    let stderr = fail(
+        "generation without the audit",
+        helm(
+            cp,
+            &[
+                "template",
+                "x",
+                &chart(),
+                "--set",
+                "auditRoutes.generate=true",
+            ],
+        ),
+    );
+    assert!(
+        stderr.contains("auditRoutes.generate needs auditRoutes.enabled"),
+        "{stderr}"
+    );
+    let stderr = fail(
+        "a typo under auditRoutes",
+        helm(
+            cp,
+            &[
+                "template",
+                "x",
+                &chart(),
+                "--set",
+                "auditRoutes.enable=true",
+            ],
+        ),
+    );
+    assert!(
+        stderr.contains("additional properties 'enable' not allowed"),
+        "{stderr}"
+    );
+}
+
 fn args_of(docs: &[Value], name: &str) -> Vec<String> {
     args(find(docs, "Deployment", name))
 }
