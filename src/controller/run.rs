@@ -264,12 +264,8 @@ pub async fn run(
         },
     ));
     let _routes = (config.routes).map(|r| {
-        routes::spawn(
-            client.clone(),
-            config.watch_namespace.clone(),
-            ctx.clone(),
-            r,
-        )
+        let scope = config.watch_namespace.clone();
+        routes::spawn(client.clone(), scope, ctx.clone(), r, &config.identity)
     });
     let (store, writer) = reflector::store::<Guarded>();
     let (recheck_tx, recheck_rx) = futures::channel::mpsc::unbounded();

@@ -5,7 +5,7 @@
 
 use super::audit::{Routes, Told};
 use super::source::{Route, RouteKey};
-use super::{ROUTES_FIELD_MANAGER, tell};
+use super::{ROUTES_FIELD_MANAGER, Teller};
 use crate::api::{HttpsDelivery, HttpsDeliverySpec};
 use crate::controller::Context;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -206,6 +206,7 @@ pub struct Generator {
 struct Pass<'a> {
     ctx: &'a Context,
     told: &'a mut Told,
+    teller: &'a Teller,
     applied: &'a mut HashMap<Id, [u8; 32]>,
     /// Templates read in this pass (each ConfigMap once).
     templates: HashMap<Id, Read>,
@@ -224,11 +225,12 @@ impl Generator {
         &mut self,
         routes: &Routes,
         ctx: &Context,
-        told: &mut Told,
+        (told, teller): (&mut Told, &Teller),
     ) -> HashSet<String> {
         let mut pass = Pass {
             ctx,
             told,
+            teller,
             applied: &mut self.applied,
             templates: HashMap::new(),
             taken: HashMap::new(),
@@ -278,7 +280,7 @@ impl Pass<'_> {
         note: String,
     ) {
         if self.told.first_time(route, &format!("{reason}/{what}")) {
-            tell(self.ctx, route, warning, reason, note).await;
+            self.teller.tell(route, warning, reason, note).await;
         }
     }
 
@@ -396,7 +398,7 @@ impl Pass<'_> {
                 Ok(_) => {
                     tracing::info!(%delivery, hostname, "deleted a generated delivery that no route wants any more")
                 }
-                Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(error) => {
                     tracing::warn!(%delivery, %error, "route generation: cannot delete a generated delivery")
                 }

@@ -12,17 +12,18 @@ mod source;
 pub use generate::{TEMPLATE_KEY, generated_name};
 pub use source::{HttpRoute, Route, RouteKey, RouteKind, TEMPLATE_ANNOTATION};
 
-use super::Context;
 use super::run::WatchBackoff;
+use super::{Context, FIELD_MANAGER};
 use crate::api::text::{MAX_EVENT_NOTE, truncate};
 use audit::{Routes, Told};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, ObjectMeta, PostParams};
 use kube::core::NamespaceResourceScope;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -63,18 +64,24 @@ pub struct Stop {
 }
 
 /// Starts the route source on `namespace` (or every namespace); it stops when the returned
-/// guard is dropped, and then withdraws its metric series.
+/// guard is dropped, and then withdraws its metric series. `identity` is this replica's, for
+/// the Events it publishes.
 pub fn spawn(
     client: Client,
     namespace: Option<String>,
     ctx: Arc<Context>,
     config: RoutesConfig,
+    identity: &str,
 ) -> Stop {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let teller = Teller {
+        client: client.clone(),
+        identity: identity.to_owned(),
+    };
     tokio::spawn(async move {
         let metrics = ctx.metrics.clone();
         tokio::select! {
-            () = run(client, namespace, ctx, config) => {}
+            () = run(client, namespace, ctx, config, teller) => {}
             _ = stopped => {}
         }
         metrics.clear_uncovered();
@@ -83,7 +90,13 @@ pub fn spawn(
 }
 
 /// Finds out whether HTTPRoutes exist, says what is audited, and audits.
-async fn run(client: Client, namespace: Option<String>, ctx: Arc<Context>, config: RoutesConfig) {
+async fn run(
+    client: Client,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    config: RoutesConfig,
+    teller: Teller,
+) {
     let http_routes = http_routes_served(&client).await;
     let scope = namespace.as_deref().unwrap_or("every namespace");
     if http_routes {
@@ -101,7 +114,7 @@ async fn run(client: Client, namespace: Option<String>, ctx: Arc<Context>, confi
     }
     let ingresses = watch::<Ingress>(&client, namespace.as_deref());
     let http = http_routes.then(|| watch::<HttpRoute>(&client, namespace.as_deref()));
-    audit(ingresses, http, ctx, config).await;
+    audit(ingresses, http, ctx, config, teller).await;
 }
 
 /// Asks discovery whether gateway.networking.k8s.io/v1 has httproutes; asks again (backing
@@ -112,7 +125,8 @@ async fn http_routes_served(client: &Client) -> bool {
     loop {
         match client.list_api_group_resources(GROUP_VERSION).await {
             Ok(list) => return list.resources.iter().any(|r| r.name == "httproutes"),
-            Err(kube::Error::Api(status)) if status.is_not_found() => return false,
+            // The group is not served at all: a plain 404 page, not a Status.
+            Err(kube::Error::Api(status)) if status.code == 404 => return false,
             Err(error) => {
                 tracing::warn!(%error, "route audit: cannot ask the API server whether it serves {GROUP_VERSION} httproutes; asking again");
                 tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(5))).await;
@@ -159,6 +173,7 @@ pub async fn audit<I, H>(
     http_routes: Option<H>,
     ctx: Arc<Context>,
     config: RoutesConfig,
+    teller: Teller,
 ) where
     I: Stream<Item = Result<watcher::Event<Ingress>, watcher::Error>> + Send + 'static,
     H: Stream<Item = Result<watcher::Event<HttpRoute>, watcher::Error>> + Send + 'static,
@@ -198,6 +213,7 @@ pub async fn audit<I, H>(
         told: Told::default(),
         uncovered: BTreeSet::new(),
         generator: config.generate.then(generate::Generator::default),
+        teller,
     };
     // Whatever arrived together is one pass (a list of a thousand routes is not a thousand).
     let mut inputs = futures::stream::select_all(inputs).ready_chunks(1024);
@@ -226,6 +242,7 @@ struct State {
     /// The series of `httpsdelivery_uncovered_hostnames` set now.
     uncovered: BTreeSet<(RouteKey, String)>,
     generator: Option<generate::Generator>,
+    teller: Teller,
 }
 
 impl State {
@@ -233,7 +250,10 @@ impl State {
     /// an Event the first time in the route's generation.
     async fn pass(&mut self, ctx: &Context) {
         let generated = match &mut self.generator {
-            Some(generator) => generator.pass(&self.routes, ctx, &mut self.told).await,
+            Some(generator) => {
+                let told = (&mut self.told, &self.teller);
+                generator.pass(&self.routes, ctx, told).await
+            }
             None => Default::default(),
         };
         let now = audit::uncovered(&self.routes, |h| {
@@ -258,7 +278,9 @@ impl State {
                 let note = format!(
                     "hostname {hostname} of {key} is declared by no HttpsDelivery, so its HTTPS setup is not checked: declare one with spec.hostname {hostname}, or annotate the route with {TEMPLATE_ANNOTATION}: NAME to generate it from a template"
                 );
-                tell(ctx, route, false, "UncoveredHostname", note).await;
+                self.teller
+                    .tell(route, false, "UncoveredHostname", note)
+                    .await;
             }
         }
         self.uncovered = now;
@@ -266,28 +288,49 @@ impl State {
     }
 }
 
-/// Publishes an Event on the route.
-async fn tell(ctx: &Context, route: &Route, warning: bool, reason: &str, note: String) {
-    let reference = ObjectReference {
-        api_version: Some(route.key.kind.api_version().into()),
-        kind: Some(route.key.kind.as_str().into()),
-        name: Some(route.key.name.clone()),
-        namespace: Some(route.key.namespace.clone()),
-        uid: Some(route.uid.clone()),
-        ..Default::default()
-    };
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(truncate(&note, MAX_EVENT_NOTE)),
-        action: "AuditRoutes".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(route = %route.key, reason, %error, "cannot publish an Event");
+/// Publishes the audit's Events. Each is published once (see `Told`) and says one thing about
+/// one hostname, so each is an Event of its own: kube-runtime's Recorder would fold a second
+/// hostname's Event of the same reason into the first's series, and its note would be lost.
+pub struct Teller {
+    client: Client,
+    identity: String,
+}
+
+impl Teller {
+    /// Publishes an events.k8s.io/v1 Event on the route.
+    async fn tell(&self, route: &Route, warning: bool, reason: &str, note: String) {
+        let namespace = route.key.namespace.clone();
+        let now = jiff::Timestamp::now();
+        // As the Recorder names them: the object's name, a dot, the time in hex (unique enough:
+        // this process publishes one Event at a time).
+        let mut name = route.key.name.clone();
+        name.truncate(200);
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            action: Some("AuditRoutes".into()),
+            event_time: Some(MicroTime(now)),
+            note: Some(truncate(&note, MAX_EVENT_NOTE)),
+            reason: Some(reason.into()),
+            regarding: Some(ObjectReference {
+                api_version: Some(route.key.kind.api_version().into()),
+                kind: Some(route.key.kind.as_str().into()),
+                name: Some(route.key.name.clone()),
+                namespace: Some(namespace.clone()),
+                uid: Some(route.uid.clone()),
+                ..Default::default()
+            }),
+            reporting_controller: Some(FIELD_MANAGER.into()),
+            reporting_instance: Some(self.identity.clone()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            ..Default::default()
+        };
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(error) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(route = %route.key, reason, %error, "cannot publish an Event");
+        }
     }
 }
