@@ -82,6 +82,17 @@ fn register_provider_metrics(
     (requests, duration)
 }
 
+/// The route audit's gauge: one series per route hostname no delivery covers.
+fn register_uncovered(registry: &mut Registry) -> Family<UncoveredLabels, Gauge> {
+    let uncovered = Family::<UncoveredLabels, Gauge>::default();
+    registry.register(
+        "uncovered_hostnames",
+        "Hostnames of Ingress and HTTPRoute objects that no HttpsDelivery declares: 1 per route and hostname, gone once covered (--audit-routes)",
+        uncovered.clone(),
+    );
+    uncovered
+}
+
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -201,12 +212,7 @@ impl Metrics {
             "Secrets fetched with a GET of their own (the first read lists them in pages)",
         );
 
-        let uncovered = Family::<UncoveredLabels, Gauge>::default();
-        registry.register(
-            "uncovered_hostnames",
-            "Hostnames of Ingress and HTTPRoute objects that no HttpsDelivery declares: 1 per route and hostname, gone once covered (--audit-routes)",
-            uncovered.clone(),
-        );
+        let uncovered = register_uncovered(&mut registry);
 
         Metrics {
             inner: Arc::new(Inner {
