@@ -124,13 +124,41 @@ tools-clean:
 	rm -rf $(TOOLS_BIN)
 
 # ---------------------------------------------------------------------------
+# The Gateway API CRDs the route-audit tests install (tests/routes.rs): the standard channel's
+# HTTPRoute CRD (it needs no other) from sigs.k8s.io/gateway-api, pinned in
+# tools/gateway-api/go.mod (apart from tools/go.mod, whose k8s.io pins it must not move).
+# Nothing is built: the module is downloaded through the Go module proxy and the CRD copied
+# into tools/crds/gateway-api/ (gitignored).
+#
+#   make gateway-api-crds   download the pinned module when missing, copy its CRD
+# ---------------------------------------------------------------------------
+
+GATEWAY_API_DIR := $(TOOLS_DIR)/gateway-api
+GATEWAY_API_PIN := $(GATEWAY_API_DIR)/go.mod $(GATEWAY_API_DIR)/go.sum
+GATEWAY_API_CRDS := $(TOOLS_DIR)/crds/gateway-api
+GATEWAY_API_FILES := gateway.networking.k8s.io_httproutes.yaml
+
+.PHONY: gateway-api-crds
+
+gateway-api-crds: $(addprefix $(GATEWAY_API_CRDS)/,$(GATEWAY_API_FILES))
+
+# go.sum pins the module's hash: `go mod download` refuses a module that does not match it.
+$(GATEWAY_API_CRDS)/%.yaml: $(GATEWAY_API_PIN)
+	@mkdir -p $(GATEWAY_API_CRDS)
+	@dir=$$(cd $(GATEWAY_API_DIR) && $(GO) mod download sigs.k8s.io/gateway-api && \
+		$(GO) list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api) && test -n "$$dir" && \
+	cp $$dir/config/crd/standard/$*.yaml $@.tmp && chmod u+w $@.tmp && mv $@.tmp $@ && \
+	echo ">> copied $* from $$dir into $(GATEWAY_API_CRDS)/"
+
+# ---------------------------------------------------------------------------
 # The Rust crate
 #
 #   make test-fast  fmt check, clippy, then `cargo test --workspace`: no tools, no buildah, no
 #                   Go or static build. The tests that need the control plane, buildah or the
 #                   demo are `#[ignore]`d, and reported as ignored here.
-#   make test       the whole suite, what .ci/run calls: test-deps, the tools and promtool if
-#                   needed, fmt, clippy, the binaries, the static binary and its SBOM (`make sbom`, which
+#   make test       the whole suite, what .ci/run calls: test-deps, the tools, promtool and the
+#                   Gateway API CRDs if needed, fmt, clippy, the binaries, the static binary and
+#                   its SBOM (`make sbom`, which
 #                   builds cargo-cyclonedx once), then every test including the ignored ones
 #   make test-deps  the system package the suite needs: installs buildah from Debian's
 #                   packages (apt-get, as root) when it is missing, and says so
@@ -168,7 +196,7 @@ test-deps:
 	fi
 
 # The binaries first: the demo's test runs the operator binary it finds in target/debug.
-test: test-deps tools promtool lint
+test: test-deps tools promtool gateway-api-crds lint
 	$(CARGO) build --workspace --bins
 	$(STATIC_BUILD)
 	$(MAKE) --no-print-directory sbom

@@ -118,6 +118,14 @@ struct RunArgs {
     /// The operator's own namespace, where ClusterCdnAccounts' credentials Secrets are read.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     operator_namespace: String,
+    /// Report the hostnames of Ingress and HTTPRoute objects that no HttpsDelivery covers
+    /// (metric httpsdelivery_uncovered_hostnames, one Event each). Read-only.
+    #[arg(long, env = "AUDIT_ROUTES")]
+    audit_routes: bool,
+    /// With --audit-routes: generate an HttpsDelivery per hostname of each route annotated
+    /// httpsdelivery.dev/template: NAME, from the ConfigMap NAME of its namespace.
+    #[arg(long, env = "GENERATE_FROM_ROUTES", requires = "audit_routes")]
+    generate_from_routes: bool,
     #[command(flatten)]
     probe: ProbeFlags,
 }
@@ -268,6 +276,9 @@ impl TryFrom<RunArgs> for OperatorConfig {
             },
             secret_label_selector: a.secret_label_selector,
             operator_namespace: a.operator_namespace,
+            routes: a.audit_routes.then_some(controller::routes::RoutesConfig {
+                generate: a.generate_from_routes,
+            }),
             limits: Bounds {
                 min_recheck_interval: a.min_recheck_interval.into(),
                 reconcile_timeout: a.reconcile_timeout.into(),

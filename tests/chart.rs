@@ -4,6 +4,7 @@
 //! least privilege proven by running the real operator binary as the chart's ServiceAccount.
 
 use httpsdelivery_operator::api::{HttpsDelivery, SecretReference};
+use httpsdelivery_operator::controller::routes::{RouteKey, RouteKind, generated_name};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -840,6 +841,119 @@ async fn one_watch_namespace_two_replicas_and_the_options_render_objects_the_ser
     );
 }
 
+/// What `auditRoutes.enabled` adds: read-only watches of routes.
+fn route_audit_rules() -> BTreeSet<(String, String, String, String)> {
+    BTreeSet::from([
+        rule("networking.k8s.io", "ingresses", "", "list,watch"),
+        rule("gateway.networking.k8s.io", "httproutes", "", "list,watch"),
+    ])
+}
+
+/// What `auditRoutes.generate` adds: the template ConfigMap, and writes of generated deliveries.
+fn route_generation_rules() -> BTreeSet<(String, String, String, String)> {
+    BTreeSet::from([
+        rule("", "configmaps", "", "get"),
+        rule(
+            "httpsdelivery.dev",
+            "httpsdeliveries",
+            "",
+            "create,delete,patch",
+        ),
+    ])
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane (tools/bin): run make test"]
+async fn route_rules_and_flags_appear_only_when_the_route_audit_and_generation_are_on() {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let ns = cp.namespace("chart-routes").await;
+    let audit = route_audit_rules();
+    let both: BTreeSet<_> = audit.union(&route_generation_rules()).cloned().collect();
+    for (set, extra, flags) in [
+        ("auditRoutes.enabled=false", BTreeSet::new(), &[][..]),
+        (
+            "auditRoutes.enabled=true",
+            audit.clone(),
+            &["--audit-routes"][..],
+        ),
+        (
+            "auditRoutes.enabled=true,auditRoutes.generate=true",
+            both.clone(),
+            &["--audit-routes", "--generate-from-routes"][..],
+        ),
+    ] {
+        let manifest = template(cp, NAME, &ns, &["--set", set]);
+        let docs = documents(&manifest);
+        let expected: BTreeSet<_> = operator_rules().union(&extra).cloned().collect();
+        assert_eq!(
+            rules(find(&docs, "ClusterRole", NAME)),
+            expected,
+            "--set {set}"
+        );
+        let rendered = args(find(&docs, "Deployment", NAME));
+        let route_flags: Vec<&str> = rendered
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.contains("routes"))
+            .collect();
+        assert_eq!(route_flags, flags, "--set {set}: {rendered:?}");
+        assert_flags_exist(&rendered);
+        let applied = apply_dry_run(cp, &manifest);
+        assert_eq!(
+            applied.lines().count(),
+            docs.len(),
+            "--set {set}:\n{applied}"
+        );
+    }
+
+    // With one watched namespace, the Role there gets the same rules.
+    let watch = cp.namespace("chart-routes-watch").await;
+    let set =
+        format!("watchNamespaces={{{watch}}},auditRoutes.enabled=true,auditRoutes.generate=true");
+    let docs = documents(&template(cp, NAME, &ns, &["--set", &set]));
+    let role = find(&docs, "Role", NAME);
+    assert_eq!(role["metadata"]["namespace"], json!(watch));
+    let expected: BTreeSet<_> = namespaced_operator_rules().union(&both).cloned().collect();
+    assert_eq!(rules(role), expected);
+
+    // Generation without the audit is refused, by name.
+    let stderr = fail(
+        "generation without the audit",
+        helm(
+            cp,
+            &[
+                "template",
+                "x",
+                &chart(),
+                "--set",
+                "auditRoutes.generate=true",
+            ],
+        ),
+    );
+    assert!(
+        stderr.contains("auditRoutes.generate needs auditRoutes.enabled"),
+        "{stderr}"
+    );
+    let stderr = fail(
+        "a typo under auditRoutes",
+        helm(
+            cp,
+            &[
+                "template",
+                "x",
+                &chart(),
+                "--set",
+                "auditRoutes.enable=true",
+            ],
+        ),
+    );
+    assert!(
+        stderr.contains("additional properties 'enable' not allowed"),
+        "{stderr}"
+    );
+}
+
 fn args_of(docs: &[Value], name: &str) -> Vec<String> {
     args(find(docs, "Deployment", name))
 }
@@ -1576,4 +1690,137 @@ async fn the_readiness_probe_answers_200_once_the_operator_runs() {
         )
     });
     assert_eq!(statuses, (Some(200), Some(200)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane (tools/bin) and make gateway-api-crds: run make test"]
+async fn with_routes_on_the_charts_service_account_audits_and_generates_and_can_do_no_more() {
+    let cp = shared();
+    cp.install_crds(root().join("crds"));
+    let gateway_api = root().join("tools/crds/gateway-api");
+    assert!(
+        gateway_api
+            .join("gateway.networking.k8s.io_httproutes.yaml")
+            .exists(),
+        "no HTTPRoute CRD in {}: run `make gateway-api-crds` (make test does)",
+        gateway_api.display()
+    );
+    cp.install_crds(&gateway_api);
+    let world = World::start().await.expect("the loopback world");
+    let ns = cp.namespace("least-routes").await;
+    let set =
+        format!("watchNamespaces={{{ns}}},auditRoutes.enabled=true,auditRoutes.generate=true");
+    succeed(
+        "helm install (routes on)",
+        helm(
+            cp,
+            &["install", NAME, &chart(), "--namespace", &ns, "--set", &set],
+        ),
+        None,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("operator.kubeconfig");
+    cp.service_account_kubeconfig(&ns, NAME, &kubeconfig);
+
+    // A template, an Ingress that asks for it, and an HTTPRoute that does not.
+    let manifests = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: cdn}
+data:
+  spec: |
+    certificate: {platform: HttpLarge, targetCname: cs1.wpc.cdn.example}
+    edgeCname: {platform: HttpLarge, origin: shop-origin, modifiedAt: '2026-11-01T10:00:00Z'}
+    origin: {name: shop-origin, host: origin.shop.example, port: 8443, protocol: HttpsOnly, httpsEdgeProtocol: true}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, annotations: {httpsdelivery.dev/template: cdn}}
+spec:
+  rules:
+  - host: www.shop.example
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: shop, port: {number: 80}}}}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+spec: {hostnames: [img.shop.example]}
+";
+    succeed(
+        "kubectl apply (routes)",
+        kubectl(cp, &["apply", "-n", &ns, "-f", "-"]),
+        Some(manifests),
+    );
+
+    let mut args = vec![
+        format!("--watch-namespace={ns}"),
+        "--audit-routes".into(),
+        "--generate-from-routes".into(),
+    ];
+    args.extend(world.probe_args());
+    let op = Operator::start(BIN, &kubeconfig, args);
+    let deliveries: Api<HttpsDelivery> = Api::namespaced(cp.client().await, &ns);
+    let shop = RouteKey {
+        kind: RouteKind::Ingress,
+        namespace: ns.clone(),
+        name: "shop".into(),
+    };
+    let generated = generated_name(&shop, "www.shop.example");
+    op.wait_for_condition(
+        &deliveries,
+        &generated,
+        ["Ready", "True", "Verified"],
+        Duration::from_secs(60),
+    )
+    .await;
+    let series = format!(
+        "httpsdelivery_uncovered_hostnames{{namespace=\"{ns}\",kind=\"HTTPRoute\",name=\"web\",hostname=\"img.shop.example\"}} 1"
+    );
+    eventually(Duration::from_secs(30), async || {
+        let metrics = op.metrics();
+        if metrics.contains(&series) {
+            Ok(())
+        } else {
+            Err(metrics)
+        }
+    })
+    .await
+    .unwrap_or_else(|m| panic!("no {series} in:\n{m}\n{}", op.log()));
+    let log = op.log();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something:\n{log}"
+    );
+
+    let who = [format!("--kubeconfig={}", kubeconfig.display())];
+    let who: Vec<&str> = who.iter().map(String::as_str).collect();
+    let hd = "httpsdeliveries.httpsdelivery.dev";
+    for (allowed, args) in [
+        (true, vec!["list", "ingresses.networking.k8s.io", "-n", &ns]),
+        (
+            true,
+            vec!["watch", "httproutes.gateway.networking.k8s.io", "-n", &ns],
+        ),
+        (true, vec!["get", "configmaps", "-n", &ns]),
+        (true, vec!["create", hd, "-n", &ns]),
+        (true, vec!["patch", hd, "-n", &ns]),
+        (true, vec!["delete", hd, "-n", &ns]),
+        // Routes are read, never written; ConfigMaps are read one by one, never listed.
+        (
+            false,
+            vec!["patch", "ingresses.networking.k8s.io", "-n", &ns],
+        ),
+        (
+            false,
+            vec!["update", "httproutes.gateway.networking.k8s.io", "-n", &ns],
+        ),
+        (false, vec!["list", "configmaps", "-n", &ns]),
+        (false, vec!["update", "configmaps", "-n", &ns]),
+        (false, vec!["update", hd, "-n", &ns]),
+        (
+            false,
+            vec!["list", "ingresses.networking.k8s.io", "--all-namespaces"],
+        ),
+    ] {
+        cp.assert_can_i(&who, &args, allowed);
+    }
 }

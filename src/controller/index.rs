@@ -1,5 +1,6 @@
 //! Indexes over the watched deliveries, kept from the watch itself: who claims each hostname
-//! and who references each Secret. No reconcile and no watch event scans the store.
+//! and who references each Secret. No reconcile and no watch event scans the store. The route
+//! audit reads the claims too (`covers`, `claimants`) and is told when they change.
 
 use super::Guarded;
 use crate::checks::inventory::{self, Claim};
@@ -19,6 +20,8 @@ struct Entry {
     hostname: String,
     secret: Option<String>,
     precedence: Precedence,
+    /// Generated from a route (it carries the routes' managed-by label), not written by hand.
+    generated: bool,
 }
 
 impl Entry {
@@ -41,6 +44,7 @@ impl Entry {
                 d.namespace().unwrap_or_default(),
                 d.name_any(),
             ),
+            generated: super::routes::is_generated(&d.metadata),
         })
     }
 }
@@ -57,8 +61,21 @@ struct Inner {
     secrets: HashMap<(String, String), Vec<Key>>,
     /// Objects listed since the watch (re)started, until the list is complete.
     relist: Option<HashMap<Key, Entry>>,
+    /// An entry changed since the last event was observed.
+    touched: bool,
     /// Secrets no delivery references any more, since the last event.
     released: Vec<(String, String)>,
+    /// A complete list has arrived once: from then on, a hostname without claims is unclaimed.
+    listed: bool,
+}
+
+/// One delivery claiming a hostname, as the route audit sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimant {
+    pub namespace: String,
+    pub name: String,
+    /// Generated from a route rather than written by hand.
+    pub generated: bool,
 }
 
 /// What one watch event changed that others must act on.
@@ -70,9 +87,20 @@ pub struct Change {
     pub released: Vec<(String, String)>,
 }
 
-#[derive(Default)]
 pub struct DeliveryIndex {
     inner: Mutex<Inner>,
+    /// Bumped whenever a claim changes (and when the first list is complete), for the route
+    /// audit, which looks at its routes again then.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for DeliveryIndex {
+    fn default() -> Self {
+        DeliveryIndex {
+            inner: Mutex::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// The object's namespace and name only (without the resourceVersion and uid that
@@ -98,10 +126,64 @@ impl DeliveryIndex {
     pub fn observe(&self, event: &watcher::Event<Guarded>) -> Change {
         let mut inner = self.lock();
         let recheck = inner.apply(event);
+        let touched = std::mem::take(&mut inner.touched);
+        if touched || matches!(event, watcher::Event::InitDone) {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Change {
             recheck,
             released: std::mem::take(&mut inner.released),
         }
+    }
+
+    /// Whether any delivery claims `hostname`.
+    pub fn covers(&self, hostname: &str) -> bool {
+        self.lock().claims.contains_key(hostname)
+    }
+
+    /// The deliveries that claim `hostname`.
+    pub fn claimants(&self, hostname: &str) -> Vec<Claimant> {
+        let inner = self.lock();
+        let Some(claims) = inner.claims.get(hostname) else {
+            return Vec::new();
+        };
+        claims
+            .iter()
+            .map(|(key, _)| Claimant {
+                namespace: namespace_of(key),
+                name: key.name.clone(),
+                generated: inner.entries.get(key).is_some_and(|e| e.generated),
+            })
+            .collect()
+    }
+
+    /// Every generated delivery, with the hostname it claims.
+    pub fn generated(&self) -> Vec<(String, Claimant)> {
+        let inner = self.lock();
+        inner
+            .entries
+            .iter()
+            .filter(|(_, e)| e.generated)
+            .map(|(key, e)| {
+                let claimant = Claimant {
+                    namespace: namespace_of(key),
+                    name: key.name.clone(),
+                    generated: true,
+                };
+                (e.hostname.clone(), claimant)
+            })
+            .collect()
+    }
+
+    /// Whether a complete list of the deliveries has arrived (before, every hostname looks
+    /// unclaimed).
+    pub fn is_listed(&self) -> bool {
+        self.lock().listed
+    }
+
+    /// A receiver that sees a new value after each change of the claims.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The delivery (`namespace/name`) that keeps `key`'s hostname, when it is another one.
@@ -185,6 +267,7 @@ impl Inner {
         if old == entry {
             return Vec::new();
         }
+        self.touched = true;
         let hostnames: Vec<String> = [&old, &entry]
             .into_iter()
             .flatten()
@@ -266,7 +349,10 @@ impl Inner {
         let hostnames: Vec<String> = hostnames.into_iter().collect();
         let before: Vec<Option<Key>> = hostnames.iter().map(|h| self.owner(h)).collect();
         let previous: HashSet<(String, String)> = self.secrets.keys().cloned().collect();
-        *self = Inner::default();
+        *self = Inner {
+            listed: true,
+            ..Inner::default()
+        };
         for (key, entry) in listed {
             self.link(&key, &entry);
             self.entries.insert(key, entry);
@@ -387,6 +473,73 @@ pub(crate) mod tests {
             ["b"]
         );
         assert_eq!(index.conflict_of(&key_of(&b)), None);
+    }
+
+    #[test]
+    fn the_route_audit_reads_claims_and_is_told_when_they_change() {
+        let index = DeliveryIndex::default();
+        let mut changes = index.changes();
+        let a = delivery("shop", "a", "www.shop.example", T1);
+        let mut generated = delivery("web", "gen", "www.shop.example", T2);
+        if let Ok(d) = generated.0.as_mut() {
+            d.metadata.labels = Some(
+                [(
+                    crate::controller::routes::GENERATED_BY_LABEL.to_string(),
+                    crate::controller::routes::ROUTES_FIELD_MANAGER.to_string(),
+                )]
+                .into(),
+            );
+        }
+        assert!(!index.is_listed());
+        index.observe(&watcher::Event::Init);
+        index.observe(&watcher::Event::InitApply(a.clone()));
+        assert!(
+            !changes.has_changed().unwrap(),
+            "not before the list is complete"
+        );
+        index.observe(&watcher::Event::InitDone);
+        assert!(index.is_listed());
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        assert!(index.covers("www.shop.example"));
+        assert!(!index.covers("api.shop.example"));
+
+        index.observe(&watcher::Event::Apply(generated.clone()));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        let mut claimants = index.claimants("www.shop.example");
+        claimants.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(
+            claimants,
+            [
+                Claimant {
+                    namespace: "shop".into(),
+                    name: "a".into(),
+                    generated: false
+                },
+                Claimant {
+                    namespace: "web".into(),
+                    name: "gen".into(),
+                    generated: true
+                },
+            ]
+        );
+        assert_eq!(
+            index.generated(),
+            [("www.shop.example".to_string(), claimants[1].clone())]
+        );
+
+        // The same object again changes no claim and tells nobody.
+        index.observe(&watcher::Event::Apply(generated.clone()));
+        assert!(!changes.has_changed().unwrap());
+        index.observe(&watcher::Event::Delete(a));
+        assert!(changes.has_changed().unwrap());
+        assert!(
+            index
+                .claimants("www.shop.example")
+                .iter()
+                .all(|c| c.generated)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod index;
 pub mod leader;
 pub mod publish;
 mod reconcile;
+pub mod routes;
 mod run;
 pub mod scope;
 pub mod secrets;

@@ -2,6 +2,7 @@
 //! the watches (deliveries, Secrets, hostname claims) and shutdown on SIGTERM.
 
 use super::accounts::{Accounts, run_account_controllers};
+use super::routes;
 use super::scope::{WatchScope, check_selector, scoped_watch};
 use super::secrets::{FirstRead, SecretCache};
 use super::{Context, Guarded, error_policy, leader, reconcile};
@@ -39,6 +40,8 @@ pub struct OperatorConfig {
     pub secret_label_selector: Option<String>,
     /// Where ClusterCdnAccounts' credentials Secrets are read.
     pub operator_namespace: String,
+    /// Audit (and generate from) Ingress and HTTPRoute hostnames; None: off.
+    pub routes: Option<routes::RoutesConfig>,
 }
 
 /// The operator's own bounds, whatever an object says.
@@ -74,6 +77,7 @@ pub struct RunConfig {
     pub concurrency: u16,
     pub limits: Bounds,
     pub secret_label_selector: Option<String>,
+    pub routes: Option<routes::RoutesConfig>,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C. Returns the process exit code.
@@ -126,6 +130,7 @@ pub async fn operate(config: OperatorConfig) -> i32 {
         concurrency: config.reconcile_concurrency.max(1),
         limits: config.limits,
         secret_label_selector: config.secret_label_selector.clone(),
+        routes: config.routes,
     };
     let work = run(
         client.clone(),
@@ -269,6 +274,15 @@ pub async fn run(
             let _ = accounts_stopped.await;
         },
     ));
+    let _routes = (config.routes).map(|r| {
+        routes::spawn(
+            client.clone(),
+            scope.clone(),
+            ctx.clone(),
+            r,
+            &config.identity,
+        )
+    });
     let (store, writer) = reflector::store::<Guarded>();
     let (recheck_tx, recheck_rx) = futures::channel::mpsc::unbounded();
     let deliveries = watch_deliveries(&client, &scope, &store, ctx.clone(), writer, recheck_tx);
@@ -404,7 +418,7 @@ fn keep_name_and_version(meta: &mut kube::api::ObjectMeta) {
 
 /// Retries of a failed watch: quick at first, at most 5 s apart, so that the operator is back
 /// within seconds of the API server (kube-runtime's default waits up to 30 s).
-struct WatchBackoff {
+pub(super) struct WatchBackoff {
     next: Duration,
 }
 

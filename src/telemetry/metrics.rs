@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -41,6 +42,15 @@ struct ProbeLabels {
     outcome: String,
 }
 
+/// One hostname of one route that no HttpsDelivery covers (the route audit).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UncoveredLabels {
+    namespace: String,
+    kind: String,
+    name: String,
+    hostname: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: String,
@@ -70,6 +80,17 @@ fn register_provider_metrics(
         duration.clone(),
     );
     (requests, duration)
+}
+
+/// The route audit's gauge: one series per route hostname no delivery covers.
+fn register_uncovered(registry: &mut Registry) -> Family<UncoveredLabels, Gauge> {
+    let uncovered = Family::<UncoveredLabels, Gauge>::default();
+    registry.register(
+        "uncovered_hostnames",
+        "Hostnames of Ingress and HTTPRoute objects that no HttpsDelivery declares: 1 per route and hostname, gone once covered (--audit-routes)",
+        uncovered.clone(),
+    );
+    uncovered
 }
 
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
@@ -104,6 +125,7 @@ struct Inner {
     tls_handshakes: Counter,
     secret_reads: Counter,
     secret_gets: Counter,
+    uncovered: Family<UncoveredLabels, Gauge>,
     /// The totals last published, so that counters move by the difference.
     totals: Mutex<Totals>,
 }
@@ -190,6 +212,8 @@ impl Metrics {
             "Secrets fetched with a GET of their own (the first read lists them in pages)",
         );
 
+        let uncovered = register_uncovered(&mut registry);
+
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -204,6 +228,7 @@ impl Metrics {
                 tls_handshakes,
                 secret_reads,
                 secret_gets,
+                uncovered,
                 totals: Mutex::new(Totals::default()),
             }),
         }
@@ -275,6 +300,33 @@ impl Metrics {
         self.inner
             .objects
             .set_certificate_not_after(namespace, name, unix_seconds);
+    }
+
+    /// Publishes (1) or withdraws the series of one route's hostname that no delivery covers.
+    pub fn set_uncovered(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        hostname: &str,
+        uncovered: bool,
+    ) {
+        let labels = UncoveredLabels {
+            namespace: namespace.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            hostname: hostname.to_owned(),
+        };
+        if uncovered {
+            self.inner.uncovered.get_or_create(&labels).set(1);
+        } else {
+            self.inner.uncovered.remove(&labels);
+        }
+    }
+
+    /// Withdraws every uncovered-hostname series (the audit stopped).
+    pub fn clear_uncovered(&self) {
+        self.inner.uncovered.clear();
     }
 
     /// The objects that have per-object series, as (namespace, name).
@@ -543,6 +595,40 @@ mod tests {
             sample(&text, &condition_line("shop", "www", "Ready", "True")).as_deref(),
             Some("1")
         );
+    }
+
+    #[test]
+    fn uncovered_hostnames_have_one_series_each_until_covered() {
+        let metrics = Metrics::new();
+        metrics.set_uncovered("web", "Ingress", "shop", "api.shop.example", true);
+        metrics.set_uncovered("web", "HTTPRoute", "shop", "img.shop.example", true);
+        let line = |kind: &str, host: &str| {
+            format!(
+                "httpsdelivery_uncovered_hostnames{{namespace=\"web\",kind=\"{kind}\",name=\"shop\",hostname=\"{host}\"}} 1"
+            )
+        };
+        let text = metrics.encode();
+        assert!(
+            text.contains("# TYPE httpsdelivery_uncovered_hostnames gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&line("Ingress", "api.shop.example")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&line("HTTPRoute", "img.shop.example")),
+            "{text}"
+        );
+        metrics.set_uncovered("web", "Ingress", "shop", "api.shop.example", false);
+        let text = metrics.encode();
+        assert!(!text.contains("api.shop.example"), "{text}");
+        assert!(
+            text.contains(&line("HTTPRoute", "img.shop.example")),
+            "{text}"
+        );
+        metrics.clear_uncovered();
+        assert!(!metrics.encode().contains("hostname="));
     }
 
     #[test]

@@ -377,11 +377,22 @@ impl ControlPlane {
             "no CustomResourceDefinition in {}",
             dir.display()
         );
-        self.run_kubectl(|cmd| {
+        // A CRD just created may have no status yet, and `kubectl wait` then fails at once
+        // ("accessor error: <nil>") instead of waiting: ask again until it has one.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut cmd = self.kubectl();
             cmd.args(["wait", "--for=condition=Established", "--timeout=60s"])
-                .args(crds.iter().map(|name| format!("crd/{name}")))
-        });
-        crds
+                .args(crds.iter().map(|name| format!("crd/{name}")));
+            let what = format!("{cmd:?}");
+            let out = crate::process::run(cmd, None);
+            let no_status_yet = crate::process::text(&out.stderr).contains("accessor error");
+            if out.status.success() || !no_status_yet || Instant::now() >= deadline {
+                crate::process::assert_success(&what, &out);
+                return crds;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn run_kubectl(&self, args: impl FnOnce(&mut Command) -> &mut Command) -> String {

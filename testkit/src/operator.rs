@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(200);
 
 /// What `run` reads from its environment: removed, so that only a test's arguments count.
-const FLAG_ENV: [&str; 4] = [
+const FLAG_ENV: [&str; 6] = [
     "WATCH_NAMESPACE",
     "LEASE_NAMESPACE",
     "POD_NAME",
     "POD_NAMESPACE",
+    "AUDIT_ROUTES",
+    "GENERATE_FROM_ROUTES",
 ];
 
 /// Overrides the operator's log filter (`RUST_LOG`) in tests, e.g.

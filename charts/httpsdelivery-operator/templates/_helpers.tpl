@@ -163,4 +163,23 @@ The rules of the operator's (Cluster)Role: exactly the API calls it makes.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.auditRoutes.enabled }}
+# Route audit (--audit-routes): watch the hostnames of Ingresses and HTTPRoutes. Never write them.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["list", "watch"]
+{{- if .Values.auditRoutes.generate }}
+# Generation (--generate-from-routes): read a route's template ConfigMap (get, never list), and
+# apply (create, patch) and delete the deliveries generated from routes.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+- apiGroups: ["httpsdelivery.dev"]
+  resources: ["httpsdeliveries"]
+  verbs: ["create", "patch", "delete"]
+{{- end }}
+{{- end }}
 {{- end }}
