@@ -3,7 +3,7 @@
 //! and label they use is on a real scrape of the operator, every runbook URL is an anchor of the
 //! README, and the rendered objects are ones the real API server accepts.
 
-use httpsdelivery_operator::api::{ConditionType, HttpsDelivery};
+use httpsdelivery_operator::api::{ConditionType, HttpsDelivery, Reason};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
@@ -189,6 +189,66 @@ fn readme_anchors() -> BTreeSet<String> {
     anchors
 }
 
+/// The README anchors a rendered `runbook_url` can point at. It is `BASE#ANCHOR`, or Prometheus
+/// template branches that each hold `BASE#ANCHOR`. Where an anchor ends in a template
+/// (`reason-{{ ... | toLower }}`, `condition-{{ $labels.type | toLower }}`), it stands for
+/// every reason the operator writes, or every condition type but Ready.
+fn runbook_anchors(url: &str) -> Vec<String> {
+    let base = format!("{RUNBOOK_BASE}#");
+    assert!(
+        url.starts_with(&base) || url.starts_with("{{ if "),
+        "{url} is not {base}ANCHOR"
+    );
+    let mut anchors = Vec::new();
+    for (i, _) in url.match_indices(&base) {
+        let rest = &url[i + base.len()..];
+        let literal_end = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            .unwrap_or(rest.len());
+        let literal = &rest[..literal_end];
+        // `reason-{{ ... }}`: the template writes the rest of the anchor.
+        let templated = literal.ends_with('-') && rest[literal_end..].starts_with("{{");
+        match (literal, templated) {
+            (_, false) => anchors.push(literal.to_owned()),
+            ("reason-", true) => anchors.extend(
+                Reason::ALL
+                    .iter()
+                    .map(|r| format!("reason-{}", r.as_str().to_lowercase())),
+            ),
+            ("condition-", true) => anchors.extend(
+                <ConditionType as strum::VariantArray>::VARIANTS
+                    .iter()
+                    .filter(|t| **t != ConditionType::Ready)
+                    .map(|t| format!("condition-{}", t.as_str().to_lowercase())),
+            ),
+            _ => panic!("{url}: an anchor {literal}{{{{...}}}} of no known kind"),
+        }
+    }
+    assert!(!anchors.is_empty(), "{url} holds no {base}ANCHOR");
+    anchors
+}
+
+#[test]
+fn runbook_urls_stand_for_the_anchors_they_can_take() {
+    let url = |rest: &str| format!("{RUNBOOK_BASE}#{rest}");
+    assert_eq!(runbook_anchors(&url("alert-x")), ["alert-x"]);
+    let both = format!(
+        "{{{{ if lt $value 0.0 }}}}{}{{{{ else }}}}{}{{{{ end }}}}",
+        url("reason-expired"),
+        url("reason-expiringsoon")
+    );
+    assert_eq!(
+        runbook_anchors(&both),
+        ["reason-expired", "reason-expiringsoon"]
+    );
+    let reasons = runbook_anchors(&url("reason-{{ . | first | label \"reason\" | toLower }}"));
+    assert_eq!(reasons.len(), Reason::ALL.len());
+    assert!(reasons.contains(&"reason-hostnameconflict".to_owned()));
+    let types = runbook_anchors(&url("condition-{{ $labels.type | toLower }}"));
+    assert!(types.contains(&"condition-dnshealthy".to_owned()));
+    assert!(!types.contains(&"condition-ready".to_owned()));
+}
+
 #[test]
 #[ignore = "needs helm (tools/bin): run make test"]
 fn every_runbook_url_is_an_anchor_of_the_readmes_troubleshooting_rows() {
@@ -200,19 +260,7 @@ fn every_runbook_url_is_an_anchor_of_the_readmes_troubleshooting_rows() {
         let url = rule["annotations"]["runbook_url"]
             .as_str()
             .unwrap_or_else(|| panic!("no runbook_url: {rule}"));
-        let anchor = url
-            .strip_prefix(&format!("{RUNBOOK_BASE}#"))
-            .unwrap_or_else(|| panic!("{url} is not {RUNBOOK_BASE}#ANCHOR"));
-        // HttpsDeliveryConditionUnknown links to the row of the condition its series names.
-        let expanded: Vec<String> = match anchor.split_once("{{ $labels.type | toLower }}") {
-            Some((before, after)) => <ConditionType as strum::VariantArray>::VARIANTS
-                .iter()
-                .filter(|t| **t != ConditionType::Ready)
-                .map(|t| format!("{before}{}{after}", t.as_str().to_lowercase()))
-                .collect(),
-            None => vec![anchor.to_owned()],
-        };
-        for anchor in expanded {
+        for anchor in runbook_anchors(url) {
             assert!(
                 anchors.contains(&anchor),
                 "{}: README.md has no <a id=\"{anchor}\">; its anchors: {anchors:?}",
@@ -221,7 +269,31 @@ fn every_runbook_url_is_an_anchor_of_the_readmes_troubleshooting_rows() {
             checked += 1;
         }
     }
-    assert!(checked >= ALERTS.len() + 8, "{checked} anchors checked");
+    // Every reason (through the templated ones) and every condition but Ready.
+    assert!(
+        checked >= ALERTS.len() + Reason::ALL.len() + 8,
+        "{checked} anchors checked"
+    );
+
+    // The runbook_urls the unit tests expect, reasons included, resolve too.
+    let tests = std::fs::read_to_string(fixtures().join("alerts_test.yaml")).expect("read");
+    let mut expected = 0;
+    for line in tests.lines() {
+        if let Some(url) = line.trim().strip_prefix("runbook_url: ") {
+            let anchor = url
+                .strip_prefix(&format!("{RUNBOOK_BASE}#"))
+                .unwrap_or_else(|| panic!("{url} is not {RUNBOOK_BASE}#ANCHOR"));
+            assert!(
+                anchors.contains(anchor),
+                "alerts_test.yaml expects #{anchor}"
+            );
+            expected += 1;
+        }
+    }
+    assert!(
+        expected >= ALERTS.len(),
+        "{expected} runbook_urls in alerts_test.yaml"
+    );
 
     // The README's own links to them (its alert table) resolve too.
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
@@ -362,7 +434,7 @@ fn identifiers(list: &str) -> impl Iterator<Item = String> + '_ {
 /// Label names a query uses, with the literal value where a matcher compares with `=`:
 /// matchers (`{type="Ready"}`, `{status!='True'}`), grouping (`by`, `without`, `on`,
 /// `ignoring`, `group_left`, `group_right`), Grafana's `label_values(metric, label)` and an
-/// annotation template's `$labels.x`, `.Labels.x` and `sortByLabel "x"`.
+/// annotation template's `$labels.x`, `.Labels.x`, `sortByLabel "x"` and `label "x"`.
 fn label_uses(query: &str) -> Vec<(String, Option<String>)> {
     let mut uses = Vec::new();
     for (i, _) in query.match_indices('{') {
@@ -410,6 +482,7 @@ fn label_uses(query: &str) -> Vec<(String, Option<String>)> {
         ("$labels.", " "),
         (".Labels.", " "),
         ("sortByLabel \"", "\""),
+        ("| label \"", "\""),
     ] {
         for (i, _) in query.match_indices(prefix) {
             let rest = &query[i + prefix.len()..];
@@ -515,17 +588,23 @@ spec:
     succeed("kubectl apply the admission policy", cmd, Some(&manifest));
 }
 
-/// The operator with a Ready delivery and one whose status writes are refused, once its
-/// /metrics shows the refused writes as reconcile errors.
-async fn scrape_of_a_running_operator(cp: &ControlPlane) -> (String, Operator) {
+/// The operator with a Ready delivery (`www`), one whose hostname is a dangling CNAME
+/// (`dangling`: examples/dns-6-dangling-cname.yaml, whose CNAME the loopback world leaves
+/// dangling) and one whose status writes are refused, once its /metrics shows the refused
+/// writes as reconcile errors and the dangling hostname; and the namespace.
+async fn scrape_of_a_running_operator(cp: &ControlPlane) -> (String, Operator, String) {
     cp.install_crds(root().join("crds"));
     let world = World::start().await.expect("the loopback world");
     let ns = cp.namespace("alerts").await;
     let api: Api<HttpsDelivery> = Api::namespaced(cp.client().await, &ns);
     refuse_status_writes(cp, &ns, "unwritable");
     let op = Operator::start_in_world(BIN, cp.kubeconfig_path(), &world, Some(&ns), &[]);
-    for name in ["www", "unwritable"] {
-        let mut d: HttpsDelivery = example("healthy.yaml");
+    for (name, file) in [
+        ("www", "healthy.yaml"),
+        ("unwritable", "healthy.yaml"),
+        ("dangling", "dns-6-dangling-cname.yaml"),
+    ] {
+        let mut d: HttpsDelivery = example(file);
         d.metadata.namespace = Some(ns.clone());
         d.metadata.name = Some(name.into());
         api.create(&PostParams::default(), &d)
@@ -537,25 +616,120 @@ async fn scrape_of_a_running_operator(cp: &ControlPlane) -> (String, Operator) {
         }
     }
     let errors = "httpsdelivery_reconcile_errors_total{error=\"status_patch\"}";
+    let dangling =
+        format!("httpsdelivery_hostname_dangling{{namespace=\"{ns}\",name=\"dangling\"}} 1");
     let text = eventually(PATIENCE, async || {
         let text = op.metrics();
-        if text.contains(errors) && text.contains("httpsdelivery_probe_duration_seconds_bucket") {
+        if text.contains(errors)
+            && text.contains(&dangling)
+            && text.contains("httpsdelivery_probe_duration_seconds_bucket")
+        {
             Ok(text)
         } else {
             Err(text)
         }
     })
     .await
-    .unwrap_or_else(|text| panic!("no {errors} on /metrics:\n{text}\n{}", op.log()));
-    (text, op)
+    .unwrap_or_else(|text| {
+        panic!(
+            "no {errors} or {dangling} on /metrics:\n{text}\n{}",
+            op.log()
+        )
+    });
+    (text, op, ns)
+}
+
+/// The input series of the unit tests (tests/fixtures/alerts/alerts_test.yaml): metric name and
+/// labels of each.
+fn unit_test_series() -> Vec<(String, BTreeMap<String, String>)> {
+    let text = std::fs::read_to_string(fixtures().join("alerts_test.yaml")).expect("read");
+    let tests: Value = serde_saphyr::from_str(&text).expect("alerts_test.yaml");
+    tests["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .flat_map(|case| {
+            case["input_series"]
+                .as_array()
+                .expect("input_series")
+                .clone()
+        })
+        .map(|s| {
+            let series = s["series"].as_str().expect("series");
+            sample(&format!("{series} 1")).expect("a series")
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the control plane (tools/bin): run make test"]
 async fn every_metric_and_label_the_alerts_and_the_dashboard_use_is_on_the_operators_metrics() {
     let cp = shared();
-    let (text, _op) = scrape_of_a_running_operator(cp).await;
+    let (text, _op, ns) = scrape_of_a_running_operator(cp).await;
     let scrape = Scrape::parse(&text);
+
+    // The per-delivery series the alerts join, as the operator writes them: the hostname and
+    // Ready's reason of each delivery, and the dangling one named. A family with no sample
+    // still has its header.
+    for (name, hostname, reason) in [
+        ("www", "www.shop.example", "Verified"),
+        ("dangling", "old.shop.example", "EdgeUnreachable"),
+    ] {
+        let info = format!(
+            "httpsdelivery_delivery_info{{namespace=\"{ns}\",name=\"{name}\",hostname=\"{hostname}\",reason=\"{reason}\"}} 1\n"
+        );
+        assert!(text.contains(&info), "no {info} on /metrics:\n{text}");
+    }
+    let dangling: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("httpsdelivery_hostname_dangling{"))
+        .collect();
+    assert_eq!(
+        dangling,
+        [format!(
+            "httpsdelivery_hostname_dangling{{namespace=\"{ns}\",name=\"dangling\"}} 1"
+        )],
+        "only the dangling delivery"
+    );
+    for header in [
+        "# TYPE httpsdelivery_delivery_info gauge",
+        "# TYPE httpsdelivery_hostname_dangling gauge",
+        "# HELP httpsdelivery_hostname_dangling ",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(header)), "no {header}");
+    }
+
+    // The unit tests' input series have the operator's labels (plus the scrape's target labels
+    // job, instance and pod, and the Pod's namespace where the operator writes none).
+    let mut shaped = BTreeSet::new();
+    for (metric, labels) in unit_test_series() {
+        let on_metrics: BTreeSet<&str> = scrape
+            .samples
+            .get(&metric)
+            .unwrap_or_else(|| panic!("alerts_test.yaml: {metric} is not on /metrics"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut in_test: BTreeSet<&str> = labels
+            .keys()
+            .map(String::as_str)
+            .filter(|l| !["job", "instance", "pod"].contains(l))
+            .collect();
+        if !on_metrics.contains("namespace") {
+            in_test.remove("namespace");
+        }
+        assert_eq!(
+            in_test, on_metrics,
+            "alerts_test.yaml: the labels of {metric}"
+        );
+        shaped.insert(metric);
+    }
+    for metric in [
+        "httpsdelivery_delivery_info",
+        "httpsdelivery_hostname_dangling",
+    ] {
+        assert!(shaped.contains(metric), "alerts_test.yaml has no {metric}");
+    }
 
     let mut queries: Vec<(String, String)> = Vec::new();
     for rule in rules(cp, "prometheusRule.enabled=true") {
@@ -586,6 +760,8 @@ async fn every_metric_and_label_the_alerts_and_the_dashboard_use_is_on_the_opera
         "httpsdelivery_condition_status",
         "httpsdelivery_certificate_not_after_seconds",
         "httpsdelivery_dangling_cnames",
+        "httpsdelivery_delivery_info",
+        "httpsdelivery_hostname_dangling",
         "httpsdelivery_reconcile_errors_total",
         "httpsdelivery_reconciliations_total",
         "httpsdelivery_probe_duration_seconds_bucket",
@@ -599,7 +775,8 @@ async fn every_metric_and_label_the_alerts_and_the_dashboard_use_is_on_the_opera
 #[test]
 fn the_query_parsing_finds_metrics_labels_and_values() {
     let query = r#"sum by (le, kind) (rate(httpsdelivery_probe_duration_seconds_bucket{kind="dns"}[5m]))
-        unless on (namespace) httpsdelivery_x{status!='True'} {{ $labels.name }} sortByLabel "type""#;
+        unless on (namespace) httpsdelivery_x{status!='True'} {{ $labels.name }} sortByLabel "type"
+        * on (namespace, name) group_left (hostname) {{ . | first | label "reason" }}"#;
     assert_eq!(
         metric_names(query),
         BTreeSet::from([
@@ -616,6 +793,8 @@ fn the_query_parsing_finds_metrics_labels_and_values() {
         ("status", None),
         ("name", None),
         ("type", None),
+        ("hostname", None),
+        ("reason", None),
     ]
     .into_iter()
     .map(|(l, v)| (l.to_owned(), v.map(str::to_owned)))
