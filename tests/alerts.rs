@@ -607,6 +607,11 @@ async fn scrape_of_a_running_operator(cp: &ControlPlane) -> (String, Operator, S
         let mut d: HttpsDelivery = example(file);
         d.metadata.namespace = Some(ns.clone());
         d.metadata.name = Some(name.into());
+        if name == "unwritable" {
+            // Not www's hostname: created in the same second, the older-claim rule would
+            // break the tie by name and give it the hostname.
+            d.spec.hostname = "unwritable.shop.example".into();
+        }
         api.create(&PostParams::default(), &d)
             .await
             .expect("create the delivery");

@@ -249,6 +249,19 @@ async fn a_namespace_that_gains_the_label_is_picked_up_and_one_that_loses_it_let
     .unwrap_or_else(|last| panic!("{last}\n{}", op.log()));
     assert!(series_in(&op, &later) > 0);
     assert_eq!(op.http_status("/readyz"), Some(200));
+
+    // It comes back, unchanged (same generation): reconciled again, series and all.
+    label(&labelled, Some(&team)).await;
+    eventually(Duration::from_secs(30), async || {
+        match series_in(&op, &labelled) {
+            0 => Err(format!(
+                "{labelled} rejoined but its delivery was not reconciled"
+            )),
+            _ => Ok(()),
+        }
+    })
+    .await
+    .unwrap_or_else(|last| panic!("{last}\n{}", op.log()));
 }
 
 #[test]

@@ -142,6 +142,20 @@ async fn read_account(
             }
             AccountKind::ClusterCdnAccount => format!("there is no ClusterCdnAccount {name:?}"),
         }),
+        // Not a passing failure: the operator's RBAC does not grant it (the chart's Roles, with
+        // watchNamespaces, cannot grant a cluster-scoped object).
+        kube::Error::Api(s) if s.code == 403 => ProviderError::Account(match kind {
+            AccountKind::CdnAccount => format!(
+                "the operator may not read CdnAccount {name:?} in namespace {namespace:?} \
+                 (forbidden): is the namespace watched?"
+            ),
+            AccountKind::ClusterCdnAccount => format!(
+                "the operator may not read ClusterCdnAccount {name:?} (forbidden): with \
+                 watchNamespaces it has Roles only, which cannot grant a cluster-scoped \
+                 object; use a CdnAccount in the delivery's namespace, or \
+                 watchNamespaceSelector"
+            ),
+        }),
         other => ProviderError::Unavailable(format!(
             "cannot read the account from the API server: {other}"
         )),
@@ -337,13 +351,10 @@ async fn account_controller<K: AccountObject>(
 ) {
     use futures::StreamExt;
     use kube::runtime::controller::{Action, Controller};
-    use kube::runtime::{WatchStreamExt, predicates, reflector};
+    use kube::runtime::{WatchStreamExt, reflector};
     let (store, writer) = reflector::store();
     // Only a new generation checks again (the status write does not); the requeue does.
-    let stream = stream(store.clone())
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let stream = super::scope::new_generations(stream(store.clone()).reflect(writer));
     let reconcile = |a: Arc<K>, ctx: Arc<AccountContext>| async move {
         let ok = check_and_publish(&ctx.accounts, &ctx.client, a.as_ref()).await?;
         Ok::<_, StatusError>(Action::requeue(if ok {
@@ -396,7 +407,9 @@ pub async fn run_account_controllers(
         }
     };
     let local = account_controller(
-        |store: Store<CdnAccount>| scoped_watch(&client, &scope, store, watch_accounts),
+        |store: Store<CdnAccount>| {
+            scoped_watch(&client, &scope, (store, Arc::default()), watch_accounts)
+        },
         ctx.clone(),
         stopped(),
     );
@@ -416,6 +429,46 @@ pub async fn run_account_controllers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With Roles in listed namespaces only, reading a ClusterCdnAccount is forbidden: that
+    /// is a reason to give (not a passing failure to retry as if the API server were down).
+    #[tokio::test]
+    async fn a_forbidden_cluster_account_says_why_and_what_to_use() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "shop");
+        let accounts = Accounts::new(&ProbeConfig::default(), "ops".into(), None);
+        let reference = AccountReference {
+            kind: AccountKind::ClusterCdnAccount,
+            name: "edgecast-prod".into(),
+        };
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("a request");
+            let path = request.uri().path().to_string();
+            let status = serde_json::json!({
+                "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Forbidden",
+                "code": 403, "message": "clustercdnaccounts is forbidden",
+            });
+            let mut response = Response::new(Body::from(status.to_string().into_bytes()));
+            *response.status_mut() = http::StatusCode::FORBIDDEN;
+            send.send_response(response);
+            path
+        });
+        let error = accounts.get(&client, "shop", &reference).await.err();
+        assert_eq!(
+            server.await.expect("the mock server"),
+            "/apis/httpsdelivery.dev/v1alpha1/clustercdnaccounts/edgecast-prod"
+        );
+        let Some(ProviderError::Account(message)) = error else {
+            panic!("not an account error: {error:?}");
+        };
+        assert!(
+            message.contains("may not read ClusterCdnAccount \"edgecast-prod\" (forbidden)")
+                && message.contains("use a CdnAccount in the delivery's namespace"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn each_outcome_of_the_access_check_has_its_ready_reason() {

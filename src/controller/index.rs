@@ -3,6 +3,7 @@
 //! audit reads the claims too (`covers`, `claimants`) and is told when they change.
 
 use super::Guarded;
+use super::routes::GeneratedFrom;
 use crate::checks::inventory::{self, Claim};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -21,7 +22,7 @@ struct Entry {
     secret: Option<String>,
     precedence: Precedence,
     /// Generated from a route (it carries the routes' managed-by label), not written by hand.
-    generated: bool,
+    generated: Option<GeneratedFrom>,
 }
 
 impl Entry {
@@ -44,7 +45,7 @@ impl Entry {
                 d.namespace().unwrap_or_default(),
                 d.name_any(),
             ),
-            generated: super::routes::is_generated(&d.metadata),
+            generated: super::routes::generated_from(&d.metadata),
         })
     }
 }
@@ -152,25 +153,27 @@ impl DeliveryIndex {
             .map(|(key, _)| Claimant {
                 namespace: namespace_of(key),
                 name: key.name.clone(),
-                generated: inner.entries.get(key).is_some_and(|e| e.generated),
+                generated: inner
+                    .entries
+                    .get(key)
+                    .is_some_and(|e| e.generated.is_some()),
             })
             .collect()
     }
 
-    /// Every generated delivery, with the hostname it claims.
-    pub fn generated(&self) -> Vec<(String, Claimant)> {
+    /// Every generated delivery, with the hostname it claims and what it was generated from.
+    pub fn generated(&self) -> Vec<(String, Claimant, GeneratedFrom)> {
         let inner = self.lock();
         inner
             .entries
             .iter()
-            .filter(|(_, e)| e.generated)
-            .map(|(key, e)| {
+            .filter_map(|(key, e)| {
                 let claimant = Claimant {
                     namespace: namespace_of(key),
                     name: key.name.clone(),
                     generated: true,
                 };
-                (e.hostname.clone(), claimant)
+                Some((e.hostname.clone(), claimant, e.generated?))
             })
             .collect()
     }
@@ -489,6 +492,13 @@ pub(crate) mod tests {
                 )]
                 .into(),
             );
+            d.metadata.annotations = Some(
+                [(
+                    crate::controller::routes::ROUTE_ANNOTATION.to_string(),
+                    "HTTPRoute/web".to_string(),
+                )]
+                .into(),
+            );
         }
         assert!(!index.is_listed());
         index.observe(&watcher::Event::Init);
@@ -526,7 +536,11 @@ pub(crate) mod tests {
         );
         assert_eq!(
             index.generated(),
-            [("www.shop.example".to_string(), claimants[1].clone())]
+            [(
+                "www.shop.example".to_string(),
+                claimants[1].clone(),
+                GeneratedFrom::Route(crate::controller::routes::RouteKind::HttpRoute)
+            )]
         );
 
         // The same object again changes no claim and tells nobody.

@@ -63,6 +63,8 @@ pub struct Context {
     pub limits: Bounds,
     /// The watchdog and readiness of the process.
     pub health: Arc<Health>,
+    /// Which namespaces' deliveries have all been listed (several watched namespaces).
+    pub deliveries_listed: Arc<scope::ScopeStatus>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
 }
@@ -89,6 +91,7 @@ impl Context {
             )),
             limits: Bounds::default(),
             health: Arc::new(Health::new(Bounds::default().stall_timeout)),
+            deliveries_listed: Arc::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -3,7 +3,7 @@
 
 use super::accounts::{Accounts, run_account_controllers};
 use super::routes;
-use super::scope::{WatchScope, check_selector, scoped_watch};
+use super::scope::{WatchScope, check_selector, new_generations, scoped_watch};
 use super::secrets::{FirstRead, SecretCache};
 use super::{Context, Guarded, error_policy, leader, reconcile};
 use crate::probe::{ProbeConfig, Prober};
@@ -14,7 +14,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use std::collections::HashSet;
 use std::future::Future;
@@ -334,13 +334,14 @@ fn watch_deliveries(
     recheck: futures::channel::mpsc::UnboundedSender<ObjectRef<Guarded>>,
 ) -> impl futures::Stream<Item = Result<Guarded, watcher::Error>> + Send + 'static {
     let health = ctx.health.clone();
-    scoped_watch(client, scope, store.clone(), |api| {
+    let listed = ctx.deliveries_listed.clone();
+    let events = scoped_watch(client, scope, (store.clone(), listed.clone()), |api| {
         watcher::watcher(api, watcher::Config::default().page_size(500))
             .backoff(WatchBackoff::default())
             .boxed()
     })
     // Ready tells the truth: not while the API server cannot be watched.
-    .inspect(move |event| health.set_watching(event.is_ok()))
+    .inspect(move |event| health.set_watching(listed.watching(event.is_ok())))
     .modify(|d: &mut Guarded| {
         d.managed_fields_mut().clear();
         d.annotations_mut().remove(LAST_APPLIED);
@@ -362,9 +363,8 @@ fn watch_deliveries(
             ctx.secrets.forget(&ns, &name);
         }
     })
-    .reflect(writer)
-    .applied_objects()
-    .predicate_filter(predicates::generation, Default::default())
+    .reflect(writer);
+    new_generations(events)
 }
 
 /// The Secrets of the scope, by metadata only: only kubernetes.io/tls ones (and with a
@@ -382,7 +382,8 @@ fn watch_secrets(
     if let Some(labels) = labels {
         config = config.labels(labels);
     }
-    scoped_watch(client, scope, store, move |api| {
+    let listed = ctx.secrets.scope_status();
+    scoped_watch(client, scope, (store, listed), move |api| {
         watcher::watcher(api, config.clone())
             .backoff(WatchBackoff::default())
             .boxed()
@@ -401,7 +402,7 @@ fn watch_secrets(
 
 /// What `kubectl apply` (client-side) copies of the whole object into an annotation: a second
 /// copy of the spec on a delivery, and of the private key on a Secret.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub(super) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Of a watched Secret, the cache keeps what finding and re-reading it needs: namespace, name
 /// and resourceVersion. Labels, annotations (which may hold a copy of the key, see

@@ -20,6 +20,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Debug;
+use std::sync::Arc;
 
 /// The namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +122,59 @@ pub async fn check_selector(client: &Client, scope: &WatchScope) -> Result<(), S
     }
 }
 
+/// What one scoped watch knows of its namespaces, for those who must not take a namespace not
+/// listed yet for an empty one, and for readiness.
+#[derive(Debug, Default)]
+pub struct ScopeStatus {
+    inner: std::sync::Mutex<StatusInner>,
+}
+
+#[derive(Debug, Default)]
+struct StatusInner {
+    /// Several watches are merged (otherwise the watch's own events tell everything).
+    merged: bool,
+    /// Namespaces in the scope whose objects have not all been listed yet.
+    unlisted: BTreeSet<String>,
+    /// Namespaces whose watch fails (no Role there, the Role removed); those listed once count
+    /// against readiness.
+    failing: BTreeSet<String>,
+    /// The namespace watch (of a selector) fails.
+    source_failing: bool,
+}
+
+impl ScopeStatus {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether every object of `namespace` has been listed (always, for a single watch: its
+    /// `InitDone` says so).
+    pub fn is_listed(&self, namespace: &str) -> bool {
+        !self.lock().unlisted.contains(namespace)
+    }
+
+    /// Whether every namespace of the scope has been listed.
+    pub fn all_listed(&self) -> bool {
+        self.lock().unlisted.is_empty()
+    }
+
+    /// Whether the scope can be watched, after an event that was `ok`: for merged watches,
+    /// no namespace listed once is failing (one never listed, e.g. without a Role yet, is
+    /// logged, not counted: the others are served).
+    pub fn watching(&self, ok: bool) -> bool {
+        let inner = self.lock();
+        if !inner.merged {
+            return ok;
+        }
+        let listed_failing = inner.failing.iter().any(|ns| !inner.unlisted.contains(ns));
+        !listed_failing && !inner.source_failing
+    }
+
+    fn update(&self, change: impl FnOnce(&mut StatusInner)) {
+        change(&mut self.lock());
+    }
+}
+
 /// A stream of watcher events, as `watcher()` gives them.
 pub type Events<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
 
@@ -130,7 +184,7 @@ pub type Events<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
 pub fn scoped_watch<K, W>(
     client: &Client,
     scope: &WatchScope,
-    store: Store<K>,
+    (store, status): (Store<K>, Arc<ScopeStatus>),
     watch: W,
 ) -> Events<K>
 where
@@ -157,13 +211,14 @@ where
             )
             .chain(futures::stream::pending());
             let client = client.clone();
-            merge(source.boxed(), store, move |ns| {
+            merge(source.boxed(), (store, status), move |ns| {
                 watch(Api::namespaced(client.clone(), ns))
             })
         }
         WatchScope::Selector(selector) => {
             let client = client.clone();
-            merge(namespaces_labelled(&client, selector), store, move |ns| {
+            let source = namespaces_labelled(&client, selector);
+            merge(source, (store, status), move |ns| {
                 watch(Api::namespaced(client.clone(), ns))
             })
         }
@@ -217,6 +272,7 @@ struct Merge<K: Resource<DynamicType = ()> + Clone + 'static> {
     streams: SelectAll<Tagged<K>>,
     make: MakeWatch<K>,
     store: Store<K>,
+    status: Arc<ScopeStatus>,
     namespaces: HashMap<String, Watched>,
     /// The namespace list while the source is (re)listing.
     source_relist: Option<BTreeSet<String>>,
@@ -234,16 +290,22 @@ struct Merge<K: Resource<DynamicType = ()> + Clone + 'static> {
 /// How long the first list of every namespace may take before the others are served anyway.
 pub const FIRST_LIST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn merge<K, F>(source: Events<String>, store: Store<K>, make: F) -> Events<K>
+fn merge<K, F>(
+    source: Events<String>,
+    (store, status): (Store<K>, Arc<ScopeStatus>),
+    make: F,
+) -> Events<K>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
     F: Fn(&str) -> Events<K> + Send + 'static,
 {
+    status.update(|s| s.merged = true);
     let state = Merge {
         source,
         streams: SelectAll::new(),
         make: Box::new(make),
         store,
+        status,
         namespaces: HashMap::new(),
         source_relist: None,
         source_listed: false,
@@ -292,7 +354,11 @@ where
 
     fn on_source(&mut self, change: Result<Event<String>, watcher::Error>) {
         match change {
-            Err(e) => self.out.push_back(Out::Event(Err(e))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the namespaces of the selector");
+                self.status.update(|s| s.source_failing = true);
+                self.out.push_back(Out::Event(Err(e)));
+            }
             Ok(Event::Init) => self.source_relist = Some(BTreeSet::new()),
             Ok(Event::InitApply(ns)) => {
                 if let Some(relist) = &mut self.source_relist {
@@ -313,7 +379,13 @@ where
                 for ns in listed {
                     self.start_watching(ns);
                 }
+                if !self.source_listed {
+                    // The namespaces are known only now: their first lists get the whole time.
+                    let at = tokio::time::Instant::now() + FIRST_LIST_DEADLINE;
+                    self.deadline.as_mut().reset(at);
+                }
                 self.source_listed = true;
+                self.status.update(|s| s.source_failing = false);
                 self.send_init_done_once_listed();
             }
             Ok(Event::Apply(ns)) => self.start_watching(ns),
@@ -329,6 +401,9 @@ where
             return;
         }
         tracing::info!(namespace = %ns, "watching namespace");
+        self.status.update(|s| {
+            s.unlisted.insert(ns.clone());
+        });
         let (events, stop) = futures::stream::abortable((self.make)(&ns));
         let tag = ns.clone();
         self.streams
@@ -347,6 +422,10 @@ where
             return;
         };
         tracing::info!(namespace = %ns, objects = watched.names.len(), "no longer watching namespace");
+        self.status.update(|s| {
+            s.unlisted.remove(ns);
+            s.failing.remove(ns);
+        });
         if let Some(stop) = watched.stop {
             stop.abort();
         }
@@ -365,12 +444,18 @@ where
 
     fn on_event(&mut self, ns: String, event: Result<Event<K>, watcher::Error>) {
         let synced = self.synced;
+        if !self.namespaces.contains_key(&ns) {
+            return;
+        }
+        let event = match event {
+            Err(e) => return self.on_error(ns, e),
+            Ok(event) => event,
+        };
+        if self.status.lock().failing.remove(&ns) {
+            tracing::info!(namespace = %ns, "watching namespace again");
+        }
         let Some(watched) = self.namespaces.get_mut(&ns) else {
             return;
-        };
-        let event = match event {
-            Err(e) => return self.out.push_back(Out::Event(Err(e))),
-            Ok(event) => event,
         };
         match event {
             Event::Init => watched.relist = Some(HashSet::new()),
@@ -401,12 +486,25 @@ where
                 let gone: Vec<String> = watched.names.difference(&listed).cloned().collect();
                 watched.names = listed;
                 watched.listed = true;
+                self.status.update(|s| {
+                    s.unlisted.remove(&ns);
+                });
                 for name in gone {
                     self.delete(ns.clone(), name);
                 }
                 self.send_init_done_once_listed();
             }
         }
+    }
+
+    /// A namespace's watch failed: logged once until it works again; counted against
+    /// readiness only once the namespace has been listed.
+    fn on_error(&mut self, ns: String, e: watcher::Error) {
+        let listed = self.namespaces.get(&ns).is_some_and(|w| w.listed);
+        if self.status.lock().failing.insert(ns.clone()) {
+            tracing::warn!(namespace = %ns, error = %e, listed, "cannot watch namespace; retrying");
+        }
+        self.out.push_back(Out::Event(Err(e)));
     }
 
     /// The first list of some namespace is late: serve the others (its objects will come as
@@ -442,6 +540,62 @@ where
             self.out.push_back(Out::Delete(ns, name));
         }
     }
+}
+
+/// The objects of `events` (read after the store) whose generation is new: what
+/// kube-runtime's `predicates::generation` filter passes, except that an object deleted (or
+/// whose namespace left the scope) is forgotten at once, so that it is reconciled again when
+/// it comes back, and one gone by a new list is forgotten at its `InitDone`.
+pub fn new_generations<K, S>(events: S) -> impl futures::Stream<Item = Result<K, watcher::Error>>
+where
+    K: Resource,
+    S: futures::Stream<Item = Result<Event<K>, watcher::Error>>,
+{
+    let mut seen: HashMap<(String, String), u64> = HashMap::new();
+    let mut relist: Option<HashSet<(String, String)>> = None;
+    events.filter_map(move |event| {
+        let passed = match event {
+            Err(e) => Some(Err(e)),
+            Ok(Event::Apply(obj) | Event::InitApply(obj)) => {
+                let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+                if let Some(listed) = &mut relist {
+                    listed.insert(key.clone());
+                }
+                let is_new = match obj.meta().generation {
+                    Some(generation) => {
+                        let id = generation_id(obj.meta().uid.as_deref(), generation);
+                        seen.insert(key, id) != Some(id)
+                    }
+                    None => true,
+                };
+                is_new.then_some(Ok(obj))
+            }
+            Ok(Event::Delete(obj)) => {
+                seen.remove(&(obj.namespace().unwrap_or_default(), obj.name_any()));
+                None
+            }
+            Ok(Event::Init) => {
+                relist = Some(HashSet::new());
+                None
+            }
+            Ok(Event::InitDone) => {
+                if let Some(listed) = relist.take() {
+                    seen.retain(|key, _| listed.contains(key));
+                }
+                None
+            }
+        };
+        std::future::ready(passed)
+    })
+}
+
+/// One number for an object's uid and generation (a new object of the same name is new).
+fn generation_id(uid: Option<&str>, generation: i64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut hasher);
+    generation.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! Secrets, where a GET each would be one per Secret); later changes are fetched one by one.
 
 use super::index::DeliveryIndex;
+use super::scope::ScopeStatus;
 use crate::checks::secret::SecretContent;
 use crate::checks::secret::TLS_TYPE;
 use k8s_openapi::api::core::v1::Secret;
@@ -14,14 +15,16 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 type SecretKey = (String, String);
 
 pub struct SecretCache {
     /// The metadata of every watched Secret (no data), and whether it has been listed once.
     meta: Option<Store<PartialObjectMeta<Secret>>>,
+    /// Which namespaces' Secrets the metadata watch has listed (several watched namespaces).
+    scope: Arc<ScopeStatus>,
     /// `--secret-label-selector`: only Secrets with these labels are watched and read.
     selector: Option<String>,
     listed: tokio::sync::watch::Sender<bool>,
@@ -71,6 +74,7 @@ impl SecretCache {
         SecretCache {
             meta: None,
             selector: None,
+            scope: Arc::default(),
             listed: tokio::sync::watch::Sender::new(false),
             parsed: Mutex::new(HashMap::new()),
             first_read_from: None,
@@ -85,6 +89,11 @@ impl SecretCache {
     /// does not exist.
     pub fn mark_listed(&self) {
         self.listed.send_replace(true);
+    }
+
+    /// What the metadata watch reports of its namespaces (for `scoped_watch`).
+    pub fn scope_status(&self) -> Arc<ScopeStatus> {
+        self.scope.clone()
     }
 
     /// The Secrets the operator reads, as (field selector, label selector): kubernetes.io/tls
@@ -207,7 +216,8 @@ impl SecretCache {
                     }
                     watched_version = version;
                 }
-                None if listed => {
+                // A namespace that just joined the scope may not be listed yet.
+                None if listed && self.scope.is_listed(namespace) => {
                     self.forget(namespace, name);
                     return self.absent();
                 }

@@ -5,7 +5,7 @@
 
 use super::audit::{Routes, Told};
 use super::source::{Route, RouteKey};
-use super::{ROUTES_FIELD_MANAGER, Teller};
+use super::{GeneratedFrom, ROUTES_FIELD_MANAGER, Teller};
 use crate::api::{HttpsDelivery, HttpsDeliverySpec};
 use crate::controller::Context;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -223,7 +223,7 @@ impl Generator {
     /// deliveries nothing wants any more, and returns the hostnames they cover.
     pub async fn pass(
         &mut self,
-        routes: &Routes,
+        (routes, listed): (&Routes, &super::Listed),
         ctx: &Context,
         (told, teller): (&mut Told, &Teller),
     ) -> HashSet<String> {
@@ -246,8 +246,11 @@ impl Generator {
                 pass.hostname(route, hostname, &template).await;
             }
         }
-        pass.delete_the_rest().await;
-        pass.covered
+        pass.delete_the_rest(listed).await;
+        // A delivery that went with its route (garbage-collected) is not remembered either.
+        let Pass { keep, covered, .. } = pass;
+        self.applied.retain(|id, _| keep.contains(id));
+        covered
     }
 }
 
@@ -377,18 +380,29 @@ impl Pass<'_> {
                 let note = format!(
                     "the API server refused HttpsDelivery {namespace}/{name} generated for hostname {hostname}: {error}"
                 );
-                let what = format!("{hostname}/{error}");
+                // Once per kind of refusal, not per wording (a timeout says the time).
+                let kind = match &error {
+                    kube::Error::Api(status) => format!("HTTP {}", status.code),
+                    _ => "unreachable".to_owned(),
+                };
+                let what = format!("{hostname}/{kind}");
                 self.tell_once(route, true, "DeliveryRejected", &what, note)
                     .await;
             }
         }
     }
 
-    /// Deletes every generated delivery that no annotated route wants any more.
-    async fn delete_the_rest(&mut self) {
-        for (hostname, generated) in self.ctx.index.generated() {
+    /// Deletes every generated delivery that no annotated route wants any more: only where
+    /// the routes of its kind are watched and listed (a route not seen yet, or of a kind not
+    /// watched, may well want it), and never one whose route annotation was changed.
+    async fn delete_the_rest(&mut self, listed: &super::Listed) {
+        for (hostname, generated, from) in self.ctx.index.generated() {
             let id = (generated.namespace, generated.name);
-            if self.keep.contains(&id) {
+            let known = match from {
+                GeneratedFrom::Route(kind) => listed.get(&kind).is_some_and(|l| l.is_listed(&id.0)),
+                GeneratedFrom::Unknown => false,
+            };
+            if self.keep.contains(&id) || !known {
                 continue;
             }
             self.applied.remove(&id);

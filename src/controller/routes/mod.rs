@@ -13,8 +13,8 @@ mod source;
 pub use generate::{TEMPLATE_KEY, generated_name};
 pub use source::{HttpRoute, Route, RouteKey, RouteKind, TEMPLATE_ANNOTATION};
 
-use super::run::WatchBackoff;
-use super::scope::{WatchScope, scoped_watch};
+use super::run::{LAST_APPLIED, WatchBackoff};
+use super::scope::{ScopeStatus, WatchScope, scoped_watch};
 use super::{Context, FIELD_MANAGER};
 use crate::api::text::{MAX_EVENT_NOTE, truncate};
 use audit::{Routes, Told};
@@ -29,7 +29,7 @@ use kube::core::NamespaceResourceScope;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,12 +52,34 @@ pub struct RoutesConfig {
     pub generate: bool,
 }
 
-/// Whether a delivery was generated from a route.
-pub fn is_generated(meta: &ObjectMeta) -> bool {
-    meta.labels
+/// What a generated delivery was generated from, by its route annotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeneratedFrom {
+    Route(RouteKind),
+    /// The annotation was changed or removed: never deleted by the generator.
+    Unknown,
+}
+
+/// What a delivery was generated from; None when it was written by hand.
+pub fn generated_from(meta: &ObjectMeta) -> Option<GeneratedFrom> {
+    let labelled = meta
+        .labels
         .as_ref()
         .and_then(|l| l.get(GENERATED_BY_LABEL))
-        .is_some_and(|v| v == ROUTES_FIELD_MANAGER)
+        .is_some_and(|v| v == ROUTES_FIELD_MANAGER);
+    if !labelled {
+        return None;
+    }
+    let route = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROUTE_ANNOTATION));
+    let kind = route.and_then(|r| r.split_once('/')).and_then(|(kind, _)| {
+        [RouteKind::Ingress, RouteKind::HttpRoute]
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+    });
+    Some(kind.map_or(GeneratedFrom::Unknown, GeneratedFrom::Route))
 }
 
 /// Stops the route source when dropped (the controller stopped, or this replica lost the lead).
@@ -115,9 +137,11 @@ async fn run(
             "route audit: HTTPRoute is not audited: the API server does not serve gateway.networking.k8s.io/v1 httproutes (Gateway API CRDs not installed; restart the operator after installing them); auditing Ingress only"
         );
     }
-    let ingresses = watch::<Ingress>(&client, &watched);
-    let http = http_routes.then(|| watch::<HttpRoute>(&client, &watched));
-    audit(ingresses, http, ctx, config, teller).await;
+    let mut listed = HashMap::new();
+    let ingresses = watch::<Ingress>(&client, &watched, &mut listed, RouteKind::Ingress);
+    let http = http_routes
+        .then(|| watch::<HttpRoute>(&client, &watched, &mut listed, RouteKind::HttpRoute));
+    audit(ingresses, http, ctx, (config, listed), teller).await;
 }
 
 /// Asks discovery whether gateway.networking.k8s.io/v1 has httproutes; asks again (backing
@@ -143,6 +167,8 @@ async fn http_routes_served(client: &Client) -> bool {
 fn watch<K>(
     client: &Client,
     scope: &WatchScope,
+    listed: &mut HashMap<RouteKind, Arc<ScopeStatus>>,
+    kind: RouteKind,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -155,12 +181,21 @@ where
 {
     // The merge of several namespaces reads deleted objects back from a store.
     let (store, writer) = reflector::store::<K>();
-    scoped_watch(client, scope, store, |api| {
+    let status: Arc<ScopeStatus> = Arc::default();
+    listed.insert(kind, status.clone());
+    scoped_watch(client, scope, (store, status), |api| {
         watcher::watcher(api, watcher::Config::default().page_size(500))
             .backoff(WatchBackoff::default())
             .boxed()
     })
-    .modify(|k: &mut K| k.meta_mut().managed_fields = None)
+    .modify(|k: &mut K| {
+        let meta = k.meta_mut();
+        meta.managed_fields = None;
+        // A second copy of the whole object, which the audit never reads.
+        if let Some(annotations) = &mut meta.annotations {
+            annotations.remove(LAST_APPLIED);
+        }
+    })
     .reflect(writer)
 }
 
@@ -178,7 +213,7 @@ pub async fn audit<I, H>(
     ingresses: I,
     http_routes: Option<H>,
     ctx: Arc<Context>,
-    config: RoutesConfig,
+    (config, listed): (RoutesConfig, Listed),
     teller: Teller,
 ) where
     I: Stream<Item = Result<watcher::Event<Ingress>, watcher::Error>> + Send + 'static,
@@ -220,6 +255,8 @@ pub async fn audit<I, H>(
         uncovered: BTreeSet::new(),
         generator: config.generate.then(generate::Generator::default),
         teller,
+        listed,
+        waiting: false,
     };
     // Whatever arrived together is one pass (a list of a thousand routes is not a thousand).
     let mut inputs = futures::stream::select_all(inputs).ready_chunks(1024);
@@ -235,7 +272,7 @@ pub async fn audit<I, H>(
             }
         }
         // Before both lists are complete every hostname would look uncovered.
-        if state.routes.is_listed() && ctx.index.is_listed() {
+        if state.routes.is_listed() && ctx.index.is_listed() && state.deliveries_listed(&ctx) {
             state.pass(&ctx).await;
         }
     }
@@ -249,16 +286,38 @@ struct State {
     uncovered: BTreeSet<(RouteKey, String)>,
     generator: Option<generate::Generator>,
     teller: Teller,
+    /// Which namespaces each kind of route has been listed in.
+    listed: Listed,
+    /// Waiting for a namespace's deliveries to be listed (said once).
+    waiting: bool,
 }
 
+/// Which namespaces each watched kind of route has been listed in.
+pub type Listed = HashMap<RouteKind, Arc<ScopeStatus>>;
+
 impl State {
+    /// Whether the deliveries of every watched namespace have been listed: until then a
+    /// hostname may look uncovered only because its delivery has not arrived.
+    fn deliveries_listed(&mut self, ctx: &Context) -> bool {
+        let listed = ctx.deliveries_listed.all_listed();
+        if !listed && !self.waiting {
+            tracing::info!(
+                "route audit: waiting until the deliveries of every watched namespace are listed"
+            );
+        }
+        self.waiting = !listed;
+        listed
+    }
+
     /// Generates what is asked for, then publishes the uncovered hostnames: a series each, and
     /// an Event the first time in the route's generation.
     async fn pass(&mut self, ctx: &Context) {
         let generated = match &mut self.generator {
             Some(generator) => {
                 let told = (&mut self.told, &self.teller);
-                generator.pass(&self.routes, ctx, told).await
+                generator
+                    .pass((&self.routes, &self.listed), ctx, told)
+                    .await
             }
             None => Default::default(),
         };

@@ -58,8 +58,9 @@ pub struct Route {
     pub generation: i64,
     /// Exact (non-wildcard) hostnames, lower-case, without a trailing dot, each once.
     pub hostnames: BTreeSet<String>,
-    /// Wildcard hostnames (`*.shop.example`): no HttpsDelivery can name one, so they are
-    /// neither reported nor generated (see the README, "Routes as a source").
+    /// Wildcard hostnames (`*.shop.example`) and single labels (`intranet`): no HttpsDelivery
+    /// can name one (the CRD wants a dotted name), so they are neither reported nor generated
+    /// (see the README, "Routes as a source").
     pub wildcards: BTreeSet<String>,
     /// The value of [`TEMPLATE_ANNOTATION`], when set and not empty.
     pub template: Option<String>,
@@ -73,7 +74,7 @@ impl Route {
             if host.is_empty() {
                 continue;
             }
-            if host.starts_with('*') {
+            if host.starts_with('*') || !host.contains('.') {
                 wildcards.insert(host);
             } else {
                 hostnames.insert(host);

@@ -3,7 +3,7 @@ use futures::channel::mpsc::{UnboundedSender, unbounded};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 type Sent = Result<Event<ConfigMap>, watcher::Error>;
@@ -13,6 +13,7 @@ struct Fixture {
     source: UnboundedSender<Result<Event<String>, watcher::Error>>,
     watches: Arc<Mutex<HashMap<String, UnboundedSender<Sent>>>>,
     store: Store<ConfigMap>,
+    status: Arc<ScopeStatus>,
     merged: BoxStream<'static, Result<Event<ConfigMap>, watcher::Error>>,
 }
 
@@ -28,17 +29,23 @@ fn fixture() -> Fixture {
     let watches: Arc<Mutex<HashMap<String, UnboundedSender<Sent>>>> = Arc::default();
     let (store, writer) = reflector::store::<ConfigMap>();
     let made = watches.clone();
-    let merged = merge(source_rx.boxed(), store.clone(), move |ns| {
-        let (tx, rx) = unbounded();
-        made.lock().unwrap().insert(ns.to_owned(), tx);
-        rx.boxed()
-    })
+    let status: Arc<ScopeStatus> = Arc::default();
+    let merged = merge(
+        source_rx.boxed(),
+        (store.clone(), status.clone()),
+        move |ns| {
+            let (tx, rx) = unbounded();
+            made.lock().unwrap().insert(ns.to_owned(), tx);
+            rx.boxed()
+        },
+    )
     .reflect(writer)
     .boxed();
     Fixture {
         source,
         watches,
         store,
+        status,
         merged,
     }
 }
@@ -54,6 +61,13 @@ impl Fixture {
         }
         self.source.unbounded_send(Ok(Event::InitDone)).unwrap();
         self.drain().await
+    }
+
+    fn fail(&self, ns: &str) {
+        let error = watcher::Error::NoResourceVersion;
+        self.watches.lock().unwrap()[ns]
+            .unbounded_send(Err(error))
+            .unwrap();
     }
 
     fn send(&self, ns: &str, event: Event<ConfigMap>) {
@@ -243,4 +257,96 @@ fn the_flags_make_a_scope_or_a_clear_error() {
     );
     assert!(!WatchScope::Namespaces(ns(&["a"])).cluster_wide());
     assert!(WatchScope::Selector("team=web".into()).cluster_wide());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_counts_from_when_the_namespaces_are_known() {
+    let mut f = fixture();
+    // The namespace watch takes longer than the deadline to answer.
+    tokio::time::advance(FIRST_LIST_DEADLINE * 2).await;
+    f.namespaces(&["a", "b"]).await;
+    f.list("a", &["a1"]);
+    assert_eq!(f.drain().await, ["InitApply a/a1"], "b still has its time");
+    assert!(!f.status.all_listed() && !f.status.is_listed("b") && f.status.is_listed("a"));
+    tokio::time::advance(FIRST_LIST_DEADLINE).await;
+    assert_eq!(f.drain().await, ["InitDone"]);
+    // Served without b, but b is still known as not listed (its Secrets, its routes).
+    assert!(!f.status.is_listed("b"));
+    f.list("b", &[]);
+    f.drain().await;
+    assert!(f.status.all_listed());
+}
+
+#[tokio::test]
+async fn readiness_counts_a_failing_namespace_only_once_it_was_listed() {
+    let mut f = fixture();
+    f.namespaces(&["a", "forbidden"]).await;
+    f.fail("forbidden");
+    f.list("a", &["a1"]);
+    f.drain().await;
+    assert!(
+        f.status.watching(false),
+        "never listed: logged, not held against readiness"
+    );
+    f.fail("a");
+    f.drain().await;
+    assert!(!f.status.watching(true), "a was listed and now fails");
+    f.send("a", Event::Apply(cm("a", "a2")));
+    f.drain().await;
+    assert!(f.status.watching(true), "a works again");
+}
+
+#[tokio::test]
+async fn a_namespace_that_joins_is_unlisted_until_its_list_is_done() {
+    let mut f = fixture();
+    f.namespaces(&["a"]).await;
+    f.list("a", &[]);
+    f.drain().await;
+    assert!(f.status.all_listed());
+    f.source
+        .unbounded_send(Ok(Event::Apply("b".into())))
+        .unwrap();
+    f.drain().await;
+    assert!(!f.status.is_listed("b"));
+    f.list("b", &["b1"]);
+    f.drain().await;
+    assert!(f.status.is_listed("b"));
+}
+
+#[tokio::test]
+async fn an_object_that_comes_back_is_passed_again_though_its_generation_is_the_same() {
+    let with_generation = |name: &str, generation: i64| {
+        let mut c = cm("a", name);
+        c.metadata.uid = Some(format!("uid-{name}"));
+        c.metadata.generation = Some(generation);
+        c
+    };
+    let events = futures::stream::iter(
+        [
+            Event::Init,
+            Event::InitApply(with_generation("x", 1)),
+            Event::InitApply(with_generation("y", 1)),
+            Event::InitDone,
+            // A status write: same generation, not passed.
+            Event::Apply(with_generation("x", 1)),
+            Event::Apply(with_generation("x", 2)),
+            // Its namespace leaves the scope and comes back: passed again.
+            Event::Delete(with_generation("x", 2)),
+            Event::Apply(with_generation("x", 2)),
+            // A new list without y forgets it: y coming back is passed.
+            Event::Init,
+            Event::InitApply(with_generation("x", 2)),
+            Event::InitDone,
+            Event::Apply(with_generation("y", 1)),
+        ]
+        .map(Ok),
+    );
+    let passed: Vec<String> = new_generations(events)
+        .map(|o| {
+            let o = o.unwrap();
+            format!("{}@{}", o.name_any(), o.metadata.generation.unwrap())
+        })
+        .collect()
+        .await;
+    assert_eq!(passed, ["x@1", "y@1", "x@2", "x@2", "y@1"]);
 }
