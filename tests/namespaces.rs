@@ -5,7 +5,7 @@
 use httpsdelivery_operator::api::HttpsDelivery;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use testkit::controlplane::{ControlPlane, shared};
@@ -49,19 +49,20 @@ async fn status_of(api: &Api<HttpsDelivery>) -> Option<String> {
     condition(&d, "Ready").map(|c| format!("{} {} {}", c.status, c.reason, c.message))
 }
 
-/// The operator, as ServiceAccount `namespace/name`, with `args`.
+/// The operator, as ServiceAccount `namespace/name`, with `args` (and the directory of its
+/// kubeconfig, to keep while it runs).
 fn operator_as(
     cp: &ControlPlane,
     world: &World,
-    dir: &Path,
     (namespace, name): (&str, &str),
     args: &[String],
-) -> Operator {
-    let kubeconfig = dir.join("operator.kubeconfig");
+) -> (Operator, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("operator.kubeconfig");
     cp.service_account_kubeconfig(namespace, name, &kubeconfig);
     let mut all = args.to_vec();
     all.extend(world.probe_args());
-    Operator::start(BIN, &kubeconfig, all)
+    (Operator::start(BIN, &kubeconfig, all), dir)
 }
 
 /// The control plane with the CRDs, a loopback world, and a namespace to install the chart in.
@@ -122,11 +123,9 @@ async fn two_listed_namespaces_are_reconciled_by_one_operator_and_a_third_is_ign
         create_www(api, ns).await;
         tokio::time::sleep(Duration::from_millis(1100)).await; // distinct creation times
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let op = operator_as(
+    let (op, _dir) = operator_as(
         cp,
         &world,
-        dir.path(),
         (&release, &sa),
         &[format!("--watch-namespace={a},{b}")],
     );
@@ -207,11 +206,9 @@ async fn a_namespace_that_gains_the_label_is_picked_up_and_one_that_loses_it_let
         .await
         .expect("create later/www");
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let op = operator_as(
+    let (op, _dir) = operator_as(
         cp,
         &world,
-        dir.path(),
         (&release, &sa),
         &[format!("--watch-namespace-selector=team={team}")],
     );

@@ -1485,7 +1485,7 @@ fn is_dns_subdomain(name: &str) -> bool {
 }
 
 /// A lower-case RFC 1123 label, as namespace names are.
-fn is_dns_label(name: &str) -> bool {
+pub(crate) fn is_dns_label(name: &str) -> bool {
     name.len() <= 63 && is_dns_label_text(name)
 }
 

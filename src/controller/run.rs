@@ -3,7 +3,7 @@
 
 use super::accounts::{Accounts, run_account_controllers};
 use super::routes;
-use super::scope::{WatchScope, check_selector, new_generations, scoped_watch};
+use super::scope::{Events, WatchScope, check_selector, new_generations, scoped_watch};
 use super::secrets::{FirstRead, SecretCache};
 use super::{Context, Guarded, error_policy, leader, reconcile};
 use crate::probe::{ProbeConfig, Prober};
@@ -335,16 +335,17 @@ fn watch_deliveries(
 ) -> impl futures::Stream<Item = Result<Guarded, watcher::Error>> + Send + 'static {
     let health = ctx.health.clone();
     let listed = ctx.deliveries_listed.clone();
-    let events = scoped_watch(client, scope, (store.clone(), listed.clone()), |api| {
-        watcher::watcher(api, watcher::Config::default().page_size(500))
-            .backoff(WatchBackoff::default())
-            .boxed()
-    })
+    let config = watcher::Config::default().page_size(500);
+    let events = scoped_watch(
+        client,
+        scope,
+        (store.clone(), listed.clone()),
+        watch_with(config),
+    )
     // Ready tells the truth: not while the API server cannot be watched.
     .inspect(move |event| health.set_watching(listed.watching(event.is_ok())))
     .modify(|d: &mut Guarded| {
-        d.managed_fields_mut().clear();
-        d.annotations_mut().remove(LAST_APPLIED);
+        drop_copies(kube::Resource::meta_mut(d));
         if let Ok(delivery) = &mut d.0
             && let Some(status) = &mut delivery.status
         {
@@ -383,26 +384,46 @@ fn watch_secrets(
         config = config.labels(labels);
     }
     let listed = ctx.secrets.scope_status();
-    scoped_watch(client, scope, (store, listed), move |api| {
-        watcher::watcher(api, config.clone())
-            .backoff(WatchBackoff::default())
-            .boxed()
-    })
-    .modify(|s: &mut PartialObjectMeta<Secret>| keep_name_and_version(&mut s.metadata))
-    .inspect_ok(move |event| match event {
-        watcher::Event::InitDone => ctx.secrets.mark_listed(),
-        watcher::Event::Delete(s) => ctx
-            .secrets
-            .forget(&s.namespace().unwrap_or_default(), &s.name_any()),
-        _ => {}
-    })
-    .reflect(writer)
-    .touched_objects()
+    scoped_watch(client, scope, (store, listed), watch_with(config))
+        .modify(|s: &mut PartialObjectMeta<Secret>| keep_name_and_version(&mut s.metadata))
+        .inspect_ok(move |event| match event {
+            watcher::Event::InitDone => ctx.secrets.mark_listed(),
+            watcher::Event::Delete(s) => ctx
+                .secrets
+                .forget(&s.namespace().unwrap_or_default(), &s.name_any()),
+            _ => {}
+        })
+        .reflect(writer)
+        .touched_objects()
 }
 
 /// What `kubectl apply` (client-side) copies of the whole object into an annotation: a second
 /// copy of the spec on a delivery, and of the private key on a Secret.
-pub(super) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The watch of one API (all namespaces, or one), retried with [`WatchBackoff`]: what
+/// `scoped_watch` makes for each namespace.
+pub(super) fn watch_with<K>(
+    config: watcher::Config,
+) -> impl Fn(Api<K>) -> Events<K> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    move |api| {
+        watcher::watcher(api, config.clone())
+            .backoff(WatchBackoff::default())
+            .boxed()
+    }
+}
+
+/// Drops what the operator never reads and would only hold twice: managedFields, and the
+/// copy of the whole object `kubectl apply` keeps in an annotation (`LAST_APPLIED`).
+pub(super) fn drop_copies(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove(LAST_APPLIED);
+    }
+}
 
 /// Of a watched Secret, the cache keeps what finding and re-reading it needs: namespace, name
 /// and resourceVersion. Labels, annotations (which may hold a copy of the key, see

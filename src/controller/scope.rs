@@ -44,7 +44,7 @@ impl WatchScope {
             .map(str::to_owned)
             .collect();
         for ns in &listed {
-            if !is_dns_label(ns) {
+            if !crate::cli::input::is_dns_label(ns) {
                 return Err(format!(
                     "--watch-namespace {ns:?}: not a namespace name (lower-case letters, digits \
                      and '-', at most 63 characters)"
@@ -86,16 +86,6 @@ impl std::fmt::Display for WatchScope {
             WatchScope::Selector(s) => write!(f, "namespaces labelled {s}"),
         }
     }
-}
-
-/// RFC 1123 label: what a namespace name must be.
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// Checks once, before anything is watched, that the API server accepts the namespace
@@ -249,16 +239,14 @@ type Tagged<K> = BoxStream<'static, (String, Result<Event<K>, watcher::Error>)>;
 /// Makes the watch of one namespace.
 type MakeWatch<K> = Box<dyn Fn(&str) -> Events<K> + Send>;
 
-/// What the merge knows of one watched namespace.
-#[derive(Default)]
+/// What the merge knows of one watched namespace (whether it has been listed once is in
+/// the `ScopeStatus`).
 struct Watched {
-    stop: Option<AbortHandle>,
+    stop: AbortHandle,
     /// The names of its objects passed on.
     names: HashSet<String>,
     /// The names listed since its watch (re)started, until the list is complete.
     relist: Option<HashSet<String>>,
-    /// Whether it has been listed once.
-    listed: bool,
 }
 
 /// A deletion passed on once the store has the object (it is read when the event is sent).
@@ -411,8 +399,9 @@ where
         self.namespaces.insert(
             ns,
             Watched {
-                stop: Some(stop),
-                ..Default::default()
+                stop,
+                names: HashSet::new(),
+                relist: None,
             },
         );
     }
@@ -426,9 +415,7 @@ where
             s.unlisted.remove(ns);
             s.failing.remove(ns);
         });
-        if let Some(stop) = watched.stop {
-            stop.abort();
-        }
+        watched.stop.abort();
         for name in watched.names {
             self.delete(ns.to_owned(), name);
         }
@@ -485,7 +472,6 @@ where
                 let listed = watched.relist.take().unwrap_or_default();
                 let gone: Vec<String> = watched.names.difference(&listed).cloned().collect();
                 watched.names = listed;
-                watched.listed = true;
                 self.status.update(|s| {
                     s.unlisted.remove(&ns);
                 });
@@ -500,7 +486,7 @@ where
     /// A namespace's watch failed: logged once until it works again; counted against
     /// readiness only once the namespace has been listed.
     fn on_error(&mut self, ns: String, e: watcher::Error) {
-        let listed = self.namespaces.get(&ns).is_some_and(|w| w.listed);
+        let listed = self.status.is_listed(&ns);
         if self.status.lock().failing.insert(ns.clone()) {
             tracing::warn!(namespace = %ns, error = %e, listed, "cannot watch namespace; retrying");
         }
@@ -510,12 +496,7 @@ where
     /// The first list of some namespace is late: serve the others (its objects will come as
     /// `Apply` events once it is listed).
     fn sync_without_unlisted(&mut self) {
-        let late: Vec<&str> = self
-            .namespaces
-            .iter()
-            .filter(|(_, w)| !w.listed)
-            .map(|(ns, _)| ns.as_str())
-            .collect();
+        let late: Vec<String> = self.status.lock().unlisted.iter().cloned().collect();
         tracing::warn!(
             namespaces = %late.join(","),
             deadline = ?FIRST_LIST_DEADLINE,
@@ -527,7 +508,7 @@ where
 
     /// The merged `InitDone`: once the namespaces are known and each has been listed.
     fn send_init_done_once_listed(&mut self) {
-        if self.synced || !self.source_listed || self.namespaces.values().any(|w| !w.listed) {
+        if self.synced || !self.source_listed || !self.status.all_listed() {
             return;
         }
         self.send_init_done();

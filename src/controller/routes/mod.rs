@@ -13,7 +13,7 @@ mod source;
 pub use generate::{TEMPLATE_KEY, generated_name};
 pub use source::{HttpRoute, Route, RouteKey, RouteKind, TEMPLATE_ANNOTATION};
 
-use super::run::{LAST_APPLIED, WatchBackoff};
+use super::run::{WatchBackoff, drop_copies, watch_with};
 use super::scope::{ScopeStatus, WatchScope, scoped_watch};
 use super::{Context, FIELD_MANAGER};
 use crate::api::text::{MAX_EVENT_NOTE, truncate};
@@ -183,20 +183,10 @@ where
     let (store, writer) = reflector::store::<K>();
     let status: Arc<ScopeStatus> = Arc::default();
     listed.insert(kind, status.clone());
-    scoped_watch(client, scope, (store, status), |api| {
-        watcher::watcher(api, watcher::Config::default().page_size(500))
-            .backoff(WatchBackoff::default())
-            .boxed()
-    })
-    .modify(|k: &mut K| {
-        let meta = k.meta_mut();
-        meta.managed_fields = None;
-        // A second copy of the whole object, which the audit never reads.
-        if let Some(annotations) = &mut meta.annotations {
-            annotations.remove(LAST_APPLIED);
-        }
-    })
-    .reflect(writer)
+    let config = watcher::Config::default().page_size(500);
+    scoped_watch(client, scope, (store, status), watch_with(config))
+        .modify(|k: &mut K| drop_copies(k.meta_mut()))
+        .reflect(writer)
 }
 
 /// What wakes the audit.
